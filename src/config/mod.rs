@@ -1,0 +1,183 @@
+//! The experiment config: one YAML file, parsed into a position-carrying tree
+//! ([`yaml`]), then validated into the typed [`Config`] ([`parse`]).
+//!
+//! The same path runs at start-up, on every hot reload and in `abproxy check`, so a file
+//! that `check` accepts is exactly a file the proxy accepts.
+
+mod parse;
+pub mod yaml;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use yaml::Pos;
+
+/// A validated config. Every cross-reference (fallback → variant, variant → upstream)
+/// has been checked; names are known to be valid metric labels and header tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// In file order.
+    pub upstreams: Vec<Upstream>,
+    /// Where a request goes when no routing experiment applies to it.
+    pub default_upstream: Option<String>,
+    pub host_header: HostPolicy,
+    pub cookie: CookieConfig,
+    pub timeouts: Timeouts,
+    pub pool: PoolConfig,
+    /// In file order: the first routing experiment that applies picks the upstream, and
+    /// `X-AB-Assignments` lists experiments in this order.
+    pub experiments: Vec<Experiment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    /// `http://host:port`, without a path.
+    pub origin: http::uri::Authority,
+}
+
+/// What `Host` header the upstream receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPolicy {
+    /// The client's `Host`, unchanged (the upstream sees the public name, as behind
+    /// Envoy); the upstream's own `host:port` when the client sent none (HTTP/1.0).
+    Client,
+    /// Always the upstream's `host:port` (as nginx's default `proxy_set_header Host
+    /// $proxy_host`), for upstreams that serve several virtual hosts.
+    Upstream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieConfig {
+    pub name: String,
+    pub max_age: Duration,
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect to an upstream; past it the request gets 504.
+    pub connect: Duration,
+    /// From sending the request to receiving the upstream's response head; past it 504.
+    pub upstream_response: Duration,
+    /// A client must send its whole request head within this (slow-loris defence).
+    pub header_read: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Idle keep-alive connections kept per upstream.
+    pub max_idle_per_host: usize,
+    /// An idle upstream connection is closed after this.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Experiment {
+    pub key: String,
+    pub title: String,
+    pub state: State,
+    /// In file order (the hash walks them sorted by name; see `assign`).
+    pub variants: Vec<Variant>,
+    pub fallback: String,
+    pub rollout_variant: Option<String>,
+    pub matcher: Match,
+}
+
+impl Experiment {
+    /// A routing experiment's variants name upstreams; a tag-only experiment's do not.
+    pub fn is_routing(&self) -> bool {
+        self.variants.iter().any(|v| v.upstream.is_some())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub name: String,
+    pub weight: u32,
+    pub upstream: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Inactive,
+    Active,
+    Rollout,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Inactive => "inactive",
+            State::Active => "active",
+            State::Rollout => "rollout",
+        }
+    }
+}
+
+/// Which requests an experiment applies to. Empty = every request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Match {
+    pub path_prefix: Option<String>,
+    /// Lower-case host name, compared with the request's host without its port.
+    pub host: Option<String>,
+}
+
+/// A config error, displayed as `PATH:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pos.line == 0 {
+            // Not about a place in the text (the file could not be read at all).
+            return write!(f, "{}: {}", self.path.display(), self.message);
+        }
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.pos.line,
+            self.pos.col,
+            self.message
+        )
+    }
+}
+
+impl Config {
+    /// Parse and validate config text; `path` only names the source in messages.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let at = |pos: Pos, message: String| ConfigError {
+            path: path.to_path_buf(),
+            pos,
+            message,
+        };
+        let tree = yaml::parse(text).map_err(|e| at(e.pos, e.message))?;
+        parse::config(&tree).map_err(|e| at(e.pos, e.message))
+    }
+
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<(Config, String), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            pos: Pos { line: 0, col: 0 },
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        let config = Config::from_str(&text, path)?;
+        Ok((config, text))
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}

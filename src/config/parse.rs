@@ -1,0 +1,647 @@
+//! Tree → [`Config`]: every key checked, every error placed at the key it is about and
+//! named by its dotted path (`experiments.moon_mars.fallback`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::yaml::{Key, Node, Pos, Value};
+use super::{
+    Config, CookieConfig, Experiment, HostPolicy, Match, PoolConfig, State, Timeouts, Upstream,
+    Variant,
+};
+use crate::names;
+
+pub(super) struct Error {
+    pub pos: Pos,
+    pub message: String,
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn error<T>(pos: Pos, path: &str, message: impl std::fmt::Display) -> Result<T> {
+    Err(Error {
+        pos,
+        message: format!("{path}: {message}"),
+    })
+}
+
+/// Defaults, also listed in the README's config reference.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+pub const DEFAULT_COOKIE_NAME: &str = "device_id";
+const DEFAULT_COOKIE_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
+const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(2),
+    upstream_response: Duration::from_secs(30),
+    header_read: Duration::from_secs(10),
+    shutdown_grace: Duration::from_secs(30),
+};
+const DEFAULT_POOL: PoolConfig = PoolConfig {
+    max_idle_per_host: 256,
+    idle_timeout: Duration::from_secs(90),
+};
+/// Keeps the total weight far from overflow and the label cardinality sane.
+const MAX_WEIGHT: u32 = 1_000_000;
+const MAX_VARIANTS: usize = 32;
+
+/// The entries of one mapping, with unknown keys already refused.
+struct Fields<'a> {
+    path: String,
+    entries: &'a [(Key, Node)],
+    /// Where to point "missing key" errors: the mapping's own key.
+    at: Pos,
+}
+
+impl<'a> Fields<'a> {
+    fn new(node: &'a Node, path: &str, at: Pos, allowed: &[&str]) -> Result<Fields<'a>> {
+        let entries = match &node.value {
+            Value::Map(entries) => entries.as_slice(),
+            Value::Null => &[],
+            _ => {
+                return error(
+                    at,
+                    path,
+                    format!("expected a mapping, found {}", node.kind()),
+                )
+            }
+        };
+        for (key, _) in entries {
+            if !allowed.contains(&key.name.as_str()) {
+                return error(
+                    key.pos,
+                    &join(path, &key.name),
+                    format!(
+                        "unknown key `{}` (expected one of: {})",
+                        key.name,
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+        Ok(Fields {
+            path: path.to_string(),
+            entries,
+            at,
+        })
+    }
+
+    fn get(&self, name: &str) -> Option<(&'a Key, &'a Node)> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(k, v)| (k, v))
+    }
+
+    fn required(&self, name: &str) -> Result<(&'a Key, &'a Node)> {
+        match self.get(name) {
+            Some(found) => Ok(found),
+            None => error(self.at, &self.path, format!("missing key `{name}`")),
+        }
+    }
+
+    fn child_path(&self, key: &Key) -> String {
+        join(&self.path, &key.name)
+    }
+
+    fn string(&self, name: &str) -> Result<Option<(Pos, String)>> {
+        self.get(name)
+            .map(|(key, node)| {
+                Ok((
+                    key.pos,
+                    scalar(key, node, &self.child_path(key))?.to_string(),
+                ))
+            })
+            .transpose()
+    }
+
+    fn duration(&self, name: &str, default: Duration) -> Result<Duration> {
+        match self.get(name) {
+            None => Ok(default),
+            Some((key, node)) => {
+                let path = self.child_path(key);
+                parse_duration(scalar(key, node, &path)?).or_else(|m| error(key.pos, &path, m))
+            }
+        }
+    }
+
+    fn socket_addr(&self, name: &str, default: &str) -> Result<SocketAddr> {
+        let Some((key, node)) = self.get(name) else {
+            return Ok(default.parse().expect("default listen address parses"));
+        };
+        let path = self.child_path(key);
+        let text = scalar(key, node, &path)?;
+        text.parse().or_else(|_| {
+            error(
+                key.pos,
+                &path,
+                format!("`{text}` is not an IP:port address (e.g. 127.0.0.1:8080 or [::1]:8080)"),
+            )
+        })
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn scalar<'n>(key: &Key, node: &'n Node, path: &str) -> Result<&'n str> {
+    match &node.value {
+        Value::Scalar(text) => Ok(text),
+        _ => error(
+            key.pos,
+            path,
+            format!("expected a value, found {}", node.kind()),
+        ),
+    }
+}
+
+/// `500ms`, `2s`, `5m`, `1h`, `365d`. A bare number is refused: its unit would be a guess.
+pub(crate) fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not a duration (write e.g. 500ms, 2s, 5m, 1h or 365d)")
+    })?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        "" => return Err(format!("`{text}` needs a unit (ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}` (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    millis
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+pub(super) fn config(root: &Node) -> Result<Config> {
+    let top = Fields::new(
+        root,
+        "",
+        root.pos,
+        &[
+            "listen",
+            "admin",
+            "upstreams",
+            "default_upstream",
+            "host_header",
+            "cookie",
+            "timeouts",
+            "pool",
+            "experiments",
+        ],
+    )?;
+    let listen = top.socket_addr("listen", DEFAULT_LISTEN)?;
+    let admin_listen = match top.get("admin") {
+        None => DEFAULT_ADMIN_LISTEN
+            .parse()
+            .expect("default admin address parses"),
+        Some((key, node)) => Fields::new(node, "admin", key.pos, &["listen"])?
+            .socket_addr("listen", DEFAULT_ADMIN_LISTEN)?,
+    };
+    let upstreams = upstreams(&top)?;
+    let default_upstream = match top.string("default_upstream")? {
+        None => None,
+        Some((pos, name)) => {
+            if !upstreams.iter().any(|u| u.name == name) {
+                return error(pos, "default_upstream", unknown_upstream(&name, &upstreams));
+            }
+            Some(name)
+        }
+    };
+    let host_header = match top.string("host_header")? {
+        None => HostPolicy::Client,
+        Some((_, v)) if v == "client" => HostPolicy::Client,
+        Some((_, v)) if v == "upstream" => HostPolicy::Upstream,
+        Some((pos, v)) => {
+            return error(
+                pos,
+                "host_header",
+                format!("`{v}` is not one of: client, upstream"),
+            )
+        }
+    };
+    let cookie = cookie(&top)?;
+    let timeouts = match top.get("timeouts") {
+        None => DEFAULT_TIMEOUTS,
+        Some((key, node)) => {
+            let t = Fields::new(
+                node,
+                "timeouts",
+                key.pos,
+                &[
+                    "connect",
+                    "upstream_response",
+                    "header_read",
+                    "shutdown_grace",
+                ],
+            )?;
+            Timeouts {
+                connect: t.duration("connect", DEFAULT_TIMEOUTS.connect)?,
+                upstream_response: t
+                    .duration("upstream_response", DEFAULT_TIMEOUTS.upstream_response)?,
+                header_read: t.duration("header_read", DEFAULT_TIMEOUTS.header_read)?,
+                shutdown_grace: t.duration("shutdown_grace", DEFAULT_TIMEOUTS.shutdown_grace)?,
+            }
+        }
+    };
+    let pool = match top.get("pool") {
+        None => DEFAULT_POOL,
+        Some((key, node)) => {
+            let p = Fields::new(
+                node,
+                "pool",
+                key.pos,
+                &["max_idle_per_host", "idle_timeout"],
+            )?;
+            let max_idle_per_host = match p.get("max_idle_per_host") {
+                None => DEFAULT_POOL.max_idle_per_host,
+                Some((key, node)) => {
+                    integer(key, node, "pool.max_idle_per_host", 0, 100_000)? as usize
+                }
+            };
+            PoolConfig {
+                max_idle_per_host,
+                idle_timeout: p.duration("idle_timeout", DEFAULT_POOL.idle_timeout)?,
+            }
+        }
+    };
+    let experiments = experiments(&top, &upstreams)?;
+    Ok(Config {
+        listen,
+        admin_listen,
+        upstreams,
+        default_upstream,
+        host_header,
+        cookie,
+        timeouts,
+        pool,
+        experiments,
+    })
+}
+
+fn unknown_upstream(name: &str, upstreams: &[Upstream]) -> String {
+    let known: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+    format!(
+        "unknown upstream `{name}` (defined upstreams: {})",
+        if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+fn integer(key: &Key, node: &Node, path: &str, min: u64, max: u64) -> Result<u64> {
+    let text = scalar(key, node, path)?;
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => error(
+            key.pos,
+            path,
+            format!("`{text}` is not a whole number from {min} to {max}"),
+        ),
+    }
+}
+
+fn upstreams(top: &Fields) -> Result<Vec<Upstream>> {
+    let Some((key, node)) = top.get("upstreams") else {
+        return Ok(Vec::new());
+    };
+    let entries = match &node.value {
+        Value::Map(entries) => entries.as_slice(),
+        Value::Null => &[],
+        _ => {
+            return error(
+                key.pos,
+                "upstreams",
+                format!("expected a mapping of name: URL, found {}", node.kind()),
+            )
+        }
+    };
+    let mut upstreams = Vec::with_capacity(entries.len());
+    for (key, node) in entries {
+        let path = format!("upstreams.{}", key.name);
+        if let Err(m) = names::check_name(&key.name, names::NameKind::Upstream) {
+            return error(key.pos, &path, m);
+        }
+        let url = scalar(key, node, &path)?;
+        let origin = parse_origin(url).or_else(|m| error(key.pos, &path, m))?;
+        upstreams.push(Upstream {
+            name: key.name.clone(),
+            origin,
+        });
+    }
+    Ok(upstreams)
+}
+
+/// `http://host:port` (port defaults to 80). Paths and query strings are refused rather
+/// than silently ignored: the proxy forwards the client's path unchanged.
+fn parse_origin(url: &str) -> std::result::Result<http::uri::Authority, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("`{url}` is not a URL like http://127.0.0.1:9001"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`{url}`: https upstreams are not supported yet; use http://"
+            ))
+        }
+        _ => return Err(format!("`{url}` must start with http://")),
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("`{url}` has no host"))?
+        .clone();
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "`{url}`: credentials in upstream URLs are not supported"
+        ));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "`{url}`: an upstream URL cannot have a path or query; requests keep their own path"
+        ));
+    }
+    Ok(authority)
+}
+
+fn cookie(top: &Fields) -> Result<CookieConfig> {
+    let default = CookieConfig {
+        name: DEFAULT_COOKIE_NAME.into(),
+        max_age: DEFAULT_COOKIE_MAX_AGE,
+        domain: None,
+    };
+    let Some((key, node)) = top.get("cookie") else {
+        return Ok(default);
+    };
+    let c = Fields::new(node, "cookie", key.pos, &["name", "max_age", "domain"])?;
+    let name = match c.string("name")? {
+        None => default.name,
+        Some((pos, name)) => {
+            // RFC 6265 §4.1.1: cookie-name is an RFC 2616 token; we keep to a safe subset.
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return error(
+                    pos,
+                    "cookie.name",
+                    format!("`{name}` must be 1–64 of A-Z a-z 0-9 _ -"),
+                );
+            }
+            name
+        }
+    };
+    let domain = match c.string("domain")? {
+        None => None,
+        Some((pos, domain)) => {
+            let ok = !domain.is_empty()
+                && domain.len() <= 253
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !ok {
+                return error(
+                    pos,
+                    "cookie.domain",
+                    format!("`{domain}` is not a host name"),
+                );
+            }
+            Some(domain.to_ascii_lowercase())
+        }
+    };
+    Ok(CookieConfig {
+        name,
+        max_age: c.duration("max_age", default.max_age)?,
+        domain,
+    })
+}
+
+fn experiments(top: &Fields, upstreams: &[Upstream]) -> Result<Vec<Experiment>> {
+    let Some((key, node)) = top.get("experiments") else {
+        return Ok(Vec::new());
+    };
+    let entries = match &node.value {
+        Value::Map(entries) => entries.as_slice(),
+        Value::Null => &[],
+        _ => {
+            return error(
+                key.pos,
+                "experiments",
+                format!(
+                    "expected a mapping of key: experiment, found {}",
+                    node.kind()
+                ),
+            )
+        }
+    };
+    entries
+        .iter()
+        .map(|(key, node)| experiment(key, node, upstreams))
+        .collect()
+}
+
+fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experiment> {
+    let path = format!("experiments.{}", key.name);
+    if let Err(m) = names::check_name(&key.name, names::NameKind::Experiment) {
+        return error(key.pos, &path, m);
+    }
+    let f = Fields::new(
+        node,
+        &path,
+        key.pos,
+        &[
+            "title",
+            "state",
+            "variants",
+            "fallback",
+            "rollout_variant",
+            "match",
+        ],
+    )?;
+    let title = f
+        .string("title")?
+        .map(|(_, t)| t)
+        .unwrap_or_else(|| key.name.clone());
+    let (state_key, state_node) = f.required("state")?;
+    let state = match scalar(state_key, state_node, &f.child_path(state_key))? {
+        "inactive" => State::Inactive,
+        "active" => State::Active,
+        "rollout" => State::Rollout,
+        other => {
+            return error(
+                state_key.pos,
+                &f.child_path(state_key),
+                format!("`{other}` is not a state (inactive, active or rollout)"),
+            )
+        }
+    };
+    let (variants_key, variants_node) = f.required("variants")?;
+    let variants = variants(
+        variants_key,
+        variants_node,
+        &f.child_path(variants_key),
+        upstreams,
+    )?;
+
+    let variant_named = |field: &str| -> Result<Option<String>> {
+        match f.string(field)? {
+            None => Ok(None),
+            Some((_, name)) if variants.iter().any(|v| v.name == name) => Ok(Some(name)),
+            Some((pos, name)) => {
+                let known: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+                error(
+                    pos,
+                    &join(&path, field),
+                    format!(
+                        "`{name}` is not a variant of {} (variants: {})",
+                        key.name,
+                        known.join(", ")
+                    ),
+                )
+            }
+        }
+    };
+    let Some(fallback) = variant_named("fallback")? else {
+        return error(
+            key.pos,
+            &path,
+            "missing key `fallback` (the variant served when the experiment is inactive)",
+        );
+    };
+    let rollout_variant = variant_named("rollout_variant")?;
+    if state == State::Rollout && rollout_variant.is_none() {
+        return error(
+            state_key.pos,
+            &f.child_path(state_key),
+            "state `rollout` needs `rollout_variant` (the variant everyone gets)",
+        );
+    }
+    let matcher = match f.get("match") {
+        None => Match::default(),
+        Some((mkey, mnode)) => {
+            let m = Fields::new(
+                mnode,
+                &f.child_path(mkey),
+                mkey.pos,
+                &["path_prefix", "host"],
+            )?;
+            let path_prefix = match m.string("path_prefix")? {
+                Some((pos, p)) if !p.starts_with('/') => {
+                    return error(
+                        pos,
+                        &join(&m.path, "path_prefix"),
+                        format!("`{p}` must start with /"),
+                    )
+                }
+                other => other.map(|(_, p)| p),
+            };
+            let host = match m.string("host")? {
+                Some((pos, h))
+                    if h.is_empty()
+                        || !h
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+                {
+                    return error(
+                        pos,
+                        &join(&m.path, "host"),
+                        format!("`{h}` is not a host name (no port, no scheme)"),
+                    )
+                }
+                other => other.map(|(_, h)| h.to_ascii_lowercase()),
+            };
+            Match { path_prefix, host }
+        }
+    };
+    Ok(Experiment {
+        key: key.name.clone(),
+        title,
+        state,
+        variants,
+        fallback,
+        rollout_variant,
+        matcher,
+    })
+}
+
+fn variants(key: &Key, node: &Node, path: &str, upstreams: &[Upstream]) -> Result<Vec<Variant>> {
+    let Value::Map(entries) = &node.value else {
+        return error(
+            key.pos,
+            path,
+            format!(
+                "expected a mapping of name: {{weight, upstream}}, found {}",
+                node.kind()
+            ),
+        );
+    };
+    if entries.is_empty() {
+        return error(key.pos, path, "an experiment needs at least one variant");
+    }
+    if entries.len() > MAX_VARIANTS {
+        return error(key.pos, path, format!("at most {MAX_VARIANTS} variants"));
+    }
+    let mut variants = Vec::with_capacity(entries.len());
+    for (vkey, vnode) in entries {
+        let vpath = join(path, &vkey.name);
+        if let Err(m) = names::check_name(&vkey.name, names::NameKind::Variant) {
+            return error(vkey.pos, &vpath, m);
+        }
+        let f = Fields::new(vnode, &vpath, vkey.pos, &["weight", "upstream"])?;
+        let (wkey, wnode) = f.required("weight")?;
+        let weight = integer(wkey, wnode, &f.child_path(wkey), 0, MAX_WEIGHT as u64)? as u32;
+        let upstream = match f.string("upstream")? {
+            None => None,
+            Some((pos, name)) if !upstreams.iter().any(|u| u.name == name) => {
+                return error(
+                    pos,
+                    &join(&vpath, "upstream"),
+                    unknown_upstream(&name, upstreams),
+                )
+            }
+            Some((_, name)) => Some(name),
+        };
+        variants.push((
+            vkey.pos,
+            Variant {
+                name: vkey.name.clone(),
+                weight,
+                upstream,
+            },
+        ));
+    }
+    if variants.iter().map(|(_, v)| v.weight as u64).sum::<u64>() == 0 {
+        return error(
+            key.pos,
+            path,
+            "the weights sum to 0; at least one variant needs a positive weight",
+        );
+    }
+    // A half-routing experiment would send some visitors nowhere.
+    let routing = variants.iter().any(|(_, v)| v.upstream.is_some());
+    if routing {
+        if let Some((pos, v)) = variants.iter().find(|(_, v)| v.upstream.is_none()) {
+            return error(
+                *pos,
+                &join(path, &v.name),
+                "missing `upstream`: in a routing experiment every variant names an upstream (or none does, for a tag-only experiment)",
+            );
+        }
+    }
+    Ok(variants.into_iter().map(|(_, v)| v).collect())
+}

@@ -1,0 +1,83 @@
+//! Why a proxied request failed, and the response the client gets for it.
+//!
+//! Every failure becomes a response here: an error that reached hyper would close the
+//! connection without one.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No routing experiment applied and no `default_upstream` is configured.
+    #[error("no upstream is configured for this request")]
+    NoRoute,
+    #[error("upstream {upstream} refused the connection or could not be reached")]
+    UpstreamConnect {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {upstream} did not answer within {}ms", timeout.as_millis())]
+    UpstreamTimeout { upstream: String, timeout: Duration },
+    #[error("upstream {upstream} failed before sending a response")]
+    UpstreamFailed {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+impl ProxyError {
+    /// Classify a client error: a connect timeout is a timeout (504), any other connect
+    /// failure is a bad gateway (502).
+    pub fn from_client(
+        upstream: &str,
+        err: hyper_util::client::legacy::Error,
+        connect_timeout: Duration,
+    ) -> ProxyError {
+        let upstream = upstream.to_string();
+        if err.is_connect() {
+            if caused_by_timeout(&err) {
+                return ProxyError::UpstreamTimeout {
+                    upstream,
+                    timeout: connect_timeout,
+                };
+            }
+            return ProxyError::UpstreamConnect {
+                upstream,
+                source: err,
+            };
+        }
+        ProxyError::UpstreamFailed {
+            upstream,
+            source: err,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamFailed { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+fn caused_by_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = err.source();
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        if e.to_string().contains("timed out") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}

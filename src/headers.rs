@@ -1,0 +1,165 @@
+//! Header rewriting between client and upstream: pure functions on `HeaderMap`.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue};
+
+pub static X_DEVICE_ID: HeaderName = HeaderName::from_static("x-device-id");
+pub static X_AB_ASSIGNMENTS: HeaderName = HeaderName::from_static("x-ab-assignments");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Remove hop-by-hop fields (RFC 9110 §7.6.1): `Connection` and every field it names,
+/// plus the fields that are hop-by-hop by definition. They describe one connection and
+/// must not be forwarded across the proxy, in either direction.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Append the peer to `X-Forwarded-For` (never replace: earlier proxies' entries stay,
+/// and the last entry is the one a downstream can trust). Several incoming fields are
+/// folded into one list, in order.
+pub fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
+    let mut list = String::new();
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(s) = v.to_str() {
+            let s = s.trim();
+            if !s.is_empty() {
+                list.push_str(s);
+                list.push_str(", ");
+            }
+        }
+    }
+    list.push_str(&peer.to_string());
+    // Visible ASCII from valid header values plus an IP: always a valid value.
+    let value = HeaderValue::try_from(list).expect("forwarded-for list is visible ASCII");
+    headers.insert(&X_FORWARDED_FOR, value);
+}
+
+/// `X-AB-Assignments: moon_mars=Mars, white_gold_btn=Gold` — an RFC 8941 dictionary:
+/// keys are experiment keys (lcalpha first, then lcalpha/digit/`_`/`-`), values are
+/// tokens (variant names start with a letter). `names` guarantees both.
+pub fn assignments_value<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Option<HeaderValue> {
+    let mut out = String::new();
+    for (experiment, variant) in pairs {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(experiment);
+        out.push('=');
+        out.push_str(variant);
+    }
+    (!out.is_empty()).then(|| HeaderValue::try_from(out).expect("validated names are header-safe"))
+}
+
+/// The host the client asked for, without port: from `Host`, or from an absolute-form
+/// request URI (RFC 9112 §3.2.2: then the URI's authority wins over `Host`).
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    let authority = match uri.authority() {
+        Some(a) => a.as_str(),
+        None => headers.get(header::HOST)?.to_str().ok()?,
+    };
+    Some(strip_port(authority))
+}
+
+fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        // IPv6 literal: [::1]:8080
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_fields_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop, close"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::TRAILER, HeaderValue::from_static("x"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-end-to-end", HeaderValue::from_static("kept"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-end-to-end"], "kept");
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, "127.0.0.1".parse().unwrap());
+        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
+        h.append(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("198.51.100.1, 10.0.0.1"),
+        );
+        append_forwarded_for(&mut h, "::1".parse().unwrap());
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(
+            h[&X_FORWARDED_FOR],
+            "203.0.113.7, 198.51.100.1, 10.0.0.1, ::1"
+        );
+    }
+
+    #[test]
+    fn assignments_dictionary() {
+        let v = assignments_value([("moon_mars", "Mars"), ("white_gold_btn", "Gold")].into_iter())
+            .unwrap();
+        assert_eq!(v, "moon_mars=Mars, white_gold_btn=Gold");
+        assert!(assignments_value(std::iter::empty()).is_none());
+    }
+
+    #[test]
+    fn host_without_port() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("Example.com:8080"));
+        let uri: http::Uri = "/x".parse().unwrap();
+        assert_eq!(request_host(&uri, &h), Some("Example.com"));
+        let abs: http::Uri = "http://[::1]:9/x".parse().unwrap();
+        assert_eq!(request_host(&abs, &h), Some("::1"));
+        assert_eq!(request_host(&uri, &HeaderMap::new()), None);
+    }
+}

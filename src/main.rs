@@ -1,0 +1,215 @@
+//! The `abproxy` command: argument parsing, logging and the runtime; the work is in the
+//! library.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use abproxy::app::App;
+use abproxy::config::Config;
+use abproxy::server::Listeners;
+
+const DEFAULT_CONFIG: &str = "config/abproxy.yaml";
+
+#[derive(Parser)]
+#[command(name = "abproxy", version, about = "A/B-testing reverse proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Runtime worker threads (default: one per CPU core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Validate a config file: exit 0 if valid, else print PATH:LINE:COL: message and exit 1.
+    Check {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Start a built-in backend for every upstream of the config, and the proxy in front.
+    Demo {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Run one built-in backend (a small landing page).
+    Backend {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config, threads } => {
+            runtime(threads).and_then(|rt| rt.block_on(serve(&config)))
+        }
+        Command::Demo { config } => runtime(None).and_then(|rt| rt.block_on(demo(&config))),
+        Command::Backend {
+            name,
+            listen,
+            threads,
+        } => runtime(threads).and_then(|rt| rt.block_on(backend(&name, listen))),
+    };
+    if let Err(err) = result {
+        eprintln!("abproxy: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        builder.worker_threads(n);
+    }
+    builder.build().context("cannot start the tokio runtime")
+}
+
+fn check(path: &Path) -> Result<()> {
+    match Config::load(path) {
+        Ok((config, _)) => {
+            println!(
+                "{}: ok ({} upstreams, {} experiments)",
+                path.display(),
+                config.upstreams.len(),
+                config.experiments.len()
+            );
+            Ok(())
+        }
+        Err(err) => {
+            println!("{err}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn serve(path: &Path) -> Result<()> {
+    let app = Arc::new(App::load(path).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let config = app.snapshot().config.clone();
+    let listeners = Listeners {
+        proxy: TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?,
+        admin: TcpListener::bind(config.admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?,
+    };
+    tracing::info!(
+        "proxy listening on http://{} (admin http://{}/metrics), config {}",
+        listeners.proxy.local_addr()?,
+        listeners.admin.local_addr()?,
+        path.display()
+    );
+    abproxy::serve(app, listeners, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn demo(path: &Path) -> Result<()> {
+    let (config, _) = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("abproxy demo");
+    let mut backends = Vec::new();
+    for upstream in &config.upstreams {
+        let name = backend_name(&config, &upstream.name);
+        let listener = TcpListener::bind(upstream.origin.as_str())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot start the demo backend {name} on {} (upstream {})",
+                    upstream.origin, upstream.name
+                )
+            })?;
+        println!("  backend {name:<8} http://{}", listener.local_addr()?);
+        backends.push(tokio::spawn(async move {
+            abproxy::backend::run(&name, listener, std::future::pending()).await
+        }));
+    }
+    println!("  proxy            http://{}/", config.listen);
+    println!("  admin            http://{}/metrics", config.admin_listen);
+    println!(
+        "  config           {} (edit and save: it reloads)",
+        path.display()
+    );
+    println!(
+        "  try              curl -si http://{}/ | grep -E 'x-backend|set-cookie'",
+        config.listen
+    );
+    let result = serve(path).await;
+    for b in backends {
+        b.abort();
+    }
+    result
+}
+
+/// The name a demo backend shows: the variant that routes to it, else the upstream's
+/// name with a capital first letter.
+fn backend_name(config: &Config, upstream: &str) -> String {
+    config
+        .experiments
+        .iter()
+        .flat_map(|e| &e.variants)
+        .find(|v| v.upstream.as_deref() == Some(upstream))
+        .map(|v| v.name.clone())
+        .unwrap_or_else(|| {
+            let mut chars = upstream.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+}
+
+async fn backend(name: &str, listen: SocketAddr) -> Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        "backend {name} listening on http://{}",
+        listener.local_addr()?
+    );
+    abproxy::backend::run(name, listener, shutdown_signal()).await;
+    Ok(())
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("cannot install the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

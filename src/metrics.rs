@@ -1,0 +1,230 @@
+//! Every metric abproxy exports, named in one place, in a registry the proxy owns (the
+//! prometheus crate's global registry is shared process-wide; tests run several proxies
+//! in one process).
+//!
+//! Labels only ever take values from the config (experiment, variant, upstream names,
+//! validated by `names`) or a fixed set (code classes, reload results): never a device
+//! id, a path or a header value. The request path uses handles resolved when a config
+//! snapshot is built, so counting is an atomic add with no label lookup.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::config::Config;
+
+pub const EXPOSURES: &str = "abproxy_exposures_total";
+pub const ASSIGNMENTS: &str = "abproxy_assignments_total";
+pub const UPSTREAM_RESPONSES: &str = "abproxy_upstream_responses_total";
+pub const UPSTREAM_DURATION: &str = "abproxy_upstream_duration_seconds";
+pub const VARIANT_WEIGHT: &str = "abproxy_variant_weight";
+pub const CONFIG_RELOADS: &str = "abproxy_config_reloads_total";
+pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "abproxy_config_last_reload_success_timestamp_seconds";
+
+/// The `code_class` label values, indexed by [`code_class_index`].
+pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+pub const CODE_CLASS_ERROR: usize = 5;
+
+/// Upstream latency buckets (seconds): sub-millisecond resolution for a loopback
+/// upstream, up to the default 30 s response timeout.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub exposures: IntCounterVec,
+    pub assignments: IntCounterVec,
+    pub upstream_responses: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub variant_weight: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let exposures = counter(
+            EXPOSURES,
+            "Requests served under an active experiment, by assigned variant.",
+            &["experiment", "variant"],
+        );
+        let assignments = counter(
+            ASSIGNMENTS,
+            "Devices newly assigned to a variant of an active experiment.",
+            &["experiment", "variant"],
+        );
+        let upstream_responses = counter(
+            UPSTREAM_RESPONSES,
+            "Upstream responses by status class; `error` when no response came (refused, reset, timeout).",
+            &["upstream", "code_class"],
+        );
+        let config_reloads = counter(
+            CONFIG_RELOADS,
+            "Config reload attempts by result.",
+            &["result"],
+        );
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                UPSTREAM_DURATION,
+                "Time from sending a request upstream to its response head.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["upstream"],
+        )
+        .expect("valid histogram definition");
+        registry
+            .register(Box::new(upstream_duration.clone()))
+            .expect("metric registered once");
+        let variant_weight = IntGaugeVec::new(
+            Opts::new(
+                VARIANT_WEIGHT,
+                "The weight of each variant in the config in force.",
+            ),
+            &["experiment", "variant"],
+        )
+        .expect("valid gauge definition");
+        registry
+            .register(Box::new(variant_weight.clone()))
+            .expect("metric registered once");
+        let config_last_reload_success = Gauge::new(
+            CONFIG_LAST_RELOAD_SUCCESS,
+            "Unix time of the last successful config load.",
+        )
+        .expect("valid gauge");
+        registry
+            .register(Box::new(config_last_reload_success.clone()))
+            .expect("metric registered once");
+        // Both results exist from the start, so a dashboard's rate() has a zero to start from.
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        Metrics {
+            registry,
+            exposures,
+            assignments,
+            upstream_responses,
+            upstream_duration,
+            variant_weight,
+            config_reloads,
+            config_last_reload_success,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding to a Vec cannot fail");
+        out
+    }
+
+    /// Publish the weights of `config`, and drop the series of experiments or variants
+    /// that are gone (set first, remove after, so a scrape never sees a gap).
+    pub fn publish_weights(&self, config: &Config, previous: Option<&Config>) {
+        for e in &config.experiments {
+            for v in &e.variants {
+                self.variant_weight
+                    .with_label_values(&[e.key.as_str(), v.name.as_str()])
+                    .set(v.weight as i64);
+            }
+        }
+        let Some(previous) = previous else { return };
+        for e in &previous.experiments {
+            for v in &e.variants {
+                let still_there = config
+                    .experiments
+                    .iter()
+                    .any(|n| n.key == e.key && n.variants.iter().any(|nv| nv.name == v.name));
+                if !still_there {
+                    let _ = self
+                        .variant_weight
+                        .remove_label_values(&[e.key.as_str(), v.name.as_str()]);
+                }
+            }
+        }
+    }
+
+    pub fn record_reload(&self, success: bool) {
+        self.config_reloads
+            .with_label_values(&[if success { "success" } else { "failure" }])
+            .inc();
+        if success {
+            self.mark_loaded();
+        }
+    }
+
+    /// Stamp the time of a successful load (start-up or reload).
+    pub fn mark_loaded(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.config_last_reload_success.set(now.as_secs_f64());
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Index into [`CODE_CLASSES`] for an HTTP status.
+pub fn code_class_index(status: http::StatusCode) -> usize {
+    match status.as_u16() {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+/// Pre-resolved counters of one upstream.
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    pub responses: [IntCounter; CODE_CLASSES.len()],
+    pub duration: prometheus::Histogram,
+}
+
+impl UpstreamMetrics {
+    pub fn new(metrics: &Metrics, upstream: &str) -> UpstreamMetrics {
+        UpstreamMetrics {
+            responses: CODE_CLASSES.map(|class| {
+                metrics
+                    .upstream_responses
+                    .with_label_values(&[upstream, class])
+            }),
+            duration: metrics.upstream_duration.with_label_values(&[upstream]),
+        }
+    }
+}
+
+/// Pre-resolved counters of one experiment's variants, in config order.
+#[derive(Clone)]
+pub struct VariantCounters {
+    pub exposures: IntCounter,
+    pub assignments: IntCounter,
+}
+
+impl VariantCounters {
+    pub fn new(metrics: &Metrics, experiment: &str, variant: &str) -> VariantCounters {
+        VariantCounters {
+            exposures: metrics.exposures.with_label_values(&[experiment, variant]),
+            assignments: metrics
+                .assignments
+                .with_label_values(&[experiment, variant]),
+        }
+    }
+}

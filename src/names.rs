@@ -1,0 +1,96 @@
+//! The name rules of `PRODUCT.md`. They are what makes a name safe to put in a metric
+//! label, an RFC 8941 dictionary key/token and a cookie without escaping.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// 1–64 of `a-z 0-9 _ -`, starting with a letter (an RFC 8941 dictionary key).
+    Experiment,
+    /// 1–64 of `A-Z a-z 0-9 _ -`, starting with a letter (an RFC 8941 token).
+    Variant,
+    /// Same alphabet as variants.
+    Upstream,
+}
+
+const MAX_LEN: usize = 64;
+
+pub fn check_name(name: &str, kind: NameKind) -> Result<(), String> {
+    let (what, lower_only) = match kind {
+        NameKind::Experiment => ("experiment key", true),
+        NameKind::Variant => ("variant name", false),
+        NameKind::Upstream => ("upstream name", false),
+    };
+    let bytes = name.as_bytes();
+    let first_ok = bytes.first().is_some_and(|b| {
+        if lower_only {
+            b.is_ascii_lowercase()
+        } else {
+            b.is_ascii_alphabetic()
+        }
+    });
+    let rest_ok = bytes.iter().all(|&b| {
+        (if lower_only {
+            b.is_ascii_lowercase()
+        } else {
+            b.is_ascii_alphabetic()
+        }) || b.is_ascii_digit()
+            || b == b'_'
+            || b == b'-'
+    });
+    if first_ok && rest_ok && bytes.len() <= MAX_LEN {
+        Ok(())
+    } else if lower_only {
+        Err(format!(
+            "`{name}` is not a valid {what}: use 1–64 of a-z 0-9 _ -, starting with a letter"
+        ))
+    } else {
+        Err(format!(
+            "`{name}` is not a valid {what}: use 1–64 of A-Z a-z 0-9 _ -, starting with a letter"
+        ))
+    }
+}
+
+/// A device id we accept from a cookie: 1–64 of `A-Z a-z 0-9 _ -`. Anything else
+/// (including what could smuggle CR/LF or `;` into a header) is replaced by a new id.
+pub fn is_valid_device_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_LEN
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn experiment_keys() {
+        assert!(check_name("moon_mars", NameKind::Experiment).is_ok());
+        assert!(check_name("a-1", NameKind::Experiment).is_ok());
+        assert!(check_name("Moon", NameKind::Experiment).is_err());
+        assert!(check_name("1abc", NameKind::Experiment).is_err());
+        assert!(check_name("", NameKind::Experiment).is_err());
+        assert!(check_name(&"a".repeat(64), NameKind::Experiment).is_ok());
+        assert!(check_name(&"a".repeat(65), NameKind::Experiment).is_err());
+        assert!(check_name("a.b", NameKind::Experiment).is_err());
+    }
+
+    #[test]
+    fn variant_names() {
+        assert!(check_name("Mars", NameKind::Variant).is_ok());
+        assert!(check_name("white-Gold_2", NameKind::Variant).is_ok());
+        assert!(check_name("_x", NameKind::Variant).is_err());
+        assert!(check_name("Ma rs", NameKind::Variant).is_err());
+    }
+
+    #[test]
+    fn device_ids() {
+        assert!(is_valid_device_id(b"0b9f8a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"));
+        assert!(is_valid_device_id(b"A"));
+        assert!(!is_valid_device_id(b""));
+        assert!(!is_valid_device_id(&[b'a'; 65]));
+        assert!(!is_valid_device_id(b"abc\r\nSet-Cookie: x"));
+        assert!(!is_valid_device_id(b"a;b"));
+        assert!(!is_valid_device_id("é".as_bytes()));
+    }
+}

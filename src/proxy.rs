@@ -1,0 +1,268 @@
+//! The proxy as a `tower::Service`: one request through its phases.
+//!
+//! ```text
+//! load snapshot → reserved /_ab/ paths → device id (read or mint)
+//!   → experiments that apply → assign each (count exposures/assignments)
+//!   → choose upstream (first routing experiment, else default_upstream)
+//!   → rewrite request headers → forward (streamed) → rewrite response → Set-Cookie
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::config::HostPolicy;
+use crate::device::Device;
+use crate::error::ProxyError;
+use crate::headers;
+use crate::metrics::CODE_CLASS_ERROR;
+use crate::snapshot::Snapshot;
+
+/// Responses stream the upstream's body, or carry a small body of our own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// The reserved prefix of `PRODUCT.md`: never forwarded.
+pub const RESERVED_PREFIX: &str = "/_ab/";
+
+/// One per client connection (it knows the peer address).
+#[derive(Clone)]
+pub struct ProxyService {
+    app: Arc<App>,
+    peer: SocketAddr,
+}
+
+impl ProxyService {
+    pub fn new(app: Arc<App>, peer: SocketAddr) -> ProxyService {
+        ProxyService { app, peer }
+    }
+}
+
+impl tower::Service<Request<Incoming>> for ProxyService {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let snapshot = self.app.snapshot();
+        let peer = self.peer;
+        Box::pin(async move { Ok(handle(&snapshot, peer, request).await) })
+    }
+}
+
+/// The upstream and header value the experiments chose for one request.
+struct Routing {
+    upstream: Option<usize>,
+    assignments: Option<HeaderValue>,
+}
+
+async fn handle(
+    snapshot: &Snapshot,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if request.uri().path().starts_with(RESERVED_PREFIX) {
+        return plain_response(
+            StatusCode::NOT_FOUND,
+            "abproxy: no such endpoint under /_ab/\n",
+        );
+    }
+    let device = Device::from_headers(request.headers(), &snapshot.config.cookie.name);
+    let routing = assign_experiments(snapshot, &device, request.uri(), request.headers());
+    let mut response = match routing.upstream.or(snapshot.default_upstream) {
+        Some(upstream) => forward(
+            snapshot,
+            upstream,
+            request,
+            peer,
+            &device,
+            routing.assignments,
+        )
+        .await
+        .unwrap_or_else(|err| error_response(&err)),
+        None => error_response(&ProxyError::NoRoute),
+    };
+    if device.is_new {
+        // Appended: the upstream's own Set-Cookie fields stay.
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            device.set_cookie(
+                &snapshot.config.cookie.name,
+                &snapshot.set_cookie_attributes,
+            ),
+        );
+    }
+    response
+}
+
+/// Assign the device in every experiment that applies, count what is counted, and pick
+/// the upstream of the first routing experiment.
+fn assign_experiments(
+    snapshot: &Snapshot,
+    device: &Device,
+    uri: &Uri,
+    request_headers: &http::HeaderMap,
+) -> Routing {
+    let host = headers::request_host(uri, request_headers);
+    let path = uri.path();
+    let mut upstream = None;
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(snapshot.experiments.len());
+    for experiment in &snapshot.experiments {
+        if !experiment.applies_to(host, path) {
+            continue;
+        }
+        let decision = experiment.decide(device.id.as_bytes());
+        let variant = &experiment.variants[decision.variant];
+        if decision.counted {
+            variant.counters.exposures.inc();
+            if device.is_new {
+                variant.counters.assignments.inc();
+            }
+        }
+        if upstream.is_none() {
+            upstream = variant.upstream;
+        }
+        pairs.push((&experiment.key, &variant.name));
+    }
+    Routing {
+        upstream,
+        assignments: headers::assignments_value(pairs.into_iter()),
+    }
+}
+
+async fn forward(
+    snapshot: &Snapshot,
+    upstream_index: usize,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    device: &Device,
+    assignments: Option<HeaderValue>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let upstream = &snapshot.upstreams[upstream_index];
+    let (mut parts, body) = request.into_parts();
+
+    // The name the client asked for: an absolute-form URI's authority wins over Host
+    // (RFC 9112 §3.2.2).
+    let client_host = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
+    let h = &mut parts.headers;
+    headers::remove_hop_by_hop(h);
+    // Never let a client speak for the proxy.
+    h.insert(
+        &headers::X_DEVICE_ID,
+        HeaderValue::from_str(&device.id).expect("validated device id"),
+    );
+    match assignments {
+        Some(value) => h.insert(&headers::X_AB_ASSIGNMENTS, value),
+        None => h.remove(&headers::X_AB_ASSIGNMENTS),
+    };
+    headers::append_forwarded_for(h, peer.ip());
+    h.insert(
+        &headers::X_FORWARDED_PROTO,
+        HeaderValue::from_static("http"),
+    );
+    let host = match (snapshot.host_policy(), client_host) {
+        (HostPolicy::Client, Some(client_host)) => {
+            h.insert(&headers::X_FORWARDED_HOST, client_host.clone());
+            client_host
+        }
+        (HostPolicy::Upstream, Some(client_host)) => {
+            h.insert(&headers::X_FORWARDED_HOST, client_host);
+            upstream.authority_header.clone()
+        }
+        (_, None) => {
+            h.remove(&headers::X_FORWARDED_HOST);
+            upstream.authority_header.clone()
+        }
+    };
+    h.insert(header::HOST, host);
+
+    // The pooled client needs an absolute URI; the path and query go through unchanged.
+    let mut uri_parts = http::uri::Parts::default();
+    uri_parts.scheme = Some(http::uri::Scheme::HTTP);
+    uri_parts.authority = Some(upstream.authority.clone());
+    uri_parts.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a valid URI");
+    parts.version = http::Version::HTTP_11;
+
+    let timeouts = snapshot.config.timeouts;
+    let started = Instant::now();
+    let sent = snapshot.client.request(Request::from_parts(parts, body));
+    let result = match tokio::time::timeout(timeouts.upstream_response, sent).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(err)) => Err(ProxyError::from_client(
+            &upstream.name,
+            err,
+            timeouts.connect,
+        )),
+        Err(_elapsed) => Err(ProxyError::UpstreamTimeout {
+            upstream: upstream.name.clone(),
+            timeout: timeouts.upstream_response,
+        }),
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            upstream.metrics.responses[CODE_CLASS_ERROR].inc();
+            tracing::debug!(error = %format_chain(&err), "upstream request failed");
+            return Err(err);
+        }
+    };
+    upstream
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    upstream.metrics.responses[crate::metrics::code_class_index(response.status())].inc();
+    headers::remove_hop_by_hop(response.headers_mut());
+    Ok(response.map(Either::Left))
+}
+
+fn format_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+    plain_response(err.status(), &format!("abproxy: {err}\n"))
+}
+
+/// A short plain-text response of our own.
+pub fn plain_response(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::copy_from_slice(
+        text.as_bytes(),
+    ))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

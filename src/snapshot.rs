@@ -1,0 +1,123 @@
+//! Everything derived from one config, built once and swapped whole.
+//!
+//! A request loads one `Arc<Snapshot>` and uses it to the end, so it can never see half
+//! of a reload (new weights with old upstreams, say). Building does all the work a
+//! request would otherwise repeat: variants sorted into weight tables, metric handles
+//! resolved, the `Set-Cookie` attributes formatted, the upstream client configured.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{Config, HostPolicy};
+use crate::experiment::ExperimentPlan;
+use crate::metrics::{Metrics, UpstreamMetrics};
+
+/// One pooled keep-alive client for all upstreams; cloning it shares the pool.
+pub type UpstreamClient = Client<HttpConnector, Incoming>;
+
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    /// In config order.
+    pub experiments: Vec<ExperimentPlan>,
+    /// In config order; experiments refer to them by index.
+    pub upstreams: Vec<UpstreamTarget>,
+    pub default_upstream: Option<usize>,
+    pub client: UpstreamClient,
+    /// `; Path=/; Max-Age=…; HttpOnly; SameSite=Lax[; Domain=…]`, appended to a new id.
+    pub set_cookie_attributes: String,
+}
+
+pub struct UpstreamTarget {
+    pub name: String,
+    /// `host:port`, the authority of the absolute URI the client pool needs.
+    pub authority: http::uri::Authority,
+    /// `host:port` as a header value, for `Host` when the policy (or a missing Host)
+    /// asks for the upstream's own name.
+    pub authority_header: HeaderValue,
+    pub metrics: UpstreamMetrics,
+}
+
+impl Snapshot {
+    /// `previous` lends its upstream client when the client settings did not change, so
+    /// a reload keeps the warm connection pool.
+    pub fn build(config: Config, metrics: &Metrics, previous: Option<&Snapshot>) -> Snapshot {
+        let upstreams: Vec<UpstreamTarget> = config
+            .upstreams
+            .iter()
+            .map(|u| UpstreamTarget {
+                name: u.name.clone(),
+                authority: u.origin.clone(),
+                authority_header: HeaderValue::from_str(u.origin.as_str())
+                    .expect("an authority is a valid header value"),
+                metrics: UpstreamMetrics::new(metrics, &u.name),
+            })
+            .collect();
+        let upstream_index = |name: &str| upstreams.iter().position(|u| u.name == name);
+        let experiments = config
+            .experiments
+            .iter()
+            .map(|e| ExperimentPlan::new(e, metrics, upstream_index))
+            .collect();
+        let default_upstream = config.default_upstream.as_deref().and_then(upstream_index);
+        let client = match previous {
+            Some(prev) if same_client_settings(&prev.config, &config) => prev.client.clone(),
+            _ => build_client(&config),
+        };
+        let set_cookie_attributes = set_cookie_attributes(&config);
+        Snapshot {
+            config: Arc::new(config),
+            experiments,
+            upstreams,
+            default_upstream,
+            client,
+            set_cookie_attributes,
+        }
+    }
+
+    pub fn host_policy(&self) -> HostPolicy {
+        self.config.host_header
+    }
+}
+
+fn same_client_settings(a: &Config, b: &Config) -> bool {
+    a.timeouts.connect == b.timeouts.connect && a.pool == b.pool
+}
+
+/// The client's settings, all written out: hyper's defaults are documented as unstable.
+fn build_client(config: &Config) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.timeouts.connect));
+    connector.enforce_http(true);
+    connector.set_keepalive(None);
+    Client::builder(TokioExecutor::new())
+        // Without a timer the idle timeout is silently ignored.
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(config.pool.idle_timeout)
+        .pool_max_idle_per_host(config.pool.max_idle_per_host)
+        // A request that never reached a pooled connection the upstream had just closed
+        // is retried once on a fresh one; nothing the upstream saw is ever replayed.
+        .retry_canceled_requests(true)
+        // We always set Host ourselves (see `HostPolicy`); the client must not guess.
+        .set_host(false)
+        .http1_title_case_headers(false)
+        .http1_preserve_header_case(false)
+        .build(connector)
+}
+
+/// Cookie attributes of `PRODUCT.md`, in its order.
+fn set_cookie_attributes(config: &Config) -> String {
+    let mut attrs = format!(
+        "; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+        config.cookie.max_age.as_secs()
+    );
+    if let Some(domain) = &config.cookie.domain {
+        attrs.push_str("; Domain=");
+        attrs.push_str(domain);
+    }
+    attrs
+}
