@@ -37,24 +37,3 @@ pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod snapshot;
-
-use std::future::Future;
-use std::sync::Arc;
-
-/// Run the proxy on bound listeners with hot reload (file watch and SIGHUP) until
-/// `shutdown` completes, then drain. This is `abproxy serve` minus argument parsing.
-pub async fn serve(
-    app: Arc<app::App>,
-    listeners: server::Listeners,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let _watcher = reload::watch_config(app.clone())
-        .with_context(|| format!("cannot watch {} for changes", app.config_path().display()))?;
-    #[cfg(unix)]
-    let sighup = reload::reload_on_sighup(app.clone()).context("cannot listen for SIGHUP")?;
-    server::run(app, listeners, shutdown).await;
-    #[cfg(unix)]
-    sighup.abort();
-    Ok(())
-}

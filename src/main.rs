@@ -122,13 +122,17 @@ async fn serve(path: &Path) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?,
     };
+    // Reload triggers first: a SIGHUP that arrives once we say we are listening must
+    // find its handler (the default action of SIGHUP ends the process).
+    let reloaders = abproxy::reload::Reloaders::start(app.clone())?;
     tracing::info!(
         "proxy listening on http://{} (admin http://{}/metrics), config {}",
         listeners.proxy.local_addr()?,
         listeners.admin.local_addr()?,
         path.display()
     );
-    abproxy::serve(app, listeners, shutdown_signal()).await?;
+    abproxy::server::run(app, listeners, shutdown_signal()).await;
+    drop(reloaders);
     tracing::info!("stopped");
     Ok(())
 }

@@ -43,6 +43,9 @@ pub fn watch_config(app: Arc<App>) -> notify::Result<ConfigWatcher> {
         let relevant = match &event {
             // An error may mean missed events (queue overflow): re-read to be sure.
             Err(_) => true,
+            // Reads (ours included: reloading opens the file) change nothing; reacting to
+            // them would re-read the file forever.
+            Ok(event) if event.kind.is_access() => false,
             Ok(event) => {
                 event.paths.is_empty() || event.paths.iter().any(|p| is_relevant(p, &names))
             }
@@ -67,6 +70,40 @@ pub fn watch_config(app: Arc<App>) -> notify::Result<ConfigWatcher> {
         _watcher: watcher,
         task,
     })
+}
+
+/// Both reload triggers, running until dropped.
+pub struct Reloaders {
+    _watcher: ConfigWatcher,
+    #[cfg(unix)]
+    sighup: tokio::task::JoinHandle<()>,
+}
+
+impl Reloaders {
+    /// Start watching the config file and listening for SIGHUP. The watch is in place
+    /// when this returns: a change made after it is never missed.
+    pub fn start(app: Arc<App>) -> std::io::Result<Reloaders> {
+        let watcher = watch_config(app.clone()).map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot watch {} for changes: {e}",
+                app.config_path().display()
+            ))
+        })?;
+        #[cfg(unix)]
+        let sighup = reload_on_sighup(app)?;
+        Ok(Reloaders {
+            _watcher: watcher,
+            #[cfg(unix)]
+            sighup,
+        })
+    }
+}
+
+impl Drop for Reloaders {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        self.sighup.abort();
+    }
 }
 
 /// Reload on every SIGHUP (an explicit trigger: applied even when the text is unchanged).

@@ -210,6 +210,14 @@ pub(super) fn config(root: &Node) -> Result<Config> {
             .socket_addr("listen", DEFAULT_ADMIN_LISTEN)?,
     };
     let upstreams = upstreams(&top)?;
+    if upstreams.is_empty() {
+        // Also what an empty or truncated file looks like: never apply one.
+        return error(
+            root.pos,
+            "upstreams",
+            "a config needs at least one upstream (name: http://host:port)",
+        );
+    }
     let default_upstream = match top.string("default_upstream")? {
         None => None,
         Some((pos, name)) => {

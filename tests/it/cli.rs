@@ -1,0 +1,248 @@
+//! The `abproxy` binary: `check`, signals, `demo`.
+
+use std::time::Duration;
+
+use crate::support::binary::{self, ProxyProcess};
+use crate::support::*;
+
+const VALID: &str = "listen: 127.0.0.1:8080
+admin:
+  listen: 127.0.0.1:8081
+upstreams:
+  moon: http://127.0.0.1:9001
+  mars: http://127.0.0.1:9002
+experiments:
+  moon_mars:
+    title: Moon/Mars
+    state: active
+    variants:
+      Moon: { weight: 50, upstream: moon }
+      Mars: { weight: 50, upstream: mars }
+    fallback: Moon
+";
+
+#[test]
+fn check_accepts_the_product_minimal_config_and_the_shipped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("minimal.yaml");
+    std::fs::write(&path, VALID).unwrap();
+    let (code, out) = binary::check(&path);
+    assert_eq!(code, 0, "{out}");
+    let shipped = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/abproxy.yaml"));
+    let (code, out) = binary::check(shipped);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Each broken config gets exit 1 and `PATH:LINE:COL: message` naming the key.
+#[test]
+fn check_reports_file_line_column_and_key() {
+    let cases: Vec<(String, &str)> = vec![
+        (VALID.replace("    fallback: Moon", "    fallback: Moon\n    colour: red"), "15:5: experiments.moon_mars.colour: unknown key `colour`"),
+        (VALID.replace("weight: 50, upstream: mars", "weight: 50, upstream: venus"), "13:27: experiments.moon_mars.variants.Mars.upstream: unknown upstream `venus` (defined upstreams: moon, mars)"),
+        (VALID.replace("weight: 50", "weight: 0"), "11:5: experiments.moon_mars.variants: the weights sum to 0"),
+        (VALID.replace("fallback: Moon", "fallback: Venus"), "14:5: experiments.moon_mars.fallback: `Venus` is not a variant of moon_mars (variants: Moon, Mars)"),
+        (VALID.replace("moon_mars:", "Moon/Mars:"), "8:3: experiments.Moon/Mars: `Moon/Mars` is not a valid experiment key"),
+        (VALID.replace("state: active", "state: paused"), "10:5: experiments.moon_mars.state: `paused` is not a state (inactive, active or rollout)"),
+        (VALID.replace("state: active", "state: rollout"), "10:5: experiments.moon_mars.state: state `rollout` needs `rollout_variant`"),
+        (VALID.replace("  mars: http://127.0.0.1:9002", "  moon: http://127.0.0.1:9002"), "6:3: duplicate key `moon` (first defined at line 5)"),
+        (VALID.replace("listen: 127.0.0.1:8080", "listen: localhost"), "1:1: listen: `localhost` is not an IP:port address"),
+        (VALID.replace("    title: Moon/Mars", "    title: [Moon"), "YAML syntax error"),
+        (VALID.replace("weight: 50, upstream: moon", "weight: lots, upstream: moon"), "12:15: experiments.moon_mars.variants.Moon.weight: `lots` is not a whole number from 0 to 1000000"),
+        (VALID.to_string() + "timeouts:\n  connect: 5\n", "16:3: timeouts.connect: `5` needs a unit"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let (code, out) = binary::check(&path);
+        assert_eq!(code, 1, "case {i} must fail: {out}");
+        let prefix = format!("{}:", path.display());
+        assert!(out.starts_with(&prefix), "case {i}: {out}");
+        assert!(
+            out[prefix.len()..].contains(expected),
+            "case {i}: expected {expected:?} in {out:?}"
+        );
+        assert_eq!(out.lines().count(), 1, "one error, one line: {out}");
+        let line_col = &out[prefix.len()..].split(": ").next().unwrap();
+        assert!(
+            line_col
+                .split(':')
+                .all(|n| n.parse::<u32>().is_ok_and(|n| n > 0)),
+            "LINE:COL in {out}"
+        );
+    }
+}
+
+fn write_config(
+    dir: &tempfile::TempDir,
+    upstream: &MockUpstream,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.path().join("abproxy.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  app: {}\ndefault_upstream: app\n{extra}",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// SIGTERM: requests in flight finish, the listener closes, the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let app = MockUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &app, "timeouts:\n  shutdown_grace: 10s\n");
+    let mut proxy = ProxyProcess::serve(&config);
+    let url = format!("http://{}/slow?ms=1500", proxy.addr);
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    eventually(
+        Duration::from_secs(5),
+        "the slow request reaches the upstream",
+        || async { app.count() == 1 },
+    )
+    .await;
+    proxy.signal(libc::SIGTERM);
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "the in-flight request completes");
+    assert_eq!(&body[..], b"app");
+    let exit = tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        tokio::net::TcpStream::connect(proxy.addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+/// SIGHUP re-applies the file even when unchanged; a broken file is logged as
+/// PATH:LINE:COL and the previous config keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_logs_refused_configs() {
+    let app = MockUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &app, "");
+    let proxy = ProxyProcess::serve(&config);
+    let metrics_url = format!("http://{}/metrics", proxy.admin);
+    let reloads = |result: &'static str| {
+        let url = metrics_url.clone();
+        async move {
+            let (_, _, body) = get(&url, &[]).await;
+            parse_metrics(&String::from_utf8_lossy(&body))
+                [&format!(r#"abproxy_config_reloads_total{{result="{result}"}}"#)]
+        }
+    };
+    proxy.signal(libc::SIGHUP);
+    eventually(Duration::from_secs(5), "SIGHUP reload counted", || async {
+        reloads("success").await == 1.0
+    })
+    .await;
+
+    // Break the file: the watcher (or a SIGHUP) refuses it and logs where.
+    std::fs::write(
+        &config,
+        "upstreams:\n  app: http://127.0.0.1:1\ndefault_upstream: nowhere\n",
+    )
+    .unwrap();
+    eventually(Duration::from_secs(5), "refused reload counted", || async {
+        reloads("failure").await >= 1.0
+    })
+    .await;
+    let log = proxy.drain_log().join("\n");
+    let expected = format!(
+        "{}:3:1: default_upstream: unknown upstream `nowhere`",
+        config.display()
+    );
+    assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
+    let (status, headers, _) = get(&format!("http://{}/", proxy.addr), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["x-upstream"], "app",
+        "the last good config still serves"
+    );
+}
+
+/// `abproxy demo` starts the backends of its config and the proxy; the pages are Moon
+/// and Mars landing pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_moon_and_mars_pages() {
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (p, a, m1, m2) = (free_port(), free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("demo.yaml");
+    std::fs::write(
+        &config,
+        VALID
+            .replace("8080", &p.to_string())
+            .replace("8081", &a.to_string())
+            .replace("9001", &m1.to_string())
+            .replace("9002", &m2.to_string()),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(binary::BIN)
+        .args(["demo", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let proxy_url = format!("http://127.0.0.1:{p}/");
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    eventually(
+        Duration::from_secs(15),
+        "both pages served through the proxy",
+        || async {
+            let Ok(response) = client().request(request(&proxy_url, &[])).await else {
+                return false;
+            };
+            let backend = response.headers()["x-backend"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let page = String::from_utf8_lossy(&body);
+            assert!(
+                page.contains(&format!("<h1 id=\"title\">{backend}</h1>")),
+                "{page}"
+            );
+            assert!(page.contains("Reserve your spot"));
+            assert!(
+                !page.contains("http://") && !page.contains("https://"),
+                "no external resources"
+            );
+            let mut seen = seen.lock().unwrap();
+            seen.insert(backend);
+            seen.len() == 2
+        },
+    )
+    .await;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(
+        out.contains(&format!("proxy            http://127.0.0.1:{p}/")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("admin            http://127.0.0.1:{a}/metrics")),
+        "{out}"
+    );
+    assert!(
+        out.contains("backend Moon") && out.contains("backend Mars"),
+        "{out}"
+    );
+}

@@ -1,0 +1,432 @@
+//! What the upstream receives and what the client gets back: a transparency checklist.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+
+use crate::support::*;
+
+fn single_upstream_config(app: &MockUpstream, extra: &str) -> String {
+    format!(
+        "upstreams:\n  app: {}\ndefault_upstream: app\n{extra}experiments:\n  moon_mars:\n    state: active\n    variants:\n      Moon: {{ weight: 1 }}\n      Mars: {{ weight: 1 }}\n    fallback: Moon\n",
+        app.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_headers_added_replaced_and_stripped() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(&app, "")).await;
+    let (status, headers, body) = raw_http(
+        proxy.addr,
+        "GET /path/x?q=1&r=%20 HTTP/1.1\r\n\
+         Host: shop.example:8443\r\n\
+         Cookie: theme=dark\r\n\
+         Cookie: device_id=dev-42\r\n\
+         Connection: close, X-Hop-Named\r\n\
+         X-Hop-Named: 1\r\n\
+         Keep-Alive: timeout=5\r\n\
+         Proxy-Connection: keep-alive\r\n\
+         TE: trailers\r\n\
+         X-Device-Id: spoofed\r\n\
+         X-AB-Assignments: moon_mars=Spoofed\r\n\
+         X-Forwarded-For: 203.0.113.9\r\n\
+         X-Forwarded-Proto: https\r\n\
+         X-End-To-End: kept\r\n\
+         \r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seen = &app.requests()[0];
+    let h = &seen.headers;
+    assert_eq!(seen.uri.path(), "/path/x");
+    assert_eq!(
+        seen.uri.query(),
+        Some("q=1&r=%20"),
+        "path and query pass unchanged"
+    );
+    for hop in [
+        "x-hop-named",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "transfer-encoding",
+    ] {
+        assert!(
+            !h.contains_key(hop),
+            "{hop} must not reach the upstream: {h:?}"
+        );
+    }
+    assert_eq!(
+        h["x-device-id"], "dev-42",
+        "id from the second Cookie field"
+    );
+    let expected_variant = if abproxy::assign::WeightTable::new([("Moon", 1), ("Mars", 1)])
+        .unwrap()
+        .assign(b"dev-42", "moon_mars")
+        == 0
+    {
+        "Moon"
+    } else {
+        "Mars"
+    };
+    assert_eq!(
+        h["x-ab-assignments"],
+        format!("moon_mars={expected_variant}").as_str()
+    );
+    assert_eq!(
+        h.get_all("x-ab-assignments").iter().count(),
+        1,
+        "the client's value is replaced"
+    );
+    assert_eq!(
+        h["x-forwarded-for"], "203.0.113.9, 127.0.0.1",
+        "appended, not replaced"
+    );
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "shop.example:8443");
+    assert_eq!(
+        h["host"], "shop.example:8443",
+        "Host policy `client`: the client's Host"
+    );
+    assert_eq!(h["x-end-to-end"], "kept");
+    assert_eq!(
+        h.get_all("cookie").iter().count(),
+        2,
+        "cookies pass unchanged"
+    );
+
+    // The upstream's hop-by-hop response fields do not reach the client.
+    assert!(
+        header_values(&headers, "x-upstream-hop").is_empty(),
+        "{headers:?}"
+    );
+    assert!(
+        header_values(&headers, "keep-alive").is_empty(),
+        "{headers:?}"
+    );
+    assert_eq!(header_values(&headers, "x-upstream"), ["app"]);
+    assert!(
+        header_values(&headers, "set-cookie").is_empty(),
+        "a returning device gets no new cookie"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_policy_upstream_sends_the_upstream_authority() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(&app, "host_header: upstream\n")).await;
+    raw_http(
+        proxy.addr,
+        "GET / HTTP/1.1\r\nHost: public.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let h = &app.requests()[0].headers;
+    assert_eq!(h["host"], app.addr.to_string().as_str());
+    assert_eq!(h["x-forwarded-host"], "public.example");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_without_host_and_absolute_form_uris() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(&app, "")).await;
+
+    let (status, _, body) = raw_http(proxy.addr, "GET /old HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 200, "{body}");
+    let seen = &app.requests()[0];
+    assert_eq!(
+        seen.version,
+        http::Version::HTTP_11,
+        "upstream requests are HTTP/1.1"
+    );
+    assert_eq!(
+        seen.headers["host"],
+        app.addr.to_string().as_str(),
+        "no client Host: the upstream's authority"
+    );
+    assert!(!seen.headers.contains_key("x-forwarded-host"));
+
+    let (status, _, _) = raw_http(
+        proxy.addr,
+        "GET http://absolute.example/abs?x=1 HTTP/1.1\r\nHost: absolute.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = &app.requests()[1];
+    assert_eq!(seen.uri.path(), "/abs");
+    assert_eq!(seen.uri.query(), Some("x=1"));
+    assert_eq!(
+        seen.headers["host"], "absolute.example",
+        "the absolute URI's authority is the Host"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_set_cookie_is_kept_and_ours_appended() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(&app, "")).await;
+    let (status, headers, _) = raw_http(
+        proxy.addr,
+        "GET /set-cookie HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let cookies = header_values(&headers, "set-cookie");
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    assert_eq!(cookies[0], "session=s1; Path=/");
+    assert_eq!(cookies[1], "theme=dark; Path=/");
+    let ours = cookies[2];
+    let id = ours
+        .strip_prefix("device_id=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "a UUIDv4: {ours}");
+    assert_eq!(
+        ours,
+        format!("device_id={id}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax")
+    );
+    assert_eq!(
+        app.requests()[0].headers["x-device-id"],
+        id,
+        "the upstream sees the new id at once"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_cookie_is_replaced_and_cookie_settings_apply() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(
+        &app,
+        "cookie:\n  name: vid\n  max_age: 1d\n  domain: Example.COM\n",
+    ))
+    .await;
+    let (_, headers, _) = raw_http(
+        proxy.addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nCookie: vid=bad%0D%0Avalue; device_id=ignored\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let cookie = header_values(&headers, "set-cookie")[0].to_string();
+    let id = cookie
+        .strip_prefix("vid=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok());
+    assert_eq!(
+        cookie,
+        format!("vid={id}; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax; Domain=example.com")
+    );
+    proxy.stop().await;
+}
+
+/// Bodies stream both ways: the client gets the upstream's first chunk while the
+/// upstream is still waiting to send the second, and the upstream answers after the
+/// client's first chunk while the client still holds the rest. A proxy that buffered
+/// whole bodies would deadlock here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways() {
+    // An upstream whose answer echoes the first request chunk at once, then streams the
+    // rest of the request body back as it arrives.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let service =
+            hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+                tokio::spawn(async move {
+                    let mut body = req.into_body();
+                    while let Some(Ok(frame)) = body.frame().await {
+                        if let Ok(data) = frame.into_data() {
+                            if tx.send(data).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+                Ok::<_, hyper::Error>(http::Response::new(ChannelBody(rx)))
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    });
+    let proxy = TestProxy::start(&format!(
+        "upstreams:\n  app: http://{upstream}\ndefault_upstream: app\n"
+    ))
+    .await;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<ChannelBody>();
+    let request = http::Request::post(proxy.url("/stream"))
+        .body(ChannelBody(rx))
+        .unwrap();
+    tx.send(Bytes::from_static(b"first chunk")).await.unwrap();
+    let within = Duration::from_secs(10);
+    let response = tokio::time::timeout(within, client.request(request))
+        .await
+        .expect("response head while the request body is open")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(within, body.frame())
+        .await
+        .expect("first chunk streamed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first chunk");
+    tx.send(Bytes::from_static(b"second chunk")).await.unwrap();
+    let second = tokio::time::timeout(within, body.frame())
+        .await
+        .expect("second chunk streamed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.into_data().unwrap(), "second chunk");
+    drop(tx);
+    let rest = tokio::time::timeout(within, body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    assert!(rest.is_empty());
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_arrive_intact() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(&app, "")).await;
+    let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let request = http::Request::post(proxy.url("/echo"))
+        .body(http_body_util::Full::new(Bytes::from(payload.clone())))
+        .unwrap();
+    let (status, _, body) = send(&client(), request).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), payload.len());
+    assert!(body == payload, "echoed body differs");
+    let seen = &app.requests()[0];
+    assert_eq!(seen.method, http::Method::POST);
+    assert!(seen.body == payload, "the upstream received the body intact");
+    proxy.stop().await;
+}
+
+/// A variant whose upstream is down gets 502 with a short reason; the other variant
+/// keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_the_other_variant_keeps_serving() {
+    let moon = MockUpstream::start("moon").await;
+    let mars = MockUpstream::start("mars").await;
+    let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
+    mars.stop();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let client = client();
+    let (mut ok, mut bad) = (0, 0);
+    for i in 0..60 {
+        let cookie = format!("device_id=down-{i}");
+        let (status, headers, body) =
+            send(&client, request(&proxy.url("/"), &[("cookie", &cookie)])).await;
+        match status.as_u16() {
+            200 => {
+                assert_eq!(headers["x-upstream"], "moon");
+                ok += 1;
+            }
+            502 => {
+                assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+                let text = String::from_utf8_lossy(&body);
+                assert!(text.starts_with("abproxy: upstream mars"), "{text}");
+                assert!(text.len() < 200);
+                bad += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(ok > 10 && bad > 10, "ok {ok}, 502 {bad}");
+    let m = proxy.metrics().await;
+    assert_eq!(
+        m[r#"abproxy_upstream_responses_total{code_class="error",upstream="mars"}"#],
+        bad as f64
+    );
+    assert_eq!(
+        m[r#"abproxy_upstream_responses_total{code_class="2xx",upstream="moon"}"#],
+        ok as f64
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_is_504_and_others_go_on() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(
+        &app,
+        "timeouts:\n  upstream_response: 300ms\n",
+    ))
+    .await;
+    let slow_url = proxy.url("/slow?ms=3000");
+    let slow = tokio::spawn(async move { get(&slow_url, &[]).await });
+    let (status, _, _) = get(&proxy.url("/fast"), &[]).await;
+    assert_eq!(status, 200, "a fast request is not held up by a slow one");
+    let (status, headers, body) = slow.await.unwrap();
+    assert_eq!(status, 504);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "abproxy: upstream app did not answer within 300ms\n"
+    );
+    assert!(
+        set_device_id(&headers).is_some(),
+        "a new device gets its cookie even on an error"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_prefix_is_never_forwarded_and_unrouted_requests_are_404() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(&app, "")).await;
+    let (status, _, body) = get(&proxy.url("/_ab/unknown"), &[]).await;
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).starts_with("abproxy:"));
+    assert_eq!(app.count(), 0);
+    proxy.stop().await;
+
+    // No default upstream and only a path-matched routing experiment.
+    let proxy = TestProxy::start(&format!(
+        "upstreams:\n  app: {}\nexperiments:\n  shop:\n    state: active\n    match: {{ path_prefix: /shop }}\n    variants:\n      A: {{ weight: 1, upstream: app }}\n    fallback: A\n",
+        app.url()
+    ))
+    .await;
+    assert_eq!(get(&proxy.url("/shop/x"), &[]).await.0, 200);
+    let (status, _, body) = get(&proxy.url("/elsewhere"), &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "abproxy: no upstream is configured for this request\n"
+    );
+    proxy.stop().await;
+}
+
+/// The pool is shared: many sequential requests reuse a handful of upstream connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&single_upstream_config(&app, "")).await;
+    let client = client();
+    for _ in 0..200 {
+        assert_eq!(send(&client, request(&proxy.url("/"), &[])).await.0, 200);
+    }
+    let connections = app.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        connections <= 2,
+        "200 sequential requests opened {connections} upstream connections"
+    );
+    proxy.stop().await;
+}

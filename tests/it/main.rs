@@ -1,0 +1,16 @@
+//! abproxy's integration tests: one binary (one link step), one module per capability.
+//! Every test starts its own mock upstreams and proxy on 127.0.0.1:0.
+//!
+//! - `assignment`: the golden-vector hash through the proxy, weight splits, stickiness.
+//! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
+//! - `metrics`: the Prometheus series and their counts.
+//! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
+//! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`.
+
+mod support;
+
+mod assignment;
+mod cli;
+mod forwarding;
+mod metrics;
+mod reload;

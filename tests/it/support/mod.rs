@@ -1,0 +1,401 @@
+//! Shared test support: recording mock upstreams, an in-process proxy on
+//! `127.0.0.1:0`, an HTTP client, and polling with a deadline.
+
+pub mod binary;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use abproxy::app::App;
+use abproxy::server::Listeners;
+
+/// What a mock upstream received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// An upstream that records every request and answers `200 <name>` with
+/// `X-Upstream: <name>`. Special paths: `/slow?ms=N` waits N ms first; `/echo` returns
+/// the request body; `/set-cookie` sets two cookies of its own; `/status/NNN` answers
+/// with that status.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Recorded>>>,
+    pub connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockUpstream {
+    pub async fn start(name: &str) -> MockUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (rec, conns, name_owned) = (received.clone(), connections.clone(), name.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (rec, name) = (rec.clone(), name_owned.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (rec, name) = (rec.clone(), name.clone());
+                        async move { Ok::<_, hyper::Error>(mock_respond(&name, &rec, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        MockUpstream {
+            addr,
+            received,
+            connections,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    /// Stop listening: later connections are refused.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn mock_respond(
+    name: &str,
+    rec: &Mutex<Vec<Recorded>>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    rec.lock().unwrap().push(Recorded {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let path = parts.uri.path();
+    let mut response = Response::new(Full::new(Bytes::from(name.to_string())));
+    if path == "/slow" {
+        let ms: u64 = parts
+            .uri
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    } else if path == "/echo" {
+        *response.body_mut() = Full::new(body);
+    } else if path == "/set-cookie" {
+        response
+            .headers_mut()
+            .append("set-cookie", "session=s1; Path=/".parse().unwrap());
+        response
+            .headers_mut()
+            .append("set-cookie", "theme=dark; Path=/".parse().unwrap());
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        *response.status_mut() = StatusCode::from_bytes(code.as_bytes()).unwrap_or(StatusCode::OK);
+    }
+    let h = response.headers_mut();
+    h.insert("x-upstream", name.parse().unwrap());
+    // Hop-by-hop fields the proxy must not pass to the client.
+    h.insert("connection", "keep-alive, x-upstream-hop".parse().unwrap());
+    h.insert("x-upstream-hop", "secret".parse().unwrap());
+    h.insert("keep-alive", "timeout=5".parse().unwrap());
+    response
+}
+
+/// An in-process proxy serving a config file written to its own temporary directory.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestProxy {
+    pub async fn start(yaml: &str) -> TestProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("abproxy.yaml");
+        std::fs::write(&config_path, yaml).unwrap();
+        TestProxy::start_at(dir, config_path).await
+    }
+
+    /// Start with a config already placed at `config_path` inside `dir`.
+    pub async fn start_at(dir: tempfile::TempDir, config_path: PathBuf) -> TestProxy {
+        // `RUST_LOG=debug cargo test` shows the proxy's log for a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let app = Arc::new(
+            App::load(&config_path).unwrap_or_else(|e| panic!("test config refused: {e}")),
+        );
+        let listeners = Listeners {
+            proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let addr = listeners.proxy.local_addr().unwrap();
+        let admin = listeners.admin.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        // As `abproxy serve` does: the watch is in place before the test goes on.
+        let reloaders = abproxy::reload::Reloaders::start(app.clone()).unwrap();
+        let task = tokio::spawn(abproxy::server::run(app, listeners, async move {
+            let _ = rx.await;
+            drop(reloaders);
+        }));
+        TestProxy {
+            addr,
+            admin,
+            dir,
+            config_path,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Scrape the admin `/metrics` and return `series → value` (series as printed,
+    /// labels sorted by the encoder).
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let (status, _, body) = get(&format!("http://{}/metrics", self.admin), &[]).await;
+        assert_eq!(status, 200);
+        parse_metrics(&String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(35), task)
+                .await
+                .expect("proxy stops")
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A config with the two mock upstreams and one routing experiment.
+pub fn moon_mars_config(
+    moon: &MockUpstream,
+    mars: &MockUpstream,
+    moon_weight: u32,
+    mars_weight: u32,
+) -> String {
+    format!(
+        "listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+upstreams:
+  moon: {}
+  mars: {}
+experiments:
+  moon_mars:
+    title: Moon/Mars
+    state: active
+    variants:
+      Moon: {{ weight: {moon_weight}, upstream: moon }}
+      Mars: {{ weight: {mars_weight}, upstream: mars }}
+    fallback: Moon
+",
+        moon.url(),
+        mars.url()
+    )
+}
+
+pub type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http()
+}
+
+/// Send a request; return status, headers and the whole body.
+pub async fn send(
+    client: &TestClient,
+    request: Request<Full<Bytes>>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let response = client
+        .request(request)
+        .await
+        .expect("request reaches the proxy");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("whole body").to_bytes();
+    (parts.status, parts.headers, body)
+}
+
+/// GET `url` with extra headers, on a fresh one-off client.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Bytes) {
+    send(&client(), request(url, headers)).await
+}
+
+pub fn request(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut builder = Request::get(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// The `device_id` a response set, if any.
+pub fn set_device_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.strip_prefix("device_id=")
+                .map(|rest| rest.split(';').next().unwrap().to_string())
+        })
+}
+
+/// Poll `check` until it returns true or `within` passes (then panic with `what`).
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("not within {within:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Replace the file the way editors do: write a temporary file beside it, rename it over.
+pub fn write_by_rename(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("yaml.tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A raw HTTP/1.x exchange over a fresh TCP connection: write `request` as is, read
+/// to EOF (send `Connection: close` or HTTP/1.0). Returns (status code, headers in
+/// order with lower-case names, body).
+pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("response within 10s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// A request or response body fed chunk by chunk from a channel, so a test controls
+/// exactly when each chunk exists.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
