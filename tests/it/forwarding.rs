@@ -315,7 +315,10 @@ async fn large_bodies_arrive_intact() {
     assert!(body == payload, "echoed body differs");
     let seen = &app.requests()[0];
     assert_eq!(seen.method, http::Method::POST);
-    assert!(seen.body == payload, "the upstream received the body intact");
+    assert!(
+        seen.body == payload,
+        "the upstream received the body intact"
+    );
     proxy.stop().await;
 }
 

@@ -1,0 +1,219 @@
+//! Config validation, without files: `Config::from_str` with a display path.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const MINIMAL: &str = "listen: 127.0.0.1:8080
+admin:
+  listen: 127.0.0.1:8081
+upstreams:
+  moon: http://127.0.0.1:9001
+  mars: http://127.0.0.1:9002
+experiments:
+  moon_mars:
+    title: Moon/Mars
+    state: active
+    variants:
+      Moon: { weight: 50, upstream: moon }
+      Mars: { weight: 50, upstream: mars }
+    fallback: Moon
+";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_str(text, Path::new("test.yaml"))
+}
+
+fn error(text: &str) -> String {
+    parse(text).expect_err("config must be refused").to_string()
+}
+
+#[test]
+fn minimal_config_and_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:8081");
+    assert_eq!(c.upstreams.len(), 2);
+    assert_eq!(c.upstreams[1].origin.as_str(), "127.0.0.1:9002");
+    assert_eq!(c.default_upstream, None);
+    assert_eq!(c.host_header, HostPolicy::Client);
+    assert_eq!(
+        c.cookie,
+        CookieConfig {
+            name: "device_id".into(),
+            max_age: Duration::from_secs(31_536_000),
+            domain: None
+        }
+    );
+    assert_eq!(c.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(c.timeouts.upstream_response, Duration::from_secs(30));
+    assert_eq!(c.timeouts.header_read, Duration::from_secs(10));
+    assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.pool.max_idle_per_host, 256);
+    let e = &c.experiments[0];
+    assert_eq!(
+        (e.key.as_str(), e.title.as_str(), e.state),
+        ("moon_mars", "Moon/Mars", State::Active)
+    );
+    assert_eq!(
+        e.variants
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect::<Vec<_>>(),
+        ["Moon", "Mars"],
+        "file order kept"
+    );
+    assert!(e.is_routing());
+}
+
+#[test]
+fn listen_and_admin_default_when_absent() {
+    let c = parse("upstreams:\n  a: http://127.0.0.1:1\n").unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:8081");
+    assert!(c.experiments.is_empty());
+}
+
+#[test]
+fn every_setting_can_be_given() {
+    let text = MINIMAL.to_string()
+        + "default_upstream: mars
+host_header: upstream
+cookie: { name: vid, max_age: 30d, domain: Example.org }
+timeouts: { connect: 250ms, upstream_response: 5s, header_read: 3s, shutdown_grace: 1m }
+pool: { max_idle_per_host: 8, idle_timeout: 2h }
+";
+    let c = parse(&text).unwrap();
+    assert_eq!(c.default_upstream.as_deref(), Some("mars"));
+    assert_eq!(c.host_header, HostPolicy::Upstream);
+    assert_eq!(c.cookie.name, "vid");
+    assert_eq!(c.cookie.max_age, Duration::from_secs(30 * 86_400));
+    assert_eq!(c.cookie.domain.as_deref(), Some("example.org"));
+    assert_eq!(c.timeouts.connect, Duration::from_millis(250));
+    assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(60));
+    assert_eq!(c.pool.max_idle_per_host, 8);
+    assert_eq!(c.pool.idle_timeout, Duration::from_secs(7200));
+}
+
+#[test]
+fn durations() {
+    use parse::parse_duration;
+    assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
+    assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+    assert!(parse_duration("15").unwrap_err().contains("needs a unit"));
+    assert!(parse_duration("1.5s").is_err());
+    assert!(parse_duration("-1s").is_err());
+    assert!(parse_duration("3 s").is_err());
+    assert!(parse_duration("2w").unwrap_err().contains("unknown unit"));
+    assert!(parse_duration("99999999999999999d")
+        .unwrap_err()
+        .contains("too long"));
+}
+
+#[test]
+fn tag_only_experiments_and_match() {
+    let c = parse(
+        &(MINIMAL.to_string()
+            + "  white_gold_btn:
+    state: rollout
+    rollout_variant: Gold
+    match: { path_prefix: /shop, host: Shop.Example }
+    variants:
+      White: { weight: 1 }
+      Gold: { weight: 0 }
+    fallback: White
+"),
+    )
+    .unwrap();
+    let e = &c.experiments[1];
+    assert!(!e.is_routing());
+    assert_eq!(e.title, "white_gold_btn", "title defaults to the key");
+    assert_eq!(e.rollout_variant.as_deref(), Some("Gold"));
+    assert_eq!(
+        e.matcher,
+        Match {
+            path_prefix: Some("/shop".into()),
+            host: Some("shop.example".into())
+        }
+    );
+}
+
+#[test]
+fn refused_configs_name_the_place_and_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("variant", "      Mars: { weight: 50, upstream: mars }", "      Mars: { weight: 50 }"),
+        ("https", "http://127.0.0.1:9002", "https://127.0.0.1:9002"),
+        ("path", "http://127.0.0.1:9002", "http://127.0.0.1:9002/base"),
+        ("scheme", "http://127.0.0.1:9002", "127.0.0.1:9002"),
+        ("rollout", "state: active", "state: rollout"),
+        ("upper key", "  moon_mars:", "  Moon_mars:"),
+        ("bad variant", "      Mars: {", "      Mars!: {"),
+        ("bad upstream name", "  mars: http", "  9mars: http"),
+        ("weight range", "weight: 50, upstream: mars", "weight: 1000001, upstream: mars"),
+        ("negative", "weight: 50, upstream: mars", "weight: -1, upstream: mars"),
+        ("variants list", "    variants:\n      Moon: { weight: 50, upstream: moon }\n      Mars: { weight: 50, upstream: mars }", "    variants: [Moon, Mars]"),
+        ("empty variants", "    variants:\n      Moon: { weight: 50, upstream: moon }\n      Mars: { weight: 50, upstream: mars }", "    variants: {}"),
+        ("no fallback", "    fallback: Moon\n", ""),
+        ("no state", "    state: active\n", ""),
+    ];
+    let expected: &[&str] = &[
+        "test.yaml:13:7: experiments.moon_mars.variants.Mars: missing `upstream`",
+        "test.yaml:6:3: upstreams.mars: `https://127.0.0.1:9002`: https upstreams are not supported yet",
+        "test.yaml:6:3: upstreams.mars: `http://127.0.0.1:9002/base`: an upstream URL cannot have a path",
+        "test.yaml:6:3: upstreams.mars: `127.0.0.1:9002` must start with http://",
+        "test.yaml:10:5: experiments.moon_mars.state: state `rollout` needs `rollout_variant`",
+        "test.yaml:8:3: experiments.Moon_mars: `Moon_mars` is not a valid experiment key",
+        "test.yaml:13:7: experiments.moon_mars.variants.Mars!: `Mars!` is not a valid variant name",
+        "test.yaml:6:3: upstreams.9mars: `9mars` is not a valid upstream name",
+        "test.yaml:13:15: experiments.moon_mars.variants.Mars.weight: `1000001` is not a whole number from 0 to 1000000",
+        "test.yaml:13:15: experiments.moon_mars.variants.Mars.weight: `-1` is not a whole number",
+        "test.yaml:11:5: experiments.moon_mars.variants: expected a mapping",
+        "test.yaml:11:5: experiments.moon_mars.variants: an experiment needs at least one variant",
+        "test.yaml:8:3: experiments.moon_mars: missing key `fallback`",
+        "test.yaml:8:3: experiments.moon_mars: missing key `state`",
+    ];
+    for ((name, from, to), want) in cases.iter().zip(expected) {
+        assert!(
+            MINIMAL.contains(from),
+            "case {name}: {from:?} not in the config"
+        );
+        let got = error(&MINIMAL.replacen(from, to, 1));
+        assert!(
+            got.starts_with(want),
+            "case {name}:\n  got  {got}\n  want {want}…"
+        );
+    }
+}
+
+#[test]
+fn empty_or_upstreamless_files_are_refused() {
+    assert!(error("").contains("needs at least one upstream"));
+    assert!(error("listen: 127.0.0.1:1\n").contains("needs at least one upstream"));
+    assert!(error("just text").contains("expected a mapping"));
+}
+
+#[test]
+fn cookie_settings_are_validated() {
+    let base = "upstreams:\n  a: http://127.0.0.1:1\n";
+    assert!(error(&format!("{base}cookie: {{ name: 'a b' }}\n")).contains("cookie.name"));
+    assert!(error(&format!("{base}cookie: {{ name: 'a;b' }}\n")).contains("cookie.name"));
+    assert!(
+        error(&format!("{base}cookie: {{ domain: 'x.com; Secure' }}\n")).contains("cookie.domain")
+    );
+    assert!(error(&format!("{base}cookie: {{ colour: blue }}\n"))
+        .contains("cookie.colour: unknown key"));
+}
+
+#[test]
+fn host_header_and_default_upstream_are_validated() {
+    let base = "upstreams:\n  a: http://127.0.0.1:1\n";
+    assert_eq!(
+        error(&format!("{base}host_header: origin\n")),
+        "test.yaml:3:1: host_header: `origin` is not one of: client, upstream"
+    );
+    assert_eq!(
+        error(&format!("{base}default_upstream: b\n")),
+        "test.yaml:3:1: default_upstream: unknown upstream `b` (defined upstreams: a)"
+    );
+}
