@@ -42,15 +42,23 @@ impl Device {
     }
 }
 
+/// Scans the raw bytes of every `Cookie` field (`name=value; name=value`, RFC 6265
+/// §4.2.1). Bytes, not text: one non-UTF-8 cookie set by some other part of the site must
+/// not hide the device id beside it (that visitor would get a new id, and possibly a new
+/// variant, on every request).
 fn find_cookie(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|field| std::str::from_utf8(field.as_bytes()).ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == cookie_name && is_valid_device_id(c.value().as_bytes()))
-        .map(|c| c.value().to_string())
+        .flat_map(|field| field.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
+        })
+        .find(|(name, value)| *name == cookie_name.as_bytes() && is_valid_device_id(value))
+        // Valid ids are ASCII.
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
 }
 
 #[cfg(test)]
@@ -110,9 +118,23 @@ mod tests {
     }
 
     #[test]
-    fn non_utf8_cookie_fields_are_skipped() {
+    fn non_utf8_cookies_do_not_hide_the_id() {
         let h = headers(&[b"device_id=\xff\xfe", b"device_id=ok"]);
         assert_eq!(Device::from_headers(&h, "device_id").id, "ok");
+        let h = headers(&[b"pref=caf\xe9; device_id=abc; other=\xff"]);
+        assert_eq!(
+            Device::from_headers(&h, "device_id"),
+            Device {
+                id: "abc".into(),
+                is_new: false
+            }
+        );
+    }
+
+    #[test]
+    fn names_match_exactly() {
+        let h = headers(&[b"xdevice_id=nope; device_idx=nope;device_id = spaced ;=x; novalue"]);
+        assert_eq!(Device::from_headers(&h, "device_id").id, "spaced");
     }
 
     #[test]

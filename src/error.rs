@@ -20,6 +20,8 @@ pub enum ProxyError {
     },
     #[error("upstream {upstream} did not answer within {}ms", timeout.as_millis())]
     UpstreamTimeout { upstream: String, timeout: Duration },
+    #[error("upstream {upstream} used a transfer coding other than chunked")]
+    UpstreamTransferCoding { upstream: String },
     #[error("upstream {upstream} failed before sending a response")]
     UpstreamFailed {
         upstream: String,
@@ -58,9 +60,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamFailed { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamFailed { .. }
+            | ProxyError::UpstreamTransferCoding { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }

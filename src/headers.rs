@@ -10,13 +10,30 @@ pub static X_AB_ASSIGNMENTS: HeaderName = HeaderName::from_static("x-ab-assignme
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// What the removed `Transfer-Encoding` said about the message's framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferCoding {
+    /// No `Transfer-Encoding`: `Content-Length` (or the connection's end) frames the body.
+    None,
+    /// `chunked` only: hyper has already undone it.
+    Chunked,
+    /// Another coding (`gzip, chunked`): the bytes hyper hands us are still encoded, and
+    /// once the field is gone nothing would say so.
+    Other,
+}
 
 /// Remove hop-by-hop fields (RFC 9110 §7.6.1): `Connection` and every field it names,
 /// plus the fields that are hop-by-hop by definition. They describe one connection and
 /// must not be forwarded across the proxy, in either direction.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+///
+/// When `Transfer-Encoding` was present, `Content-Length` is removed too: the transfer
+/// coding framed the message (RFC 9112 §6.3) and a stale length would cut or stall the
+/// re-framed body.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> TransferCoding {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -26,6 +43,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for name in named {
         headers.remove(name);
+    }
+    let coding = transfer_coding(headers);
+    if coding != TransferCoding::None {
+        headers.remove(header::CONTENT_LENGTH);
     }
     for name in [
         &header::CONNECTION,
@@ -38,6 +59,31 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+    coding
+}
+
+fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .peekable();
+    if codings.peek().is_none() {
+        return TransferCoding::None;
+    }
+    if codings.all(|c| c.eq_ignore_ascii_case("chunked")) {
+        TransferCoding::Chunked
+    } else {
+        TransferCoding::Other
+    }
+}
+
+/// An authority without its userinfo (`user:pass@host:port` → `host:port`): credentials
+/// in an absolute-form URI must never become a `Host` or `X-Forwarded-Host`.
+pub fn without_userinfo(authority: &str) -> &str {
+    authority.rsplit('@').next().unwrap_or(authority)
 }
 
 /// Append the peer to `X-Forwarded-For` (never replace: earlier proxies' entries stay,
@@ -82,7 +128,7 @@ pub fn assignments_value<'a>(
 /// request URI (RFC 9112 §3.2.2: then the URI's authority wins over `Host`).
 pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<&'a str> {
     let authority = match uri.authority() {
-        Some(a) => a.as_str(),
+        Some(a) => without_userinfo(a.as_str()),
         None => headers.get(header::HOST)?.to_str().ok()?,
     };
     Some(strip_port(authority))
@@ -120,9 +166,44 @@ mod tests {
         );
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert("x-end-to-end", HeaderValue::from_static("kept"));
-        remove_hop_by_hop(&mut h);
+        assert_eq!(remove_hop_by_hop(&mut h), TransferCoding::Chunked);
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h["x-end-to-end"], "kept");
+    }
+
+    #[test]
+    fn transfer_coding_drops_a_stale_content_length() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        assert_eq!(remove_hop_by_hop(&mut h), TransferCoding::None);
+        assert_eq!(
+            h[header::CONTENT_LENGTH],
+            "3",
+            "kept without Transfer-Encoding"
+        );
+
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("Chunked"),
+        );
+        assert_eq!(remove_hop_by_hop(&mut h), TransferCoding::Chunked);
+        assert!(!h.contains_key(header::CONTENT_LENGTH));
+
+        let mut h = HeaderMap::new();
+        h.append(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        h.append(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert_eq!(remove_hop_by_hop(&mut h), TransferCoding::Other);
+    }
+
+    #[test]
+    fn userinfo_is_stripped() {
+        assert_eq!(without_userinfo("u:p@shop.example:80"), "shop.example:80");
+        assert_eq!(without_userinfo("shop.example"), "shop.example");
+        let uri: http::Uri = "http://u:p@Shop.example:81/x".parse().unwrap();
+        assert_eq!(request_host(&uri, &HeaderMap::new()), Some("Shop.example"));
     }
 
     #[test]

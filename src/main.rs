@@ -125,13 +125,14 @@ async fn serve(path: &Path) -> Result<()> {
     // Reload triggers first: a SIGHUP that arrives once we say we are listening must
     // find its handler (the default action of SIGHUP ends the process).
     let reloaders = abproxy::reload::Reloaders::start(app.clone())?;
+    let shutdown = shutdown_signal();
     tracing::info!(
         "proxy listening on http://{} (admin http://{}/metrics), config {}",
         listeners.proxy.local_addr()?,
         listeners.admin.local_addr()?,
         path.display()
     );
-    abproxy::server::run(app, listeners, shutdown_signal()).await;
+    abproxy::server::run(app, listeners, shutdown).await;
     drop(reloaders);
     tracing::info!("stopped");
     Ok(())
@@ -203,17 +204,18 @@ async fn backend(name: &str, listen: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("cannot install the SIGTERM handler");
+/// Completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called, not when the future is first polled: a signal sent as soon as the proxy says
+/// it is listening must not find the default action (which ends the process at once).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("cannot install the SIGTERM handler");
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .expect("cannot install the SIGINT handler");
+    async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -158,12 +158,16 @@ async fn forward(
     // The name the client asked for: an absolute-form URI's authority wins over Host
     // (RFC 9112 §3.2.2).
     let client_host = match parts.uri.authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        Some(authority) => {
+            HeaderValue::from_str(headers::without_userinfo(authority.as_str())).ok()
+        }
         None => parts.headers.get(header::HOST).cloned(),
     };
     let h = &mut parts.headers;
+    // hyper's server only accepts request bodies framed by `chunked` or a length.
     headers::remove_hop_by_hop(h);
-    // Never let a client speak for the proxy.
+    // Never let a client speak for the proxy: these are ours to set, or (X-Real-IP,
+    // which we do not set) an address an app might trust.
     h.insert(
         &headers::X_DEVICE_ID,
         HeaderValue::from_str(&device.id).expect("validated device id"),
@@ -172,6 +176,7 @@ async fn forward(
         Some(value) => h.insert(&headers::X_AB_ASSIGNMENTS, value),
         None => h.remove(&headers::X_AB_ASSIGNMENTS),
     };
+    h.remove(&headers::X_REAL_IP);
     headers::append_forwarded_for(h, peer.ip());
     h.insert(
         &headers::X_FORWARDED_PROTO,
@@ -235,7 +240,12 @@ async fn forward(
         .duration
         .observe(started.elapsed().as_secs_f64());
     upstream.metrics.responses[crate::metrics::code_class_index(response.status())].inc();
-    headers::remove_hop_by_hop(response.headers_mut());
+    if headers::remove_hop_by_hop(response.headers_mut()) == headers::TransferCoding::Other {
+        // We would pass on still-encoded bytes with nothing saying how they are encoded.
+        return Err(ProxyError::UpstreamTransferCoding {
+            upstream: upstream.name.clone(),
+        });
+    }
     Ok(response.map(Either::Left))
 }
 

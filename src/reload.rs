@@ -43,11 +43,10 @@ pub fn watch_config(app: Arc<App>) -> notify::Result<ConfigWatcher> {
         let relevant = match &event {
             // An error may mean missed events (queue overflow): re-read to be sure.
             Err(_) => true,
-            // Reads (ours included: reloading opens the file) change nothing; reacting to
-            // them would re-read the file forever.
-            Ok(event) if event.kind.is_access() => false,
             Ok(event) => {
-                event.paths.is_empty() || event.paths.iter().any(|p| is_relevant(p, &names))
+                changes_content(&event.kind)
+                    && (event.paths.is_empty()
+                        || event.paths.iter().any(|p| is_relevant(p, &names)))
             }
         };
         if relevant {
@@ -74,7 +73,7 @@ pub fn watch_config(app: Arc<App>) -> notify::Result<ConfigWatcher> {
 
 /// Both reload triggers, running until dropped.
 pub struct Reloaders {
-    _watcher: ConfigWatcher,
+    _watcher: Option<ConfigWatcher>,
     #[cfg(unix)]
     sighup: tokio::task::JoinHandle<()>,
 }
@@ -83,12 +82,16 @@ impl Reloaders {
     /// Start watching the config file and listening for SIGHUP. The watch is in place
     /// when this returns: a change made after it is never missed.
     pub fn start(app: Arc<App>) -> std::io::Result<Reloaders> {
-        let watcher = watch_config(app.clone()).map_err(|e| {
-            std::io::Error::other(format!(
-                "cannot watch {} for changes: {e}",
-                app.config_path().display()
-            ))
-        })?;
+        // Without a watch (e.g. the inotify instance limit is reached) the proxy still
+        // serves, and SIGHUP still reloads: say so rather than refuse to start.
+        let watcher = watch_config(app.clone())
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "cannot watch {} for changes ({e}); reload with SIGHUP instead",
+                    app.config_path().display()
+                )
+            })
+            .ok();
         #[cfg(unix)]
         let sighup = reload_on_sighup(app)?;
         Ok(Reloaders {
@@ -117,6 +120,24 @@ pub fn reload_on_sighup(app: Arc<App>) -> std::io::Result<tokio::task::JoinHandl
             let _ = tokio::task::spawn_blocking(move || app.reload(true)).await;
         }
     }))
+}
+
+/// Does this kind of event mean the file may now read differently?
+///
+/// Reads never do (and reloading reads the file: reacting to reads would loop). On
+/// Linux, inotify reports the end of an in-place write as close-write, so raw data
+/// writes are ignored there: a writer that pauses mid-file (scp, `cat a > f; cat b >>
+/// f`) is not read half-way. Renames (editors' atomic saves, a ConfigMap's `..data`
+/// swap), creation and removal count everywhere.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => !cfg!(target_os = "linux"),
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        _ => true,
+    }
 }
 
 /// (directory, file name) pairs to watch: the path as given, and where it resolves.
@@ -151,6 +172,32 @@ fn is_relevant(event_path: &Path, names: &[OsString]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_content_changes_trigger() {
+        use notify::event::*;
+        assert!(changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Name(
+            RenameMode::To
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
+        assert!(changes_content(&EventKind::Remove(RemoveKind::File)));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!changes_content(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::Any
+        ))));
+        #[cfg(target_os = "linux")]
+        assert!(!changes_content(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Content
+        ))));
+    }
 
     #[test]
     fn relevant_events() {

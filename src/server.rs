@@ -23,6 +23,8 @@ const MAX_HEADERS: usize = 100;
 /// Pause after an accept error that is not about one connection (EMFILE, ENFILE,
 /// ENOBUFS): retrying at once would spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long admin connections (a last scrape) may take once the proxy has drained.
+const ADMIN_LINGER: Duration = Duration::from_secs(2);
 
 pub struct Listeners {
     pub proxy: TcpListener,
@@ -31,64 +33,54 @@ pub struct Listeners {
 
 /// Serve until `shutdown` completes; then stop accepting, let requests in flight finish
 /// within the configured grace period, and return.
+///
+/// The admin listener stays up until the proxy's connections have drained, so a last
+/// scrape during the drain still sees every count.
 pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let proxy_graceful = GracefulShutdown::new();
-    let admin_graceful = GracefulShutdown::new();
-
-    // Accept until shutdown; the block ends the loops' borrows of the trackers.
-    {
-        let proxy_loop = {
-            let app = app.clone();
-            let builder = http1_builder(&app);
-            accept_loop(
-                listeners.proxy,
-                stop_rx.clone(),
-                &proxy_graceful,
-                move |stream, peer| {
-                    let service = TowerToHyperService::new(ProxyService::new(app.clone(), peer));
-                    builder.serve_connection(TokioIo::new(stream), service)
-                },
-            )
-        };
-        let admin_loop = {
-            let app = app.clone();
-            let builder = http1_builder(&app);
-            accept_loop(
-                listeners.admin,
-                stop_rx,
-                &admin_graceful,
-                move |stream, _peer| {
-                    builder.serve_connection(TokioIo::new(stream), AdminService::new(app.clone()))
-                },
-            )
-        };
-        let loops = async { tokio::join!(proxy_loop, admin_loop) };
-        tokio::pin!(loops);
-        tokio::select! {
-            _ = &mut loops => {}
-            _ = shutdown => {}
+    let (stop_proxy, stop_proxy_rx) = watch::channel(false);
+    let (stop_admin, stop_admin_rx) = watch::channel(false);
+    let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {
+        let app = app.clone();
+        move |stream, peer| {
+            let service = TowerToHyperService::new(ProxyService::new(app.clone(), peer));
+            http1_builder(&app).serve_connection(TokioIo::new(stream), service)
         }
-        let _ = stop_tx.send(true);
-        loops.await;
-    }
+    }));
+    let admin_task = tokio::spawn(accept_loop(listeners.admin, stop_admin_rx, {
+        let app = app.clone();
+        move |stream, _peer| {
+            http1_builder(&app)
+                .serve_connection(TokioIo::new(stream), AdminService::new(app.clone()))
+        }
+    }));
 
+    shutdown.await;
+    let _ = stop_proxy.send(true);
+    // The loop returns when it has stopped accepting; the listener is closed then.
+    let proxy_connections = proxy_task.await.expect("the accept loop does not panic");
     let grace = app.snapshot().config.timeouts.shutdown_grace;
     tracing::info!(
         "shutting down: stopped accepting; waiting up to {}s for {} connection(s)",
         grace.as_secs_f64(),
-        proxy_graceful.count() + admin_graceful.count()
+        proxy_connections.count()
     );
-    let drained = async { tokio::join!(proxy_graceful.shutdown(), admin_graceful.shutdown()) };
-    if tokio::time::timeout(grace, drained).await.is_err() {
+    if tokio::time::timeout(grace, proxy_connections.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             "grace period of {}s ended with requests still in flight; closing them",
             grace.as_secs_f64()
         );
     }
+    let _ = stop_admin.send(true);
+    let admin_connections = admin_task.await.expect("the accept loop does not panic");
+    let _ = tokio::time::timeout(ADMIN_LINGER, admin_connections.shutdown()).await;
 }
 
-/// hyper's HTTP/1 options, set on purpose rather than left to its defaults.
+/// hyper's HTTP/1 options, set on purpose rather than left to its defaults. Built per
+/// connection from the config in force, so a reloaded `header_read` applies to new
+/// connections.
 fn http1_builder(app: &App) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
@@ -102,19 +94,21 @@ fn http1_builder(app: &App) -> http1::Builder {
     builder
 }
 
+/// Accept until `stop` says so; return the tracker of the connections still open.
 async fn accept_loop<C, F>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
-    graceful: &GracefulShutdown,
     serve: F,
-) where
+) -> GracefulShutdown
+where
     F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> C,
     C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
     C::Error: std::fmt::Display,
 {
+    let connections = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => return connections,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) if is_per_connection_error(&err) => continue,
@@ -127,7 +121,7 @@ async fn accept_loop<C, F>(
         };
         // Small responses must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let connection = graceful.watch(serve(stream, peer));
+        let connection = connections.watch(serve(stream, peer));
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!("connection from {peer} ended with an error: {err}");

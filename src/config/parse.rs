@@ -40,6 +40,8 @@ const DEFAULT_POOL: PoolConfig = PoolConfig {
     max_idle_per_host: 256,
     idle_timeout: Duration::from_secs(90),
 };
+/// The smallest timeout: zero would fail every request.
+const NONZERO: Duration = Duration::from_millis(1);
 /// Keeps the total weight far from overflow and the label cardinality sane.
 const MAX_WEIGHT: u32 = 1_000_000;
 const MAX_VARIANTS: usize = 32;
@@ -114,12 +116,22 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    fn duration(&self, name: &str, default: Duration) -> Result<Duration> {
+    /// A duration of at least `min` (zero timeouts would fail every request).
+    fn duration(&self, name: &str, default: Duration, min: Duration) -> Result<Duration> {
         match self.get(name) {
             None => Ok(default),
             Some((key, node)) => {
                 let path = self.child_path(key);
-                parse_duration(scalar(key, node, &path)?).or_else(|m| error(key.pos, &path, m))
+                let value = parse_duration(scalar(key, node, &path)?)
+                    .or_else(|m| error(key.pos, &path, m))?;
+                if value < min {
+                    return error(
+                        key.pos,
+                        &path,
+                        format!("must be at least {}ms", min.as_millis()),
+                    );
+                }
+                Ok(value)
             }
         }
     }
@@ -212,8 +224,9 @@ pub(super) fn config(root: &Node) -> Result<Config> {
     let upstreams = upstreams(&top)?;
     if upstreams.is_empty() {
         // Also what an empty or truncated file looks like: never apply one.
+        let pos = top.get("upstreams").map_or(root.pos, |(key, _)| key.pos);
         return error(
-            root.pos,
+            pos,
             "upstreams",
             "a config needs at least one upstream (name: http://host:port)",
         );
@@ -255,11 +268,18 @@ pub(super) fn config(root: &Node) -> Result<Config> {
                 ],
             )?;
             Timeouts {
-                connect: t.duration("connect", DEFAULT_TIMEOUTS.connect)?,
-                upstream_response: t
-                    .duration("upstream_response", DEFAULT_TIMEOUTS.upstream_response)?,
-                header_read: t.duration("header_read", DEFAULT_TIMEOUTS.header_read)?,
-                shutdown_grace: t.duration("shutdown_grace", DEFAULT_TIMEOUTS.shutdown_grace)?,
+                connect: t.duration("connect", DEFAULT_TIMEOUTS.connect, NONZERO)?,
+                upstream_response: t.duration(
+                    "upstream_response",
+                    DEFAULT_TIMEOUTS.upstream_response,
+                    NONZERO,
+                )?,
+                header_read: t.duration("header_read", DEFAULT_TIMEOUTS.header_read, NONZERO)?,
+                shutdown_grace: t.duration(
+                    "shutdown_grace",
+                    DEFAULT_TIMEOUTS.shutdown_grace,
+                    Duration::ZERO,
+                )?,
             }
         }
     };
@@ -280,11 +300,12 @@ pub(super) fn config(root: &Node) -> Result<Config> {
             };
             PoolConfig {
                 max_idle_per_host,
-                idle_timeout: p.duration("idle_timeout", DEFAULT_POOL.idle_timeout)?,
+                idle_timeout: p.duration("idle_timeout", DEFAULT_POOL.idle_timeout, NONZERO)?,
             }
         }
     };
     let experiments = experiments(&top, &upstreams)?;
+    check_addresses(&top, listen, admin_listen, &upstreams)?;
     Ok(Config {
         listen,
         admin_listen,
@@ -296,6 +317,47 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         pool,
         experiments,
     })
+}
+
+/// Addresses that can never work: both listeners on one port, or an upstream that is
+/// the proxy itself (every request would loop until file descriptors run out).
+fn check_addresses(
+    top: &Fields,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstreams: &[Upstream],
+) -> Result<()> {
+    if listen == admin && listen.port() != 0 {
+        let pos = top.get("admin").map_or(Pos::default(), |(k, _)| k.pos);
+        return error(
+            pos,
+            "admin.listen",
+            format!("`{admin}` is also `listen`; use another port"),
+        );
+    }
+    let (_, upstreams_node) = top.get("upstreams").expect("upstreams are present");
+    for (addr, what) in [(listen, "listen"), (admin, "admin.listen")] {
+        let loops = |u: &Upstream| {
+            u.origin.as_str().parse::<SocketAddr>().is_ok_and(|up| {
+                up.port() == addr.port() && (up.ip() == addr.ip() || addr.ip().is_unspecified())
+            })
+        };
+        if let Some(u) = upstreams.iter().find(|u| addr.port() != 0 && loops(u)) {
+            let pos = match &upstreams_node.value {
+                Value::Map(entries) => entries
+                    .iter()
+                    .find(|(k, _)| k.name == u.name)
+                    .map_or(Pos::default(), |(k, _)| k.pos),
+                _ => Pos::default(),
+            };
+            return error(
+                pos,
+                &format!("upstreams.{}", u.name),
+                format!("`{}` is this proxy's own `{what}` address", u.origin),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn unknown_upstream(name: &str, upstreams: &[Upstream]) -> String {
@@ -372,6 +434,19 @@ fn parse_origin(url: &str) -> std::result::Result<http::uri::Authority, String> 
         .authority()
         .ok_or_else(|| format!("`{url}` has no host"))?
         .clone();
+    if authority.host().is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    // `http` accepts any digits after the colon; an out-of-range port would silently
+    // become port 80 in the connector.
+    if authority
+        .as_str()
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.contains(']'))
+        && !authority.port_u16().is_some_and(|p| p > 0)
+    {
+        return Err(format!("`{url}` has an invalid port (1–65535)"));
+    }
     if authority.as_str().contains('@') {
         return Err(format!(
             "`{url}`: credentials in upstream URLs are not supported"
@@ -434,7 +509,7 @@ fn cookie(top: &Fields) -> Result<CookieConfig> {
     };
     Ok(CookieConfig {
         name,
-        max_age: c.duration("max_age", default.max_age)?,
+        max_age: c.duration("max_age", default.max_age, Duration::from_secs(1))?,
         domain,
     })
 }

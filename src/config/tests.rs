@@ -217,3 +217,46 @@ fn host_header_and_default_upstream_are_validated() {
         "test.yaml:3:1: default_upstream: unknown upstream `b` (defined upstreams: a)"
     );
 }
+
+#[test]
+fn addresses_and_ports_that_cannot_work_are_refused() {
+    let up = |url: &str| error(&format!("upstreams:\n  a: {url}\n"));
+    assert!(
+        up("http://127.0.0.1:90010").contains("invalid port"),
+        "{}",
+        up("http://127.0.0.1:90010")
+    );
+    assert!(up("http://127.0.0.1:0").contains("invalid port"));
+    assert!(up("http://:9001").contains("has no host"));
+    assert!(parse("upstreams:\n  a: http://[::1]:9001\n  b: http://backend.internal\n").is_ok());
+    assert_eq!(
+        error("listen: 127.0.0.1:9000\nadmin:\n  listen: 127.0.0.1:9000\nupstreams:\n  a: http://127.0.0.1:1\n"),
+        "test.yaml:2:1: admin.listen: `127.0.0.1:9000` is also `listen`; use another port"
+    );
+    assert_eq!(
+        error("listen: 0.0.0.0:8080\nupstreams:\n  a: http://127.0.0.1:1\n  self: http://127.0.0.1:8080\n"),
+        "test.yaml:4:3: upstreams.self: `127.0.0.1:8080` is this proxy's own `listen` address"
+    );
+    assert!(error("upstreams: {}\n")
+        .starts_with("test.yaml:1:1: upstreams: a config needs at least one upstream"));
+    assert!(error("listen: 127.0.0.1:1\nupstreams: {}\n").starts_with("test.yaml:2:1: upstreams:"));
+}
+
+#[test]
+fn durations_that_would_fail_every_request_are_refused() {
+    let base = "upstreams:\n  a: http://127.0.0.1:1\n";
+    for key in ["connect", "upstream_response", "header_read"] {
+        assert!(
+            error(&format!("{base}timeouts:\n  {key}: 0ms\n")).contains("must be at least 1ms"),
+            "{key}"
+        );
+    }
+    assert!(
+        parse(&format!("{base}timeouts:\n  shutdown_grace: 0s\n")).is_ok(),
+        "no grace is a valid choice"
+    );
+    assert!(error(&format!("{base}pool:\n  idle_timeout: 0s\n")).contains("at least 1ms"));
+    assert!(
+        error(&format!("{base}cookie:\n  max_age: 500ms\n")).contains("must be at least 1000ms")
+    );
+}

@@ -43,10 +43,10 @@ fn golden_vectors_match_the_weight_table() {
     let vectors = golden_vectors();
     assert!(vectors.len() >= 200);
     for v in &vectors {
-        let names: Vec<&str> = v.weights.keys().map(String::as_str).collect();
+        // Config order = reverse name order, so only a walk in name order passes.
+        let names: Vec<&str> = v.weights.keys().rev().map(String::as_str).collect();
         let table =
-            abproxy::assign::WeightTable::new(v.weights.iter().map(|(n, w)| (n.as_str(), *w)))
-                .unwrap();
+            abproxy::assign::WeightTable::new(names.iter().map(|n| (*n, v.weights[*n]))).unwrap();
         let got = names[table.assign(v.device_id.as_bytes(), &v.experiment)];
         assert_eq!(got, v.variant, "{v:?}");
     }
@@ -71,8 +71,11 @@ async fn golden_vectors_through_the_proxy() {
     let client = client();
     let mut checked = 0;
     for (experiment, weights) in groups {
+        // Written in reverse name order, so a walk in file order instead of name order
+        // would pick differently.
         let variants: String = weights
             .iter()
+            .rev()
             .map(|(name, w)| format!("      {name}: {{ weight: {w} }}\n"))
             .collect();
         let fallback = weights.keys().next().unwrap();

@@ -97,7 +97,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dir, &app, "timeouts:\n  shutdown_grace: 10s\n");
     let mut proxy = ProxyProcess::serve(&config);
-    let url = format!("http://{}/slow?ms=1500", proxy.addr);
+    let url = format!("http://{}/slow?ms=2500", proxy.addr);
     let in_flight = tokio::spawn(async move { get(&url, &[]).await });
     eventually(
         Duration::from_secs(5),
@@ -106,15 +106,23 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     )
     .await;
     proxy.signal(libc::SIGTERM);
+    // While the slow request is still in flight: no new proxy connections, and the
+    // admin listener still answers (a last scrape sees every count).
+    eventually(
+        Duration::from_secs(5),
+        "the proxy listener closes",
+        || async { tokio::net::TcpStream::connect(proxy.addr).await.is_err() },
+    )
+    .await;
+    let (status, _, metrics) = get(&format!("http://{}/metrics", proxy.admin), &[]).await;
+    assert_eq!(status, 200, "admin is up during the drain");
+    assert!(String::from_utf8_lossy(&metrics).contains("abproxy_upstream_duration_seconds"));
+    assert!(proxy.child.try_wait().unwrap().is_none(), "still draining");
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!(status, 200, "the in-flight request completes");
     assert_eq!(&body[..], b"app");
     let exit = tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
     assert!(exit.success(), "exit status {exit:?}");
-    assert!(
-        tokio::net::TcpStream::connect(proxy.addr).await.is_err(),
-        "no longer accepting"
-    );
 }
 
 /// SIGHUP re-applies the file even when unchanged; a broken file is logged as

@@ -20,8 +20,11 @@ async fn request_headers_added_replaced_and_stripped() {
     let proxy = TestProxy::start(&single_upstream_config(&app, "")).await;
     let (status, headers, body) = raw_http(
         proxy.addr,
-        "GET /path/x?q=1&r=%20 HTTP/1.1\r\n\
+        "POST /path/x?q=1&r=%20 HTTP/1.1\r\n\
          Host: shop.example:8443\r\n\
+         Transfer-Encoding: chunked\r\n\
+         Upgrade: websocket\r\n\
+         X-Real-IP: 6.6.6.6\r\n\
          Cookie: theme=dark\r\n\
          Cookie: device_id=dev-42\r\n\
          Connection: close, X-Hop-Named\r\n\
@@ -34,7 +37,8 @@ async fn request_headers_added_replaced_and_stripped() {
          X-Forwarded-For: 203.0.113.9\r\n\
          X-Forwarded-Proto: https\r\n\
          X-End-To-End: kept\r\n\
-         \r\n",
+         \r\n\
+         5\r\nhello\r\n0\r\n\r\n",
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -46,14 +50,10 @@ async fn request_headers_added_replaced_and_stripped() {
         Some("q=1&r=%20"),
         "path and query pass unchanged"
     );
-    for hop in [
-        "x-hop-named",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "upgrade",
-        "transfer-encoding",
-    ] {
+    // The client's chunked framing is its hop's; hyper re-frames the streamed body for
+    // the upstream hop (chunked again, as its length is unknown), and it arrives intact.
+    assert_eq!(&seen.body[..], b"hello");
+    for hop in ["x-hop-named", "keep-alive", "proxy-connection", "te", "upgrade", "x-real-ip"] {
         assert!(
             !h.contains_key(hop),
             "{hop} must not reach the upstream: {h:?}"
@@ -135,7 +135,11 @@ async fn http10_without_host_and_absolute_form_uris() {
     let app = MockUpstream::start("app").await;
     let proxy = TestProxy::start(&single_upstream_config(&app, "")).await;
 
-    let (status, _, body) = raw_http(proxy.addr, "GET /old HTTP/1.0\r\n\r\n").await;
+    let (status, _, body) = raw_http(
+        proxy.addr,
+        "GET /old HTTP/1.0\r\nX-Forwarded-Host: spoofed.example\r\n\r\n",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let seen = &app.requests()[0];
     assert_eq!(
@@ -148,11 +152,14 @@ async fn http10_without_host_and_absolute_form_uris() {
         app.addr.to_string().as_str(),
         "no client Host: the upstream's authority"
     );
-    assert!(!seen.headers.contains_key("x-forwarded-host"));
+    assert!(
+        !seen.headers.contains_key("x-forwarded-host"),
+        "a client's X-Forwarded-Host is not passed on"
+    );
 
     let (status, _, _) = raw_http(
         proxy.addr,
-        "GET http://absolute.example/abs?x=1 HTTP/1.1\r\nHost: absolute.example\r\nConnection: close\r\n\r\n",
+        "GET http://user:secret@absolute.example/abs?x=1 HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(status, 200);
@@ -430,6 +437,75 @@ async fn upstream_connections_are_reused() {
     assert!(
         connections <= 2,
         "200 sequential requests opened {connections} upstream connections"
+    );
+    proxy.stop().await;
+}
+
+/// An upstream answering with raw bytes, for framing a well-behaved server never sends.
+async fn raw_upstream(response: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    addr
+}
+
+/// RFC 9112 §6.3: with both Transfer-Encoding and Content-Length, the coding frames the
+/// body; the proxy must not pass on the stale length (the client would get a cut body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_encoding_wins_over_a_stale_content_length() {
+    let upstream = raw_upstream(
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\na\r\n0123456789\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = TestProxy::start(&format!(
+        "upstreams:\n  app: http://{upstream}\ndefault_upstream: app\n"
+    ))
+    .await;
+    let (status, headers, body) = raw_http(
+        proxy.addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        header_values(&headers, "content-length")
+            .iter()
+            .all(|v| *v != "3"),
+        "{headers:?}"
+    );
+    let decoded = if header_values(&headers, "transfer-encoding") == ["chunked"] {
+        body.split("\r\n").nth(1).unwrap().to_string()
+    } else {
+        body
+    };
+    assert_eq!(decoded, "0123456789");
+    proxy.stop().await;
+}
+
+/// A coding other than chunked cannot be passed on once Transfer-Encoding is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_transfer_coding_is_502() {
+    let upstream = raw_upstream(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    let proxy = TestProxy::start(&format!(
+        "upstreams:\n  app: http://{upstream}\ndefault_upstream: app\n"
+    ))
+    .await;
+    let (status, _, body) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "abproxy: upstream app used a transfer coding other than chunked\n"
     );
     proxy.stop().await;
 }
