@@ -384,21 +384,25 @@ fn integer(key: &Key, node: &Node, path: &str, min: u64, max: u64) -> Result<u64
     }
 }
 
+/// The entries of an optional top-level mapping (`upstreams`, `experiments`); absent or
+/// empty is no entries.
+fn named_entries<'a>(top: &Fields<'a>, name: &str, expected: &str) -> Result<&'a [(Key, Node)]> {
+    let Some((key, node)) = top.get(name) else {
+        return Ok(&[]);
+    };
+    match &node.value {
+        Value::Map(entries) => Ok(entries.as_slice()),
+        Value::Null => Ok(&[]),
+        _ => error(
+            key.pos,
+            name,
+            format!("expected {expected}, found {}", node.kind()),
+        ),
+    }
+}
+
 fn upstreams(top: &Fields) -> Result<Vec<Upstream>> {
-    let Some((key, node)) = top.get("upstreams") else {
-        return Ok(Vec::new());
-    };
-    let entries = match &node.value {
-        Value::Map(entries) => entries.as_slice(),
-        Value::Null => &[],
-        _ => {
-            return error(
-                key.pos,
-                "upstreams",
-                format!("expected a mapping of name: URL, found {}", node.kind()),
-            )
-        }
-    };
+    let entries = named_entries(top, "upstreams", "a mapping of name: URL")?;
     let mut upstreams = Vec::with_capacity(entries.len());
     for (key, node) in entries {
         let path = format!("upstreams.{}", key.name);
@@ -515,23 +519,7 @@ fn cookie(top: &Fields) -> Result<CookieConfig> {
 }
 
 fn experiments(top: &Fields, upstreams: &[Upstream]) -> Result<Vec<Experiment>> {
-    let Some((key, node)) = top.get("experiments") else {
-        return Ok(Vec::new());
-    };
-    let entries = match &node.value {
-        Value::Map(entries) => entries.as_slice(),
-        Value::Null => &[],
-        _ => {
-            return error(
-                key.pos,
-                "experiments",
-                format!(
-                    "expected a mapping of key: experiment, found {}",
-                    node.kind()
-                ),
-            )
-        }
-    };
+    let entries = named_entries(top, "experiments", "a mapping of key: experiment")?;
     entries
         .iter()
         .map(|(key, node)| experiment(key, node, upstreams))

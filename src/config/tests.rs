@@ -5,21 +5,8 @@ use std::time::Duration;
 
 use super::*;
 
-const MINIMAL: &str = "listen: 127.0.0.1:8080
-admin:
-  listen: 127.0.0.1:8081
-upstreams:
-  moon: http://127.0.0.1:9001
-  mars: http://127.0.0.1:9002
-experiments:
-  moon_mars:
-    title: Moon/Mars
-    state: active
-    variants:
-      Moon: { weight: 50, upstream: moon }
-      Mars: { weight: 50, upstream: mars }
-    fallback: Moon
-";
+/// The minimal config of PRODUCT.md, accepted as it is.
+const MINIMAL: &str = include_str!("../../tests/golden/product_minimal.yaml");
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_str(text, Path::new("test.yaml"))

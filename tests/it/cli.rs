@@ -5,21 +5,8 @@ use std::time::Duration;
 use crate::support::binary::{self, ProxyProcess};
 use crate::support::*;
 
-const VALID: &str = "listen: 127.0.0.1:8080
-admin:
-  listen: 127.0.0.1:8081
-upstreams:
-  moon: http://127.0.0.1:9001
-  mars: http://127.0.0.1:9002
-experiments:
-  moon_mars:
-    title: Moon/Mars
-    state: active
-    variants:
-      Moon: { weight: 50, upstream: moon }
-      Mars: { weight: 50, upstream: mars }
-    fallback: Moon
-";
+/// The minimal config of PRODUCT.md, accepted as it is.
+const VALID: &str = include_str!("../golden/product_minimal.yaml");
 
 #[test]
 fn check_accepts_the_product_minimal_config_and_the_shipped_one() {

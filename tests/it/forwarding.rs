@@ -53,7 +53,14 @@ async fn request_headers_added_replaced_and_stripped() {
     // The client's chunked framing is its hop's; hyper re-frames the streamed body for
     // the upstream hop (chunked again, as its length is unknown), and it arrives intact.
     assert_eq!(&seen.body[..], b"hello");
-    for hop in ["x-hop-named", "keep-alive", "proxy-connection", "te", "upgrade", "x-real-ip"] {
+    for hop in [
+        "x-hop-named",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "x-real-ip",
+    ] {
         assert!(
             !h.contains_key(hop),
             "{hop} must not reach the upstream: {h:?}"
