@@ -1,22 +1,37 @@
 //! The state shared by every connection: the current snapshot, the metrics, and the
-//! one way to replace the snapshot (start-up and reload share it).
+//! one path that loads a config (start-up, file reload and the admin API share it):
+//!
+//! ```text
+//! text → Config → transitions checked against the run book → secret → Snapshot → swap
+//! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Pos};
 use crate::metrics::Metrics;
+use crate::runs::{now_rfc3339, RunBook, RunStore};
 use crate::snapshot::Snapshot;
+use crate::sticky::Signer;
 
 pub struct App {
     snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     config_path: PathBuf,
-    /// The text of the config in force. Also serialises reloads (a file event and a
-    /// SIGHUP at once must not interleave their swaps).
-    loaded_text: Mutex<String>,
+    /// Fixed at start-up, like the listen addresses.
+    runs_store: RunStore,
+    /// `ABPROXY_SECRET` as read at start-up.
+    env_secret: Option<String>,
+    /// The text and run book in force. The lock also serialises loads (a file event, a
+    /// SIGHUP and an API call at once must not interleave).
+    loaded: Mutex<Loaded>,
+}
+
+pub struct Loaded {
+    pub text: String,
+    pub runs: RunBook,
 }
 
 /// What a reload did.
@@ -29,19 +44,77 @@ pub enum ReloadOutcome {
     Refused(ConfigError),
 }
 
+/// A config that passed every check, ready to swap in.
+struct Prepared {
+    config: Config,
+    runs: RunBook,
+    signer: Signer,
+    secret_source: crate::secret::Source,
+}
+
 impl App {
-    /// Load and validate the config file and build the first snapshot.
+    /// Load and validate the config file, check it against the run book in its data
+    /// directory, and build the first snapshot. `ABPROXY_SECRET` is read here.
     pub fn load(config_path: &Path) -> Result<App, ConfigError> {
+        App::load_with_env_secret(config_path, std::env::var(crate::secret::ENV).ok())
+    }
+
+    /// As [`App::load`], with the secret's environment value given (tests never touch
+    /// the process environment).
+    pub fn load_with_env_secret(
+        config_path: &Path,
+        env_secret: Option<String>,
+    ) -> Result<App, ConfigError> {
         let (config, text) = Config::load(config_path)?;
+        let whole_file = |message: String| ConfigError {
+            path: config_path.to_path_buf(),
+            pos: Pos::default(),
+            message,
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            whole_file(format!(
+                "cannot create data_dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let runs_store = RunStore::new(&config.data_dir);
+        let book = runs_store
+            .load()
+            .map_err(|e| whole_file(format!("cannot read the run book: {e}")))?;
         let metrics = Metrics::new();
-        metrics.publish_weights(&config, None);
+        let prepared = prepare(config_path, config, &book, env_secret.clone())?;
+        if let crate::secret::Source::Generated(file) = &prepared.secret_source {
+            tracing::warn!(
+                "no {} or secret_file: signing assignment cookies with the key generated in {}; \
+                 replicas behind one load balancer must share one secret",
+                crate::secret::ENV,
+                file.display()
+            );
+        }
+        if prepared.runs != book {
+            runs_store
+                .save(&prepared.runs)
+                .map_err(|e| whole_file(format!("cannot save the run book: {e}")))?;
+        }
+        metrics.publish_weights(&prepared.config, None);
         metrics.mark_loaded();
-        let snapshot = Snapshot::build(config, &metrics, None);
+        let snapshot = Snapshot::build(
+            prepared.config,
+            &prepared.runs,
+            prepared.signer,
+            &metrics,
+            None,
+        );
         Ok(App {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             config_path: config_path.to_path_buf(),
-            loaded_text: Mutex::new(text),
+            runs_store,
+            env_secret,
+            loaded: Mutex::new(Loaded {
+                text,
+                runs: prepared.runs,
+            }),
         })
     }
 
@@ -55,51 +128,146 @@ impl App {
         &self.config_path
     }
 
+    /// The text and run book in force, locked: no load happens while it is held.
+    pub fn loaded(&self) -> MutexGuard<'_, Loaded> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Re-read the config file; validate; swap. With `force` a file whose text did not
     /// change is re-applied anyway (an explicit SIGHUP); without it, an unchanged file is
     /// left alone (editors and Kubernetes produce many events for one save).
     pub fn reload(&self, force: bool) -> ReloadOutcome {
-        let mut loaded_text = self
-            .loaded_text
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (config, text) = match Config::load(&self.config_path) {
-            Ok(loaded) => loaded,
-            Err(err) => {
+        let mut loaded = self.loaded();
+        let outcome = match Config::load(&self.config_path) {
+            Err(err) => ReloadOutcome::Refused(err),
+            Ok((_, text)) if !force && text == loaded.text => return ReloadOutcome::Unchanged,
+            Ok((config, text)) => match self.apply(&mut loaded, config, text) {
+                Ok(()) => ReloadOutcome::Applied,
+                Err(err) => ReloadOutcome::Refused(err),
+            },
+        };
+        match &outcome {
+            ReloadOutcome::Refused(err) => {
                 tracing::error!("config reload refused, still serving the previous config: {err}");
                 self.metrics.record_reload(false);
-                return ReloadOutcome::Refused(err);
             }
-        };
-        if !force && text == *loaded_text {
-            return ReloadOutcome::Unchanged;
+            _ => {
+                self.metrics.record_reload(true);
+                tracing::info!("config reloaded from {}", self.config_path.display());
+            }
         }
+        outcome
+    }
+
+    /// Check `config` against the run book, save the book, swap the snapshot. The caller
+    /// holds the lock (`loaded`) from reading the text to here.
+    pub fn apply(
+        &self,
+        loaded: &mut Loaded,
+        mut config: Config,
+        text: String,
+    ) -> Result<(), ConfigError> {
         let previous = self.snapshot.load_full();
         if config.listen != previous.config.listen
             || config.admin_listen != previous.config.admin_listen
+            || config.data_dir != previous.config.data_dir
         {
             tracing::warn!(
-                "config {}: listen addresses changed; they take effect only after a restart \
-                 (still listening on {} and admin {})",
+                "config {}: listen addresses or data_dir changed; they take effect only after a restart \
+                 (still listening on {} and admin {}, data in {})",
                 self.config_path.display(),
                 previous.config.listen,
-                previous.config.admin_listen
+                previous.config.admin_listen,
+                previous.config.data_dir.display()
             );
         }
-        self.metrics
-            .publish_weights(&config, Some(&previous.config));
-        let experiments = config.experiments.len();
-        self.snapshot.store(Arc::new(Snapshot::build(
+        // The data directory in force is the one the run book was read from.
+        config.data_dir = previous.config.data_dir.clone();
+        let prepared = prepare(
+            &self.config_path,
             config,
+            &loaded.runs,
+            self.env_secret.clone(),
+        )?;
+        if prepared.runs != loaded.runs {
+            self.runs_store
+                .save(&prepared.runs)
+                .map_err(|e| ConfigError {
+                    path: self.config_path.clone(),
+                    pos: Pos::default(),
+                    message: format!(
+                        "cannot save the run book {}: {e}",
+                        self.runs_store.path().display()
+                    ),
+                })?;
+        }
+        self.metrics
+            .publish_weights(&prepared.config, Some(&previous.config));
+        let snapshot = Snapshot::build(
+            prepared.config,
+            &prepared.runs,
+            prepared.signer,
             &self.metrics,
             Some(&previous),
-        )));
-        self.metrics.record_reload(true);
-        *loaded_text = text;
-        tracing::info!(
-            "config reloaded from {} ({experiments} experiments)",
-            self.config_path.display()
         );
-        ReloadOutcome::Applied
+        self.snapshot.store(Arc::new(snapshot));
+        loaded.runs = prepared.runs;
+        loaded.text = text;
+        Ok(())
     }
+}
+
+/// Every check a config must pass beyond its own validity: state transitions against
+/// the run book, and a usable secret.
+fn prepare(
+    path: &Path,
+    config: Config,
+    book: &RunBook,
+    env_secret: Option<String>,
+) -> Result<Prepared, ConfigError> {
+    let runs = check_transitions(path, &config, book)?;
+    let (secret, source) =
+        crate::secret::load(env_secret, config.secret_file.as_deref(), &config.data_dir).map_err(
+            |message| ConfigError {
+                path: path.to_path_buf(),
+                pos: Pos::default(),
+                message,
+            },
+        )?;
+    Ok(Prepared {
+        config,
+        runs,
+        signer: Signer::new(&secret),
+        secret_source: source,
+    })
+}
+
+/// The run book after `config`'s states, or the refused transition as a config error at
+/// the experiment's `state:` key.
+pub fn check_transitions(
+    path: &Path,
+    config: &Config,
+    book: &RunBook,
+) -> Result<RunBook, ConfigError> {
+    let states: Vec<(&str, crate::config::State)> = config
+        .experiments
+        .iter()
+        .map(|e| (e.key.as_str(), e.state))
+        .collect();
+    book.advance(&states, &now_rfc3339()).map_err(|refused| {
+        let experiment = config
+            .experiments
+            .iter()
+            .find(|e| e.key == refused.experiment);
+        ConfigError {
+            path: path.to_path_buf(),
+            pos: experiment.map_or(Pos::default(), |e| e.state_pos),
+            message: format!(
+                "experiments.{}.state: {}",
+                refused.experiment, refused.refused
+            ),
+        }
+    })
 }

@@ -42,11 +42,12 @@ impl Device {
     }
 }
 
-/// Scans the raw bytes of every `Cookie` field (`name=value; name=value`, RFC 6265
-/// §4.2.1). Bytes, not text: one non-UTF-8 cookie set by some other part of the site must
-/// not hide the device id beside it (that visitor would get a new id, and possibly a new
-/// variant, on every request).
-fn find_cookie(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
+/// Every `name=value` pair of every `Cookie` field (RFC 6265 §4.2.1), as raw bytes.
+///
+/// Bytes, not text: one non-UTF-8 cookie set by some other part of the site must not hide
+/// the cookies beside it (for `device_id`, that visitor would get a new id, and possibly a
+/// new variant, on every request).
+pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -56,6 +57,17 @@ fn find_cookie(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
             let eq = pair.iter().position(|&b| b == b'=')?;
             Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
         })
+}
+
+/// The first value of cookie `name`.
+pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    cookie_pairs(headers)
+        .find(|(n, _)| *n == name.as_bytes())
+        .map(|(_, v)| v)
+}
+
+fn find_cookie(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
+    cookie_pairs(headers)
         .find(|(name, value)| *name == cookie_name.as_bytes() && is_valid_device_id(value))
         // Valid ids are ASCII.
         .map(|(_, value)| String::from_utf8_lossy(value).into_owned())

@@ -1,19 +1,31 @@
 //! One experiment, prepared for the request path: which requests it applies to and
-//! which variant a device gets in each state. Pure: no I/O, no clocks.
+//! which variant a device gets. Pure: no I/O, no clocks.
 
-use crate::assign::WeightTable;
+use crate::assign::{bucket, WeightTable};
 use crate::config::{Experiment, Match, State};
 use crate::metrics::{Metrics, VariantCounters};
+use crate::targeting::{DeviceClass, RequestFacts, Target};
+
+/// Enrollment buckets: traffic is in basis points.
+const TRAFFIC_BUCKETS: u64 = 10_000;
 
 pub struct ExperimentPlan {
     pub key: String,
+    pub title: String,
     pub state: State,
+    /// The run devices are counted in (active experiments only).
+    pub run: Option<u32>,
     pub matcher: Match,
+    pub target: Target,
     pub variants: Vec<VariantPlan>,
     pub table: WeightTable,
     pub fallback: usize,
     pub rollout: Option<usize>,
     pub routing: bool,
+    pub traffic_bp: u32,
+    /// `<key>:traffic`: enrollment hashes with its own salt, never the assignment's, or a
+    /// 10 % enrollment would only ever reach the first 10 % of the variant range.
+    traffic_salt: String,
 }
 
 pub struct VariantPlan {
@@ -28,27 +40,38 @@ pub struct VariantPlan {
 pub struct Decision {
     /// Config-order index of the variant to serve.
     pub variant: usize,
-    /// Whether this request counts toward the experiment (active state only).
-    pub counted: bool,
+    /// The device is in the experiment (active, targeted, enrolled or pinned, not a bot,
+    /// not forced): the request counts as an exposure.
+    pub exposed: bool,
+    /// Newly assigned in this run: pin it in the cookie and count an assignment.
+    pub newly_assigned_in_run: Option<u32>,
+}
+
+/// Why a device is where it is, for `/_ab/assignments`.
+pub struct Inputs<'a> {
+    pub device_id: &'a str,
+    pub facts: &'a RequestFacts<'a>,
+    /// The variant pinned in the device's assignment cookie, if any.
+    pub pinned: Option<&'a str>,
+    /// A QA override for this experiment, if any.
+    pub forced: Option<&'a str>,
 }
 
 impl ExperimentPlan {
     /// `upstream_index` resolves an upstream name (validated to exist) to its index.
     pub fn new(
         e: &Experiment,
+        run: Option<u32>,
         metrics: &Metrics,
         upstream_index: impl Fn(&str) -> Option<usize>,
     ) -> ExperimentPlan {
-        let index_of = |name: &str| {
-            e.variants
-                .iter()
-                .position(|v| v.name == name)
-                .expect("validated variant name")
-        };
         ExperimentPlan {
             key: e.key.clone(),
+            title: e.title.clone(),
             state: e.state,
+            run: if e.state == State::Active { run } else { None },
             matcher: e.matcher.clone(),
+            target: e.target.clone(),
             variants: e
                 .variants
                 .iter()
@@ -60,10 +83,25 @@ impl ExperimentPlan {
                 .collect(),
             table: WeightTable::new(e.variants.iter().map(|v| (v.name.as_str(), v.weight)))
                 .expect("validated: weights sum above 0"),
-            fallback: index_of(&e.fallback),
-            rollout: e.rollout_variant.as_deref().map(index_of),
+            fallback: e
+                .variants
+                .iter()
+                .position(|v| v.name == e.fallback)
+                .expect("validated fallback"),
+            rollout: e.rollout_variant.as_deref().map(|r| {
+                e.variants
+                    .iter()
+                    .position(|v| v.name == r)
+                    .expect("validated rollout variant")
+            }),
             routing: e.is_routing(),
+            traffic_bp: e.traffic_bp,
+            traffic_salt: format!("{}:traffic", e.key),
         }
+    }
+
+    pub fn variant_index(&self, name: &str) -> Option<usize> {
+        self.variants.iter().position(|v| v.name == name)
     }
 
     /// Does the experiment apply to a request for `host` (no port, any case) and `path`?
@@ -80,24 +118,55 @@ impl ExperimentPlan {
         }
     }
 
-    /// The state rules of `PRODUCT.md`: inactive → fallback, uncounted; active → hash,
-    /// counted; rollout → the rollout variant, uncounted.
-    pub fn decide(&self, device_id: &[u8]) -> Decision {
-        match self.state {
-            State::Inactive => Decision {
-                variant: self.fallback,
-                counted: false,
-            },
-            State::Active => Decision {
-                variant: self.table.assign(device_id, &self.key),
-                counted: true,
-            },
-            State::Rollout => Decision {
-                variant: self
-                    .rollout
-                    .expect("validated: rollout state has a rollout variant"),
-                counted: false,
-            },
+    /// Is this device in the enrolled share (`traffic`)?
+    pub fn enrolled(&self, device_id: &str) -> bool {
+        self.traffic_bp >= TRAFFIC_BUCKETS as u32
+            || bucket(device_id.as_bytes(), &self.traffic_salt, TRAFFIC_BUCKETS)
+                < self.traffic_bp as u64
+    }
+
+    /// The rules, in order:
+    /// 1. a QA override for a variant of this experiment wins, uncounted;
+    /// 2. inactive → the fallback, rollout → the rollout variant, uncounted (a pinned
+    ///    assignment is ignored, and kept for later);
+    /// 3. active: bots and devices outside `target` get the fallback, uncounted;
+    /// 4. a device pinned to a variant that still exists keeps it, even at weight 0;
+    /// 5. otherwise a device outside the enrolled `traffic` share gets the fallback,
+    ///    uncounted; an enrolled one is hashed by the current weights and pinned.
+    pub fn decide(&self, inputs: &Inputs) -> Decision {
+        let uncounted = |variant| Decision {
+            variant,
+            exposed: false,
+            newly_assigned_in_run: None,
+        };
+        if let Some(v) = inputs.forced.and_then(|name| self.variant_index(name)) {
+            return uncounted(v);
+        }
+        let run = match self.state {
+            State::Inactive => return uncounted(self.fallback),
+            State::Rollout => {
+                return uncounted(self.rollout.expect("validated: rollout has a variant"))
+            }
+            State::Active => self.run.unwrap_or(1),
+        };
+        if inputs.facts.device_class == DeviceClass::Bot || !self.target.matches(inputs.facts) {
+            return uncounted(self.fallback);
+        }
+        if let Some(v) = inputs.pinned.and_then(|name| self.variant_index(name)) {
+            return Decision {
+                variant: v,
+                exposed: true,
+                newly_assigned_in_run: None,
+            };
+        }
+        if !self.enrolled(inputs.device_id) {
+            return uncounted(self.fallback);
+        }
+        let variant = self.table.assign(inputs.device_id.as_bytes(), &self.key);
+        Decision {
+            variant,
+            exposed: true,
+            newly_assigned_in_run: Some(run),
         }
     }
 }
@@ -112,6 +181,7 @@ mod tests {
             key: "moon_mars".into(),
             title: "t".into(),
             state,
+            state_pos: Default::default(),
             variants: vec![
                 Variant {
                     name: "Moon".into(),
@@ -127,46 +197,172 @@ mod tests {
             fallback: "Moon".into(),
             rollout_variant: Some("Mars".into()),
             matcher: Match::default(),
+            traffic_bp: 10_000,
+            target: Target::default(),
         }
     }
 
     fn plan(e: &Experiment) -> ExperimentPlan {
-        ExperimentPlan::new(e, &Metrics::new(), |name| {
+        ExperimentPlan::new(e, Some(3), &Metrics::new(), |name| {
             ["moon", "mars"].iter().position(|u| *u == name)
         })
     }
 
+    fn decide(
+        p: &ExperimentPlan,
+        id: &str,
+        headers: &http::HeaderMap,
+        pinned: Option<&str>,
+        forced: Option<&str>,
+    ) -> Decision {
+        let facts = RequestFacts::new(headers, None);
+        p.decide(&Inputs {
+            device_id: id,
+            facts: &facts,
+            pinned,
+            forced,
+        })
+    }
+
+    const NONE: Option<&str> = None;
+
     #[test]
     fn states_pick_and_count_as_specified() {
-        let ids: Vec<String> = (0..200).map(|i| format!("dev{i}")).collect();
+        let h = http::HeaderMap::new();
         let inactive = plan(&experiment(State::Inactive));
         let active = plan(&experiment(State::Active));
         let rollout = plan(&experiment(State::Rollout));
+        let uncounted = |variant| Decision {
+            variant,
+            exposed: false,
+            newly_assigned_in_run: None,
+        };
         let mut seen = [0; 2];
-        for id in &ids {
+        for i in 0..200 {
+            let id = format!("dev{i}");
+            assert_eq!(decide(&inactive, &id, &h, NONE, NONE), uncounted(0));
             assert_eq!(
-                inactive.decide(id.as_bytes()),
-                Decision {
-                    variant: 0,
-                    counted: false
-                }
+                decide(&inactive, &id, &h, Some("Mars"), NONE),
+                uncounted(0),
+                "pinned ignored when inactive"
             );
             assert_eq!(
-                rollout.decide(id.as_bytes()),
-                Decision {
-                    variant: 1,
-                    counted: false
-                }
+                decide(&rollout, &id, &h, Some("Moon"), NONE),
+                uncounted(1),
+                "pinned ignored in rollout"
             );
-            let d = active.decide(id.as_bytes());
-            assert!(d.counted);
-            assert_eq!(d, active.decide(id.as_bytes()), "deterministic");
+            let d = decide(&active, &id, &h, NONE, NONE);
+            assert!(d.exposed);
+            assert_eq!(
+                d.newly_assigned_in_run,
+                Some(3),
+                "assigned in the current run"
+            );
+            assert_eq!(d, decide(&active, &id, &h, NONE, NONE), "deterministic");
             seen[d.variant] += 1;
         }
         assert!(
             seen[0] > 60 && seen[1] > 60,
             "both variants reachable: {seen:?}"
         );
+    }
+
+    #[test]
+    fn pinned_devices_keep_their_variant_even_at_weight_zero() {
+        let mut e = experiment(State::Active);
+        e.variants[1].weight = 0;
+        let p = plan(&e);
+        let h = http::HeaderMap::new();
+        let d = decide(&p, "dev", &h, Some("Mars"), NONE);
+        assert_eq!(
+            d,
+            Decision {
+                variant: 1,
+                exposed: true,
+                newly_assigned_in_run: None
+            }
+        );
+        // New devices never get the zero-weight variant.
+        assert!((0..300).all(|i| decide(&p, &format!("n{i}"), &h, NONE, NONE).variant == 0));
+        // A pinned variant that no longer exists: a fresh assignment.
+        let d = decide(&p, "dev", &h, Some("Venus"), NONE);
+        assert_eq!((d.variant, d.newly_assigned_in_run), (0, Some(3)));
+    }
+
+    #[test]
+    fn bots_and_untargeted_devices_get_the_fallback_uncounted() {
+        let mut e = experiment(State::Active);
+        e.target.devices = vec![crate::targeting::DeviceClass::Mobile];
+        let p = plan(&e);
+        let mut h = http::HeaderMap::new();
+        let uncounted = Decision {
+            variant: 0,
+            exposed: false,
+            newly_assigned_in_run: None,
+        };
+        assert_eq!(
+            decide(&p, "d", &h, Some("Mars"), NONE),
+            uncounted,
+            "desktop is not targeted"
+        );
+        h.insert("user-agent", "Mozilla/5.0 (iPhone) Mobile".parse().unwrap());
+        assert!(decide(&p, "d", &h, NONE, NONE).exposed, "mobile is");
+        h.insert("user-agent", "Googlebot/2.1 Mobile".parse().unwrap());
+        assert_eq!(
+            decide(&p, "d", &h, Some("Mars"), NONE),
+            uncounted,
+            "bots never count"
+        );
+    }
+
+    #[test]
+    fn overrides_win_and_are_never_counted() {
+        let h = http::HeaderMap::new();
+        for state in [State::Inactive, State::Active, State::Rollout] {
+            let p = plan(&experiment(state));
+            assert_eq!(
+                decide(&p, "d", &h, NONE, Some("Mars")),
+                Decision {
+                    variant: 1,
+                    exposed: false,
+                    newly_assigned_in_run: None
+                }
+            );
+            assert_eq!(
+                decide(&p, "d", &h, NONE, Some("Venus")),
+                decide(&p, "d", &h, NONE, NONE),
+                "unknown variants ignored"
+            );
+        }
+    }
+
+    #[test]
+    fn traffic_enrolls_its_share_with_an_unbiased_split() {
+        let mut e = experiment(State::Active);
+        e.traffic_bp = 1_000;
+        let p = plan(&e);
+        let h = http::HeaderMap::new();
+        let (mut enrolled, mut mars) = (0, 0);
+        const N: usize = 50_000;
+        for i in 0..N {
+            let d = decide(&p, &format!("device-{i}"), &h, NONE, NONE);
+            if d.exposed {
+                enrolled += 1;
+                mars += d.variant;
+            } else {
+                assert_eq!(d.variant, 0, "the rest get the fallback");
+            }
+        }
+        let share = enrolled as f64 / N as f64;
+        assert!((share - 0.10).abs() < 0.01, "enrolled {share}");
+        let mars_share = mars as f64 / enrolled as f64;
+        assert!(
+            (mars_share - 0.5).abs() < 0.02,
+            "split among the enrolled {mars_share}"
+        );
+        // Pinned devices stay pinned whatever the traffic.
+        e.traffic_bp = 0;
+        assert!(decide(&plan(&e), "x", &h, Some("Mars"), NONE).exposed);
     }
 
     #[test]

@@ -94,8 +94,15 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
 }
 
 fn check(path: &Path) -> Result<()> {
-    match Config::load(path) {
-        Ok((config, _)) => {
+    let result = Config::load(path).and_then(|(config, _)| {
+        // A state change is checked against the run book, if this machine has one.
+        let book = abproxy::runs::RunStore::new(&config.data_dir)
+            .load()
+            .unwrap_or_default();
+        abproxy::app::check_transitions(path, &config, &book).map(|_| config)
+    });
+    match result {
+        Ok(config) => {
             println!(
                 "{}: ok ({} upstreams, {} experiments)",
                 path.display(),

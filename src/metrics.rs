@@ -20,6 +20,7 @@ pub const UPSTREAM_RESPONSES: &str = "abproxy_upstream_responses_total";
 pub const UPSTREAM_DURATION: &str = "abproxy_upstream_duration_seconds";
 pub const VARIANT_WEIGHT: &str = "abproxy_variant_weight";
 pub const CONFIG_RELOADS: &str = "abproxy_config_reloads_total";
+pub const ASSIGNMENT_COOKIE_REJECTED: &str = "abproxy_assignment_cookie_rejected_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "abproxy_config_last_reload_success_timestamp_seconds";
 
 /// The `code_class` label values, indexed by [`code_class_index`].
@@ -41,6 +42,7 @@ pub struct Metrics {
     pub variant_weight: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: Gauge,
+    pub assignment_cookie_rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -69,6 +71,14 @@ impl Metrics {
             "Upstream responses by status class; `error` when no response came (refused, reset, timeout).",
             &["upstream", "code_class"],
         );
+        let assignment_cookie_rejected = counter(
+            ASSIGNMENT_COOKIE_REJECTED,
+            "Assignment cookies ignored (device re-assigned by hash): malformed, or a bad signature (tampered, another device's, another secret).",
+            &["reason"],
+        );
+        for reason in crate::sticky::Rejected::LABELS {
+            assignment_cookie_rejected.with_label_values(&[reason]);
+        }
         let config_reloads = counter(
             CONFIG_RELOADS,
             "Config reload attempts by result.",
@@ -118,6 +128,7 @@ impl Metrics {
             variant_weight,
             config_reloads,
             config_last_reload_success,
+            assignment_cookie_rejected,
         }
     }
 

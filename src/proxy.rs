@@ -27,6 +27,7 @@ use crate::device::Device;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::CODE_CLASS_ERROR;
+use crate::routing::{assignments_header, route, RequestView};
 use crate::snapshot::Snapshot;
 
 /// Responses stream the upstream's body, or carry a small body of our own.
@@ -64,41 +65,36 @@ impl tower::Service<Request<Incoming>> for ProxyService {
     }
 }
 
-/// The upstream and header value the experiments chose for one request.
-struct Routing {
-    upstream: Option<usize>,
-    assignments: Option<HeaderValue>,
-}
-
 async fn handle(
     snapshot: &Snapshot,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    if request.uri().path().starts_with(RESERVED_PREFIX) {
-        return plain_response(
-            StatusCode::NOT_FOUND,
-            "abproxy: no such endpoint under /_ab/\n",
-        );
-    }
     let device = Device::from_headers(request.headers(), &snapshot.config.cookie.name);
-    let routing = assign_experiments(snapshot, &device, request.uri(), request.headers());
-    let mut response = match routing.upstream.or(snapshot.default_upstream) {
-        Some(upstream) => forward(
-            snapshot,
-            upstream,
-            request,
-            peer,
-            &device,
-            routing.assignments,
-        )
-        .await
-        .unwrap_or_else(|err| error_response(&err)),
-        None => error_response(&ProxyError::NoRoute),
+    let (mut response, set_cookies) = if request.uri().path().starts_with(RESERVED_PREFIX) {
+        crate::frontend::respond(snapshot, &device, &request)
+    } else {
+        let view = RequestView {
+            host: headers::request_host(request.uri(), request.headers()),
+            path: request.uri().path(),
+            query: request.uri().query(),
+            headers: request.headers(),
+        };
+        let routing = route(snapshot, &device, &view);
+        let assignments = assignments_header(&routing);
+        let (upstream, set_cookies) = (routing.upstream, routing.set_cookies);
+        let response = match upstream.or(snapshot.default_upstream) {
+            Some(upstream) => forward(snapshot, upstream, request, peer, &device, assignments)
+                .await
+                .unwrap_or_else(|err| error_response(&err)),
+            None => error_response(&ProxyError::NoRoute),
+        };
+        (response, set_cookies)
     };
+    // Appended: the upstream's own Set-Cookie fields stay.
+    let h = response.headers_mut();
     if device.is_new {
-        // Appended: the upstream's own Set-Cookie fields stay.
-        response.headers_mut().append(
+        h.append(
             header::SET_COOKIE,
             device.set_cookie(
                 &snapshot.config.cookie.name,
@@ -106,42 +102,10 @@ async fn handle(
             ),
         );
     }
+    for cookie in set_cookies {
+        h.append(header::SET_COOKIE, cookie);
+    }
     response
-}
-
-/// Assign the device in every experiment that applies, count what is counted, and pick
-/// the upstream of the first routing experiment.
-fn assign_experiments(
-    snapshot: &Snapshot,
-    device: &Device,
-    uri: &Uri,
-    request_headers: &http::HeaderMap,
-) -> Routing {
-    let host = headers::request_host(uri, request_headers);
-    let path = uri.path();
-    let mut upstream = None;
-    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(snapshot.experiments.len());
-    for experiment in &snapshot.experiments {
-        if !experiment.applies_to(host, path) {
-            continue;
-        }
-        let decision = experiment.decide(device.id.as_bytes());
-        let variant = &experiment.variants[decision.variant];
-        if decision.counted {
-            variant.counters.exposures.inc();
-            if device.is_new {
-                variant.counters.assignments.inc();
-            }
-        }
-        if upstream.is_none() {
-            upstream = variant.upstream;
-        }
-        pairs.push((&experiment.key, &variant.name));
-    }
-    Routing {
-        upstream,
-        assignments: headers::assignments_value(pairs.into_iter()),
-    }
 }
 
 async fn forward(

@@ -15,6 +15,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::{Config, HostPolicy};
 use crate::experiment::ExperimentPlan;
 use crate::metrics::{Metrics, UpstreamMetrics};
+use crate::runs::RunBook;
+use crate::sticky::Signer;
 
 /// One pooled keep-alive client for all upstreams; cloning it shares the pool.
 pub type UpstreamClient = Client<HttpConnector, Incoming>;
@@ -27,8 +29,13 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamTarget>,
     pub default_upstream: Option<usize>,
     pub client: UpstreamClient,
-    /// `; Path=/; Max-Age=…; HttpOnly; SameSite=Lax[; Domain=…]`, appended to a new id.
+    /// `; Path=/; Max-Age=…; HttpOnly; SameSite=Lax[; Domain=…]`, appended to a new id
+    /// and to the assignment cookie.
     pub set_cookie_attributes: String,
+    /// Signs and verifies the sticky-assignment cookie.
+    pub signer: Signer,
+    /// `abproxy_assignment_cookie_rejected_total`, by `Rejected` discriminant.
+    pub rejected_cookies: [prometheus::IntCounter; 2],
 }
 
 pub struct UpstreamTarget {
@@ -44,7 +51,13 @@ pub struct UpstreamTarget {
 impl Snapshot {
     /// `previous` lends its upstream client when the client settings did not change, so
     /// a reload keeps the warm connection pool.
-    pub fn build(config: Config, metrics: &Metrics, previous: Option<&Snapshot>) -> Snapshot {
+    pub fn build(
+        config: Config,
+        runs: &RunBook,
+        signer: Signer,
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         let upstreams: Vec<UpstreamTarget> = config
             .upstreams
             .iter()
@@ -60,7 +73,13 @@ impl Snapshot {
         let experiments = config
             .experiments
             .iter()
-            .map(|e| ExperimentPlan::new(e, metrics, upstream_index))
+            .map(|e| {
+                let run = runs
+                    .get(&e.key)
+                    .and_then(|r| r.current_run())
+                    .map(|r| r.number);
+                ExperimentPlan::new(e, run, metrics, upstream_index)
+            })
             .collect();
         let default_upstream = config.default_upstream.as_deref().and_then(upstream_index);
         let client = match previous {
@@ -75,6 +94,12 @@ impl Snapshot {
             default_upstream,
             client,
             set_cookie_attributes,
+            signer,
+            rejected_cookies: crate::sticky::Rejected::LABELS.map(|reason| {
+                metrics
+                    .assignment_cookie_rejected
+                    .with_label_values(&[reason])
+            }),
         }
     }
 

@@ -28,6 +28,14 @@ pub struct Config {
     pub cookie: CookieConfig,
     pub timeouts: Timeouts,
     pub pool: PoolConfig,
+    /// Run records and the generated secret live here (relative to the working directory).
+    pub data_dir: PathBuf,
+    /// Key for the signed assignment cookie (`ABPROXY_SECRET` takes precedence).
+    pub secret_file: Option<PathBuf>,
+    /// Bearer token of the admin API (`ABPROXY_ADMIN_TOKEN` takes precedence).
+    pub admin_token_file: Option<PathBuf>,
+    /// QA overrides, off unless configured.
+    pub qa_override: Option<QaOverride>,
     /// In file order: the first routing experiment that applies picks the upstream, and
     /// `X-AB-Assignments` lists experiments in this order.
     pub experiments: Vec<Experiment>,
@@ -54,6 +62,8 @@ pub enum HostPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CookieConfig {
     pub name: String,
+    /// The signed cookie that carries the device's sticky assignments.
+    pub assignments_name: String,
     pub max_age: Duration,
     pub domain: Option<String>,
 }
@@ -83,11 +93,25 @@ pub struct Experiment {
     pub key: String,
     pub title: String,
     pub state: State,
+    /// Where `state:` is in the file, for refused-transition errors.
+    pub state_pos: Pos,
     /// In file order (the hash walks them sorted by name; see `assign`).
     pub variants: Vec<Variant>,
     pub fallback: String,
     pub rollout_variant: Option<String>,
     pub matcher: Match,
+    /// Share of devices enrolled, in basis points (10 000 = 100 %).
+    pub traffic_bp: u32,
+    /// Who the experiment is for; others get the fallback, uncounted.
+    pub target: crate::targeting::Target,
+}
+
+/// Forcing a variant for QA: `?ab_force=moon_mars=Mars` (remembered by a session cookie)
+/// or a header on each request. Off unless configured; forced requests are never counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QaOverride {
+    pub query_param: Option<String>,
+    pub header: Option<http::HeaderName>,
 }
 
 impl Experiment {
@@ -104,7 +128,8 @@ pub struct Variant {
     pub upstream: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     Inactive,
     Active,

@@ -2,14 +2,16 @@
 //! named by its dotted path (`experiments.moon_mars.fallback`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::yaml::{Key, Node, Pos, Value};
 use super::{
-    Config, CookieConfig, Experiment, HostPolicy, Match, PoolConfig, State, Timeouts, Upstream,
-    Variant,
+    Config, CookieConfig, Experiment, HostPolicy, Match, PoolConfig, QaOverride, State, Timeouts,
+    Upstream, Variant,
 };
 use crate::names;
+use crate::targeting::{DeviceClass, Pattern, Target};
 
 pub(super) struct Error {
     pub pos: Pos,
@@ -29,6 +31,8 @@ fn error<T>(pos: Pos, path: &str, message: impl std::fmt::Display) -> Result<T> 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
 pub const DEFAULT_COOKIE_NAME: &str = "device_id";
+pub const DEFAULT_ASSIGNMENTS_COOKIE: &str = "ab_assignments";
+pub const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_COOKIE_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
 const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(2),
@@ -136,6 +140,10 @@ impl<'a> Fields<'a> {
         }
     }
 
+    fn path(&self, name: &str) -> Result<Option<PathBuf>> {
+        Ok(self.string(name)?.map(|(_, p)| PathBuf::from(p)))
+    }
+
     fn socket_addr(&self, name: &str, default: &str) -> Result<SocketAddr> {
         let Some((key, node)) = self.get(name) else {
             return Ok(default.parse().expect("default listen address parses"));
@@ -210,16 +218,27 @@ pub(super) fn config(root: &Node) -> Result<Config> {
             "cookie",
             "timeouts",
             "pool",
+            "data_dir",
+            "secret_file",
+            "qa_override",
             "experiments",
         ],
     )?;
     let listen = top.socket_addr("listen", DEFAULT_LISTEN)?;
-    let admin_listen = match top.get("admin") {
-        None => DEFAULT_ADMIN_LISTEN
-            .parse()
-            .expect("default admin address parses"),
-        Some((key, node)) => Fields::new(node, "admin", key.pos, &["listen"])?
-            .socket_addr("listen", DEFAULT_ADMIN_LISTEN)?,
+    let (admin_listen, admin_token_file) = match top.get("admin") {
+        None => (
+            DEFAULT_ADMIN_LISTEN
+                .parse()
+                .expect("default admin address parses"),
+            None,
+        ),
+        Some((key, node)) => {
+            let admin = Fields::new(node, "admin", key.pos, &["listen", "token_file"])?;
+            (
+                admin.socket_addr("listen", DEFAULT_ADMIN_LISTEN)?,
+                admin.path("token_file")?,
+            )
+        }
     };
     let upstreams = upstreams(&top)?;
     if upstreams.is_empty() {
@@ -306,6 +325,14 @@ pub(super) fn config(root: &Node) -> Result<Config> {
     };
     let experiments = experiments(&top, &upstreams)?;
     check_addresses(&top, listen, admin_listen, &upstreams)?;
+    let data_dir = top
+        .path("data_dir")?
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let secret_file = top.path("secret_file")?;
+    let qa_override = match top.get("qa_override") {
+        None => None,
+        Some((key, node)) => Some(qa_override(key, node)?),
+    };
     Ok(Config {
         listen,
         admin_listen,
@@ -315,7 +342,46 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         cookie,
         timeouts,
         pool,
+        data_dir,
+        secret_file,
+        admin_token_file,
+        qa_override,
         experiments,
+    })
+}
+
+fn qa_override(key: &Key, node: &Node) -> Result<QaOverride> {
+    let f = Fields::new(node, "qa_override", key.pos, &["query_param", "header"])?;
+    let query_param = match f.string("query_param")? {
+        Some((pos, name)) if names::check_name(&name, names::NameKind::Variant).is_err() => {
+            return error(
+                pos,
+                "qa_override.query_param",
+                format!("`{name}` must be 1–64 of A-Z a-z 0-9 _ -, starting with a letter"),
+            )
+        }
+        other => other.map(|(_, name)| name),
+    };
+    let header = match f.string("header")? {
+        None => None,
+        Some((pos, name)) => Some(http::HeaderName::from_bytes(name.as_bytes()).or_else(|_| {
+            error(
+                pos,
+                "qa_override.header",
+                format!("`{name}` is not a header name"),
+            )
+        })?),
+    };
+    if query_param.is_none() && header.is_none() {
+        return error(
+            key.pos,
+            "qa_override",
+            "give `query_param`, `header` or both (leave the section out to turn overrides off)",
+        );
+    }
+    Ok(QaOverride {
+        query_param,
+        header,
     })
 }
 
@@ -467,32 +533,52 @@ fn parse_origin(url: &str) -> std::result::Result<http::uri::Authority, String> 
 fn cookie(top: &Fields) -> Result<CookieConfig> {
     let default = CookieConfig {
         name: DEFAULT_COOKIE_NAME.into(),
+        assignments_name: DEFAULT_ASSIGNMENTS_COOKIE.into(),
         max_age: DEFAULT_COOKIE_MAX_AGE,
         domain: None,
     };
     let Some((key, node)) = top.get("cookie") else {
         return Ok(default);
     };
-    let c = Fields::new(node, "cookie", key.pos, &["name", "max_age", "domain"])?;
-    let name = match c.string("name")? {
-        None => default.name,
-        Some((pos, name)) => {
-            // RFC 6265 §4.1.1: cookie-name is an RFC 2616 token; we keep to a safe subset.
-            if name.is_empty()
-                || name.len() > 64
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    let c = Fields::new(
+        node,
+        "cookie",
+        key.pos,
+        &["name", "assignments_name", "max_age", "domain"],
+    )?;
+    // RFC 6265 §4.1.1: cookie-name is an RFC 2616 token; we keep to a safe subset.
+    let cookie_name = |field: &str, default: String| -> Result<String> {
+        match c.string(field)? {
+            None => Ok(default),
+            Some((pos, name))
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
             {
-                return error(
+                error(
                     pos,
-                    "cookie.name",
+                    &join("cookie", field),
                     format!("`{name}` must be 1–64 of A-Z a-z 0-9 _ -"),
-                );
+                )
             }
-            name
+            Some((_, name)) => Ok(name),
         }
     };
+    let name = cookie_name("name", default.name)?;
+    let assignments_name = cookie_name("assignments_name", default.assignments_name)?;
+    if name == assignments_name {
+        let pos = c
+            .get("assignments_name")
+            .or(c.get("name"))
+            .map_or(key.pos, |(k, _)| k.pos);
+        return error(
+            pos,
+            "cookie",
+            format!("`name` and `assignments_name` must differ (both `{name}`)"),
+        );
+    }
     let domain = match c.string("domain")? {
         None => None,
         Some((pos, domain)) => {
@@ -513,6 +599,7 @@ fn cookie(top: &Fields) -> Result<CookieConfig> {
     };
     Ok(CookieConfig {
         name,
+        assignments_name,
         max_age: c.duration("max_age", default.max_age, Duration::from_secs(1))?,
         domain,
     })
@@ -542,6 +629,8 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
             "fallback",
             "rollout_variant",
             "match",
+            "traffic",
+            "target",
         ],
     )?;
     let title = f
@@ -639,15 +728,167 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
             Match { path_prefix, host }
         }
     };
+    let traffic_bp = match f.get("traffic") {
+        None => 10_000,
+        Some((tkey, tnode)) => {
+            let tpath = f.child_path(tkey);
+            parse_percent(scalar(tkey, tnode, &tpath)?).or_else(|m| error(tkey.pos, &tpath, m))?
+        }
+    };
+    let target = match f.get("target") {
+        None => Target::default(),
+        Some((tkey, tnode)) => target(tkey, tnode, &f.child_path(tkey))?,
+    };
     Ok(Experiment {
         key: key.name.clone(),
         title,
         state,
+        state_pos: state_key.pos,
         variants,
         fallback,
         rollout_variant,
         matcher,
+        traffic_bp,
+        target,
     })
+}
+
+/// `10`, `12.5`, `0.25` percent → basis points (0–10 000).
+fn parse_percent(text: &str) -> std::result::Result<u32, String> {
+    let bad = || format!("`{text}` is not a percentage from 0 to 100 with at most two decimals");
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u32 = whole.parse().map_err(|_| bad())?;
+    let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+    let bp = whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)?;
+    if bp > 10_000 {
+        return Err(bad());
+    }
+    Ok(bp)
+}
+
+fn target(key: &Key, node: &Node, path: &str) -> Result<Target> {
+    let f = Fields::new(
+        node,
+        path,
+        key.pos,
+        &[
+            "device",
+            "headers",
+            "header_matches",
+            "cookies",
+            "cookies_present",
+            "query",
+        ],
+    )?;
+    let mut t = Target::default();
+    if let Some((k, n)) = f.get("device") {
+        for (pos, class) in string_list(k, n, &f.child_path(k))? {
+            t.devices.push(match class.as_str() {
+                "mobile" => DeviceClass::Mobile,
+                "desktop" => DeviceClass::Desktop,
+                "bot" => {
+                    return error(
+                        pos,
+                        &f.child_path(k),
+                        "bots are never part of an experiment (they get the fallback)",
+                    )
+                }
+                other => {
+                    return error(
+                        pos,
+                        &f.child_path(k),
+                        format!("`{other}` is not a device class (mobile or desktop)"),
+                    )
+                }
+            });
+        }
+    }
+    let header_name = |k: &Key, path: &str| {
+        http::HeaderName::from_bytes(k.name.as_bytes())
+            .or_else(|_| error(k.pos, path, format!("`{}` is not a header name", k.name)))
+    };
+    if let Some((k, n)) = f.get("headers") {
+        for (hk, value) in string_map(k, n, &f.child_path(k))? {
+            let hpath = join(&f.child_path(k), &hk.name);
+            t.headers.push((header_name(hk, &hpath)?, value));
+        }
+    }
+    if let Some((k, n)) = f.get("header_matches") {
+        for (hk, value) in string_map(k, n, &f.child_path(k))? {
+            let hpath = join(&f.child_path(k), &hk.name);
+            let pattern = regex::Regex::new(&value)
+                .or_else(|e| error(hk.pos, &hpath, format!("not a valid regex: {e}")))?;
+            t.header_matches
+                .push((header_name(hk, &hpath)?, Pattern(pattern)));
+        }
+    }
+    if let Some((k, n)) = f.get("cookies") {
+        t.cookies = string_map(k, n, &f.child_path(k))?
+            .into_iter()
+            .map(|(ck, v)| (ck.name.clone(), v))
+            .collect();
+    }
+    if let Some((k, n)) = f.get("cookies_present") {
+        t.cookies_present = string_list(k, n, &f.child_path(k))?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+    }
+    if let Some((k, n)) = f.get("query") {
+        t.query = string_map(k, n, &f.child_path(k))?
+            .into_iter()
+            .map(|(qk, v)| (qk.name.clone(), v))
+            .collect();
+    }
+    Ok(t)
+}
+
+/// A mapping of name → text value.
+fn string_map<'a>(key: &Key, node: &'a Node, path: &str) -> Result<Vec<(&'a Key, String)>> {
+    let Value::Map(entries) = &node.value else {
+        return error(
+            key.pos,
+            path,
+            format!("expected a mapping of name: value, found {}", node.kind()),
+        );
+    };
+    entries
+        .iter()
+        .map(|(k, v)| Ok((k, scalar(k, v, &join(path, &k.name))?.to_string())))
+        .collect()
+}
+
+/// A list of text values (a single value is a list of one).
+fn string_list(key: &Key, node: &Node, path: &str) -> Result<Vec<(Pos, String)>> {
+    match &node.value {
+        Value::Scalar(s) => Ok(vec![(node.pos, s.clone())]),
+        Value::Seq(items) => items
+            .iter()
+            .map(|item| match &item.value {
+                Value::Scalar(s) => Ok((item.pos, s.clone())),
+                _ => error(
+                    item.pos,
+                    path,
+                    format!("expected a value, found {}", item.kind()),
+                ),
+            })
+            .collect(),
+        _ => error(
+            key.pos,
+            path,
+            format!("expected a list, found {}", node.kind()),
+        ),
+    }
 }
 
 fn variants(key: &Key, node: &Node, path: &str, upstreams: &[Upstream]) -> Result<Vec<Variant>> {

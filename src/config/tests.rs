@@ -8,6 +8,10 @@ use super::*;
 /// The minimal config of PRODUCT.md, accepted as it is.
 const MINIMAL: &str = include_str!("../../tests/golden/product_minimal.yaml");
 
+fn e_traffic(c: &Config) -> u32 {
+    c.experiments[0].traffic_bp
+}
+
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_str(text, Path::new("test.yaml"))
 }
@@ -29,9 +33,23 @@ fn minimal_config_and_defaults() {
         c.cookie,
         CookieConfig {
             name: "device_id".into(),
+            assignments_name: "ab_assignments".into(),
             max_age: Duration::from_secs(31_536_000),
             domain: None
         }
+    );
+    assert_eq!(c.data_dir, std::path::PathBuf::from("./data"));
+    assert_eq!(
+        (
+            c.secret_file.as_ref(),
+            c.admin_token_file.as_ref(),
+            c.qa_override.as_ref()
+        ),
+        (None, None, None)
+    );
+    assert_eq!(
+        (e_traffic(&c), c.experiments[0].target.is_empty()),
+        (10_000, true)
     );
     assert_eq!(c.timeouts.connect, Duration::from_secs(2));
     assert_eq!(c.timeouts.upstream_response, Duration::from_secs(30));
@@ -245,5 +263,86 @@ fn durations_that_would_fail_every_request_are_refused() {
     assert!(error(&format!("{base}pool:\n  idle_timeout: 0s\n")).contains("at least 1ms"));
     assert!(
         error(&format!("{base}cookie:\n  max_age: 500ms\n")).contains("must be at least 1000ms")
+    );
+}
+
+#[test]
+fn experiment_lifecycle_settings() {
+    let text = MINIMAL.to_string()
+        + "data_dir: /var/lib/abproxy
+secret_file: /etc/abproxy/secret
+qa_override: { query_param: ab_force, header: X-AB-Force }
+admin_extra: 1
+";
+    assert!(error(&text).contains("admin_extra: unknown key"));
+    let text = text
+        .replace("admin_extra: 1\n", "")
+        .replace(
+            "  listen: 127.0.0.1:8081",
+            "  listen: 127.0.0.1:8081\n  token_file: /etc/abproxy/token",
+        )
+        .replace(
+            "    fallback: Moon",
+            "    fallback: Moon
+    traffic: 12.5
+    target:
+      device: [mobile, desktop]
+      headers: { X-Country: DE }
+      header_matches: { User-Agent: 'Firefox/\\d+' }
+      cookies: { plan: pro }
+      cookies_present: [beta]
+      query: { ref: news }",
+        );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.data_dir, std::path::PathBuf::from("/var/lib/abproxy"));
+    assert_eq!(
+        c.secret_file.as_deref(),
+        Some(std::path::Path::new("/etc/abproxy/secret"))
+    );
+    assert_eq!(
+        c.admin_token_file.as_deref(),
+        Some(std::path::Path::new("/etc/abproxy/token"))
+    );
+    assert_eq!(
+        c.qa_override.as_ref().unwrap().header.as_ref().unwrap(),
+        "x-ab-force"
+    );
+    let e = &c.experiments[0];
+    assert_eq!(e.traffic_bp, 1_250);
+    assert_eq!(
+        e.state_pos,
+        Pos { line: 11, col: 5 },
+        "one line added above it"
+    );
+    let t = &e.target;
+    assert_eq!(t.devices.len(), 2);
+    assert_eq!(t.headers[0].0, "x-country");
+    assert_eq!(t.header_matches[0].1 .0.as_str(), "Firefox/\\d+");
+    assert_eq!(t.cookies, vec![("plan".to_string(), "pro".to_string())]);
+    assert_eq!(t.cookies_present, vec!["beta".to_string()]);
+    assert_eq!(t.query, vec![("ref".to_string(), "news".to_string())]);
+}
+
+#[test]
+fn experiment_lifecycle_settings_are_validated() {
+    let with = |extra: &str| {
+        error(&MINIMAL.replace(
+            "    fallback: Moon",
+            &format!("    fallback: Moon\n{extra}"),
+        ))
+    };
+    assert!(with("    traffic: 101").contains("not a percentage from 0 to 100"));
+    assert!(with("    traffic: 1.234").contains("at most two decimals"));
+    assert!(with("    traffic: -5").contains("not a percentage"));
+    assert!(with("    target: { device: [bot] }").contains("bots are never part of an experiment"));
+    assert!(with("    target: { device: tablet }").contains("`tablet` is not a device class"));
+    assert!(with("    target: { header_matches: { X-A: '(' } }").contains("not a valid regex"));
+    assert!(with("    target: { headers: { 'bad header': x } }").contains("is not a header name"));
+    assert!(with("    target: { colour: red }").contains("unknown key `colour`"));
+    assert!(error(&(MINIMAL.to_string() + "qa_override: {}\n"))
+        .contains("give `query_param`, `header` or both"));
+    assert!(
+        error(&(MINIMAL.to_string() + "cookie: { assignments_name: device_id }\n"))
+            .contains("must differ")
     );
 }

@@ -69,7 +69,8 @@ fn write_config(
     std::fs::write(
         &path,
         format!(
-            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nupstreams:\n  app: {}\ndefault_upstream: app\n{extra}",
+            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\ndata_dir: {}\nupstreams:\n  app: {}\ndefault_upstream: app\n{extra}",
+            dir.path().join("data").display(),
             upstream.url()
         ),
     )
@@ -185,6 +186,8 @@ async fn demo_serves_moon_and_mars_pages() {
     let mut child = std::process::Command::new(binary::BIN)
         .args(["demo", "--config"])
         .arg(&config)
+        // The default data_dir (./data) is relative to the working directory.
+        .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -115,9 +115,10 @@ async fn request_headers_added_replaced_and_stripped() {
         "{headers:?}"
     );
     assert_eq!(header_values(&headers, "x-upstream"), ["app"]);
+    let set = header_values(&headers, "set-cookie");
     assert!(
-        header_values(&headers, "set-cookie").is_empty(),
-        "a returning device gets no new cookie"
+        set.len() == 1 && set[0].starts_with("ab_assignments=v1.moon_mars:"),
+        "a known id is kept; its first assignment is pinned: {set:?}"
     );
     proxy.stop().await;
 }
@@ -191,7 +192,11 @@ async fn upstream_set_cookie_is_kept_and_ours_appended() {
     .await;
     assert_eq!(status, 200);
     let cookies = header_values(&headers, "set-cookie");
-    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    assert_eq!(cookies.len(), 4, "{cookies:?}");
+    assert!(
+        cookies[3].starts_with("ab_assignments=v1.moon_mars:"),
+        "{cookies:?}"
+    );
     assert_eq!(cookies[0], "session=s1; Path=/");
     assert_eq!(cookies[1], "theme=dark; Path=/");
     let ours = cookies[2];

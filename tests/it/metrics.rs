@@ -16,6 +16,7 @@ async fn exposures_assignments_and_upstream_series_count_what_happened() {
     let mut assigned = [0.0f64; 2];
     let mut exposed = [0.0f64; 2];
     let mut ids = Vec::new();
+    let mut jars = Vec::new();
     for _ in 0..40 {
         let (status, headers, _) = send(&client, request(&proxy.url("/"), &[])).await;
         assert_eq!(status, 200);
@@ -23,16 +24,17 @@ async fn exposures_assignments_and_upstream_series_count_what_happened() {
         let v = table.assign(id.as_bytes(), "moon_mars");
         assigned[v] += 1.0;
         exposed[v] += 1.0;
+        jars.push(cookies_after(&headers, ""));
         ids.push(id);
     }
-    // Returning visitors: exposures only.
-    for id in ids.iter().take(15) {
-        let cookie = format!("device_id={id}");
-        send(
-            &client,
-            request(&proxy.url("/again"), &[("cookie", &cookie)]),
-        )
-        .await;
+    // Returning visitors (with the cookies they were given): exposures only.
+    for (id, jar) in ids.iter().zip(&jars).take(15) {
+        let (_, headers, _) =
+            send(&client, request(&proxy.url("/again"), &[("cookie", jar)])).await;
+        assert!(
+            headers.get("set-cookie").is_none(),
+            "nothing changes for a returning visitor"
+        );
         exposed[table.assign(id.as_bytes(), "moon_mars")] += 1.0;
     }
     let m = proxy.metrics().await;

@@ -164,7 +164,7 @@ impl TestProxy {
     pub async fn start(yaml: &str) -> TestProxy {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("abproxy.yaml");
-        std::fs::write(&config_path, yaml).unwrap();
+        std::fs::write(&config_path, with_data_dir(yaml, dir.path())).unwrap();
         TestProxy::start_at(dir, config_path).await
     }
 
@@ -176,7 +176,8 @@ impl TestProxy {
             .with_test_writer()
             .try_init();
         let app = Arc::new(
-            App::load(&config_path).unwrap_or_else(|e| panic!("test config refused: {e}")),
+            App::load_with_env_secret(&config_path, None)
+                .unwrap_or_else(|e| panic!("test config refused: {e}")),
         );
         let listeners = Listeners {
             proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -244,6 +245,15 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// Every test proxy keeps its run book and secret in its own directory.
+pub fn with_data_dir(yaml: &str, dir: &std::path::Path) -> String {
+    if yaml.lines().any(|l| l.starts_with("data_dir:")) {
+        yaml.to_string()
+    } else {
+        format!("data_dir: {}\n{yaml}", dir.join("data").display())
+    }
+}
+
 /// A config with the two mock upstreams and one routing experiment.
 pub fn moon_mars_config(
     moon: &MockUpstream,
@@ -305,6 +315,34 @@ pub fn request(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
         builder = builder.header(*name, *value);
     }
     builder.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// A `Cookie` header value carrying every cookie a response set (what a browser would
+/// send next), merged over `previous` (a value of the same form).
+pub fn cookies_after(headers: &HeaderMap, previous: &str) -> String {
+    let mut jar: Vec<(String, String)> = previous
+        .split("; ")
+        .filter_map(|p| p.split_once('='))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    for set in headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        let pair = set.split(';').next().unwrap();
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        jar.retain(|(n, _)| n != name);
+        if !set.contains("Max-Age=0") {
+            jar.push((name.to_string(), value.to_string()));
+        }
+    }
+    jar.iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The `device_id` a response set, if any.

@@ -1,0 +1,163 @@
+//! One request against every experiment: read the device's pinned assignments, decide
+//! each experiment that applies, count, pick the upstream, and say which cookies change.
+//! Shared by the proxy path and `GET /_ab/assignments`, so both always agree.
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::device::{cookie_value, Device};
+use crate::experiment::{ExperimentPlan, Inputs};
+use crate::snapshot::Snapshot;
+use crate::sticky::{Assignments, Entry};
+use crate::targeting::RequestFacts;
+
+/// Where a request is going and what it was assigned.
+pub struct Routing<'s> {
+    /// The first routing experiment's upstream (index into the snapshot's upstreams).
+    pub upstream: Option<usize>,
+    /// Every experiment that applies, in config order.
+    pub applied: Vec<Applied<'s>>,
+    /// `Set-Cookie` values to add to the response (assignments, QA override).
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+pub struct Applied<'s> {
+    pub experiment: &'s ExperimentPlan,
+    /// The variant served (what to render).
+    pub served: usize,
+    /// The device's own assignment: pinned in its cookie, else what the hash gives by the
+    /// current weights (shown even when the state serves something else).
+    pub assigned: usize,
+}
+
+/// The request facts the experiments look at.
+pub struct RequestView<'r> {
+    pub host: Option<&'r str>,
+    pub path: &'r str,
+    pub query: Option<&'r str>,
+    pub headers: &'r HeaderMap,
+}
+
+pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView) -> Routing<'s> {
+    let config = &snapshot.config;
+    // A new device has no pinned assignments; an old cookie was bound to another id.
+    let pinned = if device.is_new {
+        Assignments::default()
+    } else {
+        match cookie_value(request.headers, &config.cookie.assignments_name) {
+            None => Assignments::default(),
+            Some(value) => snapshot
+                .signer
+                .decode(&device.id, value)
+                .unwrap_or_else(|rejected| {
+                    // Ignored, never an error: the device is assigned afresh by hash.
+                    snapshot.rejected_cookies[rejected as usize].inc();
+                    Assignments::default()
+                }),
+        }
+    };
+    let forced = config
+        .qa_override
+        .as_ref()
+        .map(|qa| crate::qa::forced(qa, request.headers, request.query))
+        .unwrap_or_default();
+    let facts = RequestFacts::new(request.headers, request.query);
+
+    let mut routing = Routing {
+        upstream: None,
+        applied: Vec::with_capacity(snapshot.experiments.len()),
+        set_cookies: Vec::new(),
+    };
+    let mut next = Assignments::default();
+    let mut changed = false;
+    for experiment in &snapshot.experiments {
+        let pinned_entry = pinned.get(&experiment.key);
+        if !experiment.applies_to(request.host, request.path) {
+            // Not this request's business: keep the pin as it is.
+            next.entries.extend(pinned_entry.cloned());
+            continue;
+        }
+        let inputs = Inputs {
+            device_id: &device.id,
+            facts: &facts,
+            pinned: pinned_entry.map(|e| e.variant.as_str()),
+            forced: forced.variant_for(&experiment.key),
+        };
+        let decision = experiment.decide(&inputs);
+        let variant = &experiment.variants[decision.variant];
+        if decision.exposed {
+            variant.counters.exposures.inc();
+        }
+        match (decision.newly_assigned_in_run, pinned_entry) {
+            (Some(run), _) => {
+                variant.counters.assignments.inc();
+                next.entries.push(Entry {
+                    experiment: experiment.key.clone(),
+                    variant: variant.name.clone(),
+                    run,
+                });
+                changed = true;
+            }
+            (None, Some(entry)) => next.entries.push(entry.clone()),
+            (None, None) => {}
+        }
+        if routing.upstream.is_none() {
+            routing.upstream = variant.upstream;
+        }
+        let assigned = pinned_entry
+            .and_then(|e| experiment.variant_index(&e.variant))
+            .unwrap_or_else(|| {
+                experiment
+                    .table
+                    .assign(device.id.as_bytes(), &experiment.key)
+            });
+        routing.applied.push(Applied {
+            experiment,
+            served: decision.variant,
+            assigned,
+        });
+    }
+    // Pins of experiments that no longer exist are dropped.
+    changed |= pinned
+        .entries
+        .iter()
+        .any(|e| next.get(&e.experiment).is_none());
+    if changed {
+        let value = snapshot.signer.encode(&device.id, &next);
+        routing.set_cookies.push(set_cookie(
+            &config.cookie.assignments_name,
+            &value,
+            &snapshot.set_cookie_attributes,
+        ));
+    }
+    if let (Some(value), Some(qa)) = (&forced.set_cookie, &config.qa_override) {
+        let name = qa
+            .query_param
+            .as_deref()
+            .expect("a query override comes from the query parameter");
+        // A session cookie (no Max-Age): QA overrides end with the browser session.
+        let attributes = if value.is_empty() {
+            "; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+        } else {
+            "; Path=/; HttpOnly; SameSite=Lax"
+        };
+        routing
+            .set_cookies
+            .push(set_cookie(name, value, attributes));
+    }
+    routing
+}
+
+/// The `X-AB-Assignments` value: `moon_mars=Mars, white_gold_btn=Gold`.
+pub fn assignments_header(routing: &Routing) -> Option<HeaderValue> {
+    crate::headers::assignments_value(routing.applied.iter().map(|a| {
+        (
+            a.experiment.key.as_str(),
+            a.experiment.variants[a.served].name.as_str(),
+        )
+    }))
+}
+
+fn set_cookie(name: &str, value: &str, attributes: &str) -> HeaderValue {
+    // Names and values are validated to cookie-octets; nothing here can carry CR/LF.
+    HeaderValue::try_from(format!("{name}={value}{attributes}")).expect("validated cookie parts")
+}

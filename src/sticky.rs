@@ -1,0 +1,264 @@
+//! Sticky assignments, carried by the client in a signed cookie.
+//!
+//! Replicas that share the secret agree on every device's variants without sharing
+//! state, and a weight change moves nobody already assigned. The value is
+//!
+//! ```text
+//! v1.<experiment>:<Variant>:<run>|<experiment>:<Variant>:<run>|….<tag>
+//! ```
+//!
+//! where `tag` is the first 128 bits (hex) of HMAC-SHA256 over a purpose label, the
+//! device id and the entries. Binding the device id means a cookie copied from another
+//! device (or left over from a replaced id) does not verify. Names are validated to
+//! `A-Z a-z 0-9 _ -`, so `:` `|` `.` can separate them, and every byte is a valid
+//! cookie-octet (RFC 6265 §4.1.1).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Browsers keep at least 4 096 bytes per cookie (RFC 6265 §6.1); stay below that with
+/// room for the name and attributes. Entries past it are not recorded (those devices
+/// are still assigned by the deterministic hash, just not pinned against weight changes).
+pub const MAX_VALUE_LEN: usize = 3_600;
+const VERSION: &str = "v1";
+const PURPOSE: &[u8] = b"abproxy assignments v1\n";
+const TAG_BYTES: usize = 16;
+
+/// One experiment's pinned assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub experiment: String,
+    pub variant: String,
+    /// The run the device was assigned in.
+    pub run: u32,
+}
+
+/// A device's pinned assignments, in the order they are written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignments {
+    pub entries: Vec<Entry>,
+}
+
+impl Assignments {
+    pub fn get(&self, experiment: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.experiment == experiment)
+    }
+}
+
+/// Why a cookie was ignored (the discriminant indexes [`Rejected::LABELS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not of the form above (truncated, foreign, an old format).
+    Malformed,
+    /// Well-formed, but the tag does not match: tampered, another device's, or signed
+    /// with another secret.
+    BadSignature,
+}
+
+impl Rejected {
+    /// The `reason` label values, in discriminant order.
+    pub const LABELS: [&'static str; 2] = ["malformed", "bad_signature"];
+}
+
+/// Signs and verifies assignment cookies with one secret.
+#[derive(Clone)]
+pub struct Signer {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer(..)")
+    }
+}
+
+impl Signer {
+    pub fn new(secret: &[u8]) -> Signer {
+        Signer {
+            mac: Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length"),
+        }
+    }
+
+    fn tag(&self, device_id: &str, payload: &str) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(PURPOSE);
+        mac.update(device_id.as_bytes());
+        mac.update(b"\n");
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    /// The cookie value for `assignments` of `device_id`; entries that would push it
+    /// past [`MAX_VALUE_LEN`] are left out (the first ones are kept).
+    pub fn encode(&self, device_id: &str, assignments: &Assignments) -> String {
+        let budget = MAX_VALUE_LEN - VERSION.len() - 2 - TAG_BYTES * 2;
+        let mut payload = String::new();
+        for e in &assignments.entries {
+            let item = format!("{}:{}:{}", e.experiment, e.variant, e.run);
+            let needed = item.len() + usize::from(!payload.is_empty());
+            if payload.len() + needed > budget {
+                break;
+            }
+            if !payload.is_empty() {
+                payload.push('|');
+            }
+            payload.push_str(&item);
+        }
+        let tag = self.tag(device_id, &payload).finalize().into_bytes();
+        let hex: String = tag[..TAG_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{VERSION}.{payload}.{hex}")
+    }
+
+    /// Verify and parse a cookie value for `device_id`.
+    pub fn decode(&self, device_id: &str, value: &[u8]) -> Result<Assignments, Rejected> {
+        let value = std::str::from_utf8(value).map_err(|_| Rejected::Malformed)?;
+        let rest = value
+            .strip_prefix(VERSION)
+            .and_then(|r| r.strip_prefix('.'))
+            .ok_or(Rejected::Malformed)?;
+        let (payload, hex) = rest.rsplit_once('.').ok_or(Rejected::Malformed)?;
+        let tag = decode_hex(hex).ok_or(Rejected::Malformed)?;
+        if tag.len() != TAG_BYTES {
+            return Err(Rejected::Malformed);
+        }
+        // Constant-time comparison of the truncated tag.
+        self.tag(device_id, payload)
+            .verify_truncated_left(&tag)
+            .map_err(|_| Rejected::BadSignature)?;
+        let mut assignments = Assignments::default();
+        if payload.is_empty() {
+            return Ok(assignments);
+        }
+        for item in payload.split('|') {
+            let mut parts = item.split(':');
+            let (Some(experiment), Some(variant), Some(run), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(Rejected::Malformed);
+            };
+            let run = run.parse().map_err(|_| Rejected::Malformed)?;
+            assignments.entries.push(Entry {
+                experiment: experiment.into(),
+                variant: variant.into(),
+                run,
+            });
+        }
+        Ok(assignments)
+    }
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(e: &str, v: &str, run: u32) -> Entry {
+        Entry {
+            experiment: e.into(),
+            variant: v.into(),
+            run,
+        }
+    }
+
+    fn sample() -> Assignments {
+        Assignments {
+            entries: vec![
+                entry("moon_mars", "Mars", 2),
+                entry("white_gold_btn", "Gold", 1),
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = Signer::new(b"secret-one-secret-one");
+        let value = s.encode("dev-1", &sample());
+        assert!(
+            value.starts_with("v1.moon_mars:Mars:2|white_gold_btn:Gold:1."),
+            "{value}"
+        );
+        assert_eq!(s.decode("dev-1", value.as_bytes()), Ok(sample()));
+        let empty = s.encode("dev-1", &Assignments::default());
+        assert_eq!(
+            s.decode("dev-1", empty.as_bytes()),
+            Ok(Assignments::default())
+        );
+    }
+
+    #[test]
+    fn tampered_foreign_and_truncated_cookies_are_rejected() {
+        let s = Signer::new(b"secret-one-secret-one");
+        let value = s.encode("dev-1", &sample());
+        let tampered = value.replace("Mars", "Moon");
+        assert_eq!(
+            s.decode("dev-1", tampered.as_bytes()),
+            Err(Rejected::BadSignature)
+        );
+        assert_eq!(
+            s.decode("dev-2", value.as_bytes()),
+            Err(Rejected::BadSignature),
+            "bound to the device"
+        );
+        let other = Signer::new(b"another-secret-entirely");
+        assert_eq!(
+            other.decode("dev-1", value.as_bytes()),
+            Err(Rejected::BadSignature),
+            "another secret"
+        );
+        assert_eq!(
+            s.decode("dev-1", &value.as_bytes()[..value.len() - 1]),
+            Err(Rejected::Malformed)
+        );
+        assert_eq!(
+            s.decode("dev-1", &value.as_bytes()[..10]),
+            Err(Rejected::Malformed)
+        );
+        for junk in [
+            &b""[..],
+            b"v1",
+            b"v1..",
+            b"v2.a:B:1.00",
+            b"\xff\xfe",
+            b"v1.a:B:x.0011223344556677889900aabbccddeeff",
+        ] {
+            assert!(s.decode("dev-1", junk).is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn size_is_bounded() {
+        let s = Signer::new(b"k");
+        let many = Assignments {
+            entries: (0..200)
+                .map(|i| {
+                    entry(
+                        &format!("experiment_{i:03}_{}", "x".repeat(40)),
+                        &"V".repeat(60),
+                        i,
+                    )
+                })
+                .collect(),
+        };
+        let value = s.encode("d", &many);
+        assert!(value.len() <= MAX_VALUE_LEN, "{}", value.len());
+        let decoded = s.decode("d", value.as_bytes()).unwrap();
+        assert!(!decoded.entries.is_empty() && decoded.entries.len() < 200);
+        assert_eq!(
+            decoded.entries[..],
+            many.entries[..decoded.entries.len()],
+            "the first entries are kept"
+        );
+    }
+}
