@@ -2,6 +2,7 @@
 //! Every test starts its own mock upstreams and proxy on 127.0.0.1:0.
 //!
 //! - `assignment`: the golden-vector hash through the proxy, weight splits, stickiness.
+//! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
 //! - `metrics`: the Prometheus series and their counts.
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
@@ -11,6 +12,7 @@ mod support;
 
 mod assignment;
 mod cli;
+mod experiments;
 mod forwarding;
 mod metrics;
 mod reload;

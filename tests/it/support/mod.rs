@@ -214,6 +214,14 @@ impl TestProxy {
         parse_metrics(&String::from_utf8(body.to_vec()).unwrap())
     }
 
+    /// Stop, keeping the directory (config, run book, secret) for a restart.
+    pub async fn stop_keep_files(mut self) -> (tempfile::TempDir, PathBuf) {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let config_path = self.config_path.clone();
+        self.stop().await;
+        (dir, config_path)
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
