@@ -22,8 +22,8 @@ pub struct App {
     config_path: PathBuf,
     /// Fixed at start-up, like the listen addresses.
     runs_store: RunStore,
-    /// `ABPROXY_SECRET` as read at start-up.
-    env_secret: Option<String>,
+    /// `ABPROXY_SECRET` and `ABPROXY_ADMIN_TOKEN` as read at start-up.
+    env: Env,
     /// The text and run book in force. The lock also serialises loads (a file event, a
     /// SIGHUP and an API call at once must not interleave).
     loaded: Mutex<Loaded>,
@@ -44,27 +44,43 @@ pub enum ReloadOutcome {
     Refused(ConfigError),
 }
 
+/// Settings that may come from the environment, read once at start-up (and given
+/// explicitly by tests, which never touch the process environment).
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `ABPROXY_SECRET`
+    pub secret: Option<String>,
+    /// `ABPROXY_ADMIN_TOKEN`
+    pub admin_token: Option<String>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env {
+            secret: std::env::var(crate::secret::ENV).ok(),
+            admin_token: std::env::var(crate::admin::auth::TOKEN_ENV).ok(),
+        }
+    }
+}
+
 /// A config that passed every check, ready to swap in.
 struct Prepared {
     config: Config,
     runs: RunBook,
     signer: Signer,
     secret_source: crate::secret::Source,
+    admin_token: Option<crate::admin::auth::AdminToken>,
 }
 
 impl App {
     /// Load and validate the config file, check it against the run book in its data
     /// directory, and build the first snapshot. `ABPROXY_SECRET` is read here.
     pub fn load(config_path: &Path) -> Result<App, ConfigError> {
-        App::load_with_env_secret(config_path, std::env::var(crate::secret::ENV).ok())
+        App::load_with_env(config_path, Env::from_process())
     }
 
-    /// As [`App::load`], with the secret's environment value given (tests never touch
-    /// the process environment).
-    pub fn load_with_env_secret(
-        config_path: &Path,
-        env_secret: Option<String>,
-    ) -> Result<App, ConfigError> {
+    /// As [`App::load`], with the environment's settings given.
+    pub fn load_with_env(config_path: &Path, env: Env) -> Result<App, ConfigError> {
         let (config, text) = Config::load(config_path)?;
         let whole_file = |message: String| ConfigError {
             path: config_path.to_path_buf(),
@@ -82,7 +98,7 @@ impl App {
             .load()
             .map_err(|e| whole_file(format!("cannot read the run book: {e}")))?;
         let metrics = Metrics::new();
-        let prepared = prepare(config_path, config, &book, env_secret.clone())?;
+        let prepared = prepare(config_path, config, &book, &env)?;
         if let crate::secret::Source::Generated(file) = &prepared.secret_source {
             tracing::warn!(
                 "no {} or secret_file: signing assignment cookies with the key generated in {}; \
@@ -102,6 +118,7 @@ impl App {
             prepared.config,
             &prepared.runs,
             prepared.signer,
+            prepared.admin_token,
             &metrics,
             None,
         );
@@ -110,7 +127,7 @@ impl App {
             metrics,
             config_path: config_path.to_path_buf(),
             runs_store,
-            env_secret,
+            env,
             loaded: Mutex::new(Loaded {
                 text,
                 runs: prepared.runs,
@@ -185,12 +202,7 @@ impl App {
         }
         // The data directory in force is the one the run book was read from.
         config.data_dir = previous.config.data_dir.clone();
-        let prepared = prepare(
-            &self.config_path,
-            config,
-            &loaded.runs,
-            self.env_secret.clone(),
-        )?;
+        let prepared = prepare(&self.config_path, config, &loaded.runs, &self.env)?;
         if prepared.runs != loaded.runs {
             self.runs_store
                 .save(&prepared.runs)
@@ -209,6 +221,7 @@ impl App {
             prepared.config,
             &prepared.runs,
             prepared.signer,
+            prepared.admin_token,
             &self.metrics,
             Some(&previous),
         );
@@ -225,22 +238,34 @@ fn prepare(
     path: &Path,
     config: Config,
     book: &RunBook,
-    env_secret: Option<String>,
+    env: &Env,
 ) -> Result<Prepared, ConfigError> {
     let runs = check_transitions(path, &config, book)?;
-    let (secret, source) =
-        crate::secret::load(env_secret, config.secret_file.as_deref(), &config.data_dir).map_err(
-            |message| ConfigError {
-                path: path.to_path_buf(),
-                pos: Pos::default(),
-                message,
-            },
-        )?;
+    let admin_token = crate::admin::auth::AdminToken::load(
+        env.admin_token.clone(),
+        config.admin_token_file.as_deref(),
+    )
+    .map_err(|message| ConfigError {
+        path: path.to_path_buf(),
+        pos: Pos::default(),
+        message,
+    })?;
+    let (secret, source) = crate::secret::load(
+        env.secret.clone(),
+        config.secret_file.as_deref(),
+        &config.data_dir,
+    )
+    .map_err(|message| ConfigError {
+        path: path.to_path_buf(),
+        pos: Pos::default(),
+        message,
+    })?;
     Ok(Prepared {
         config,
         runs,
         signer: Signer::new(&secret),
         secret_source: source,
+        admin_token,
     })
 }
 

@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub set_cookie_attributes: String,
     /// Signs and verifies the sticky-assignment cookie.
     pub signer: Signer,
+    /// The admin API's bearer token; `None` = write routes refused.
+    pub admin_token: Option<crate::admin::auth::AdminToken>,
     /// `abproxy_assignment_cookie_rejected_total`, by `Rejected` discriminant.
     pub rejected_cookies: [prometheus::IntCounter; 2],
 }
@@ -55,6 +57,7 @@ impl Snapshot {
         config: Config,
         runs: &RunBook,
         signer: Signer,
+        admin_token: Option<crate::admin::auth::AdminToken>,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
@@ -95,6 +98,7 @@ impl Snapshot {
             client,
             set_cookie_attributes,
             signer,
+            admin_token,
             rejected_cookies: crate::sticky::Rejected::LABELS.map(|reason| {
                 metrics
                     .assignment_cookie_rejected

@@ -4,6 +4,7 @@
 //! The same path runs at start-up, on every hot reload and in `abproxy check`, so a file
 //! that `check` accepts is exactly a file the proxy accepts.
 
+pub mod edit;
 mod parse;
 pub mod yaml;
 

@@ -28,6 +28,9 @@ pub enum Value {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
     pub pos: Pos,
+    /// Where a scalar ends (just past its last character, quotes included); for a
+    /// collection, its start. Lets `edit` replace a value in place.
+    pub end: Pos,
     pub value: Value,
 }
 
@@ -58,12 +61,12 @@ impl Node {
 /// Parse one YAML document. An empty document is an empty mapping.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut events = Parser::new_from_str(text).map(|item| {
-        item.map(|(event, span)| (event, pos_of(span.start)))
+        item.map(|(event, span)| (event, pos_of(span.start), pos_of(span.end)))
             .map_err(scan_error)
     });
     let mut root: Option<Node> = None;
     while let Some(item) = events.next() {
-        let (event, pos) = item?;
+        let (event, pos, end) = item?;
         match event {
             Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
             Event::DocumentStart(_) => {
@@ -82,12 +85,14 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                         message: "unexpected content after the document".into(),
                     });
                 }
-                root = Some(build(other, pos, &mut events)?);
+                root = Some(build(other, pos, end, &mut events)?);
             }
         }
     }
+    let start = Pos { line: 1, col: 1 };
     Ok(root.unwrap_or(Node {
-        pos: Pos { line: 1, col: 1 },
+        pos: start,
+        end: start,
         value: Value::Map(Vec::new()),
     }))
 }
@@ -107,9 +112,9 @@ fn scan_error(err: ScanError) -> SyntaxError {
     }
 }
 
-type Events<'a> = dyn Iterator<Item = Result<(Event<'a>, Pos), SyntaxError>> + 'a;
+type Events<'a> = dyn Iterator<Item = Result<(Event<'a>, Pos, Pos), SyntaxError>> + 'a;
 
-fn next_event<'a>(events: &mut Events<'a>, at: Pos) -> Result<(Event<'a>, Pos), SyntaxError> {
+fn next_event<'a>(events: &mut Events<'a>, at: Pos) -> Result<(Event<'a>, Pos, Pos), SyntaxError> {
     events.next().unwrap_or_else(|| {
         Err(SyntaxError {
             pos: at,
@@ -118,7 +123,12 @@ fn next_event<'a>(events: &mut Events<'a>, at: Pos) -> Result<(Event<'a>, Pos), 
     })
 }
 
-fn build<'a>(event: Event<'a>, pos: Pos, events: &mut Events<'a>) -> Result<Node, SyntaxError> {
+fn build<'a>(
+    event: Event<'a>,
+    pos: Pos,
+    end: Pos,
+    events: &mut Events<'a>,
+) -> Result<Node, SyntaxError> {
     let anchors_refused = || SyntaxError {
         pos,
         message:
@@ -144,11 +154,11 @@ fn build<'a>(event: Event<'a>, pos: Pos, events: &mut Events<'a>) -> Result<Node
             }
             let mut items = Vec::new();
             loop {
-                let (event, item_pos) = next_event(events, pos)?;
+                let (event, item_pos, item_end) = next_event(events, pos)?;
                 if matches!(event, Event::SequenceEnd) {
                     break;
                 }
-                items.push(build(event, item_pos, events)?);
+                items.push(build(event, item_pos, item_end, events)?);
             }
             Value::Seq(items)
         }
@@ -158,7 +168,7 @@ fn build<'a>(event: Event<'a>, pos: Pos, events: &mut Events<'a>) -> Result<Node
             }
             let mut entries: Vec<(Key, Node)> = Vec::new();
             loop {
-                let (event, key_pos) = next_event(events, pos)?;
+                let (event, key_pos, _) = next_event(events, pos)?;
                 let name = match event {
                     Event::MappingEnd => break,
                     Event::Scalar(text, ..) => text.into_owned(),
@@ -178,8 +188,8 @@ fn build<'a>(event: Event<'a>, pos: Pos, events: &mut Events<'a>) -> Result<Node
                         ),
                     });
                 }
-                let (event, value_pos) = next_event(events, key_pos)?;
-                let value = build(event, value_pos, events)?;
+                let (event, value_pos, value_end) = next_event(events, key_pos)?;
+                let value = build(event, value_pos, value_end, events)?;
                 entries.push((Key { name, pos: key_pos }, value));
             }
             Value::Map(entries)
@@ -191,7 +201,12 @@ fn build<'a>(event: Event<'a>, pos: Pos, events: &mut Events<'a>) -> Result<Node
             })
         }
     };
-    Ok(Node { pos, value })
+    let end = if matches!(value, Value::Scalar(_) | Value::Null) {
+        end
+    } else {
+        pos
+    };
+    Ok(Node { pos, end, value })
 }
 
 #[cfg(test)]
@@ -250,6 +265,28 @@ mod tests {
         assert_eq!(
             parse("# only a comment\n").unwrap().value,
             Value::Map(vec![])
+        );
+    }
+
+    #[test]
+    fn scalars_know_where_they_end() {
+        let text = "a: plain\nb: 'quoted'\nc: { w: 50, u: moon }\n";
+        let doc = parse(text).unwrap();
+        let m = map(&doc);
+        let span = |n: &Node| (n.pos, n.end);
+        assert_eq!(
+            span(&m[0].1),
+            (Pos { line: 1, col: 4 }, Pos { line: 1, col: 9 })
+        );
+        assert_eq!(
+            span(&m[1].1),
+            (Pos { line: 2, col: 4 }, Pos { line: 2, col: 12 }),
+            "quotes included"
+        );
+        let inner = map(&m[2].1);
+        assert_eq!(
+            span(&inner[0].1),
+            (Pos { line: 3, col: 9 }, Pos { line: 3, col: 11 })
         );
     }
 

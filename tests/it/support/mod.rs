@@ -176,7 +176,7 @@ impl TestProxy {
             .with_test_writer()
             .try_init();
         let app = Arc::new(
-            App::load_with_env_secret(&config_path, None)
+            App::load_with_env(&config_path, Default::default())
                 .unwrap_or_else(|e| panic!("test config refused: {e}")),
         );
         let listeners = Listeners {

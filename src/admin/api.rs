@@ -1,0 +1,169 @@
+//! `GET /api/experiments` and `PATCH /api/experiments/{key}`.
+//!
+//! A PATCH edits the YAML file in place (only the changed values; see `config::edit`),
+//! validates the result exactly as a reload would (transitions included), writes it
+//! atomically (temporary file, fsync, rename) and applies it, all under the load lock.
+//! The file stays the one source of truth: the watcher then sees a file whose text is
+//! already in force.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::config::edit::{self, Change, EditError};
+use crate::config::{Config, State};
+use crate::lifecycle::allowed_targets;
+use crate::runs::RunBook;
+use crate::snapshot::Snapshot;
+
+/// The body of a PATCH; every field optional, unknown fields refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    pub state: Option<State>,
+    pub weights: Option<BTreeMap<String, u32>>,
+    pub rollout_variant: Option<String>,
+}
+
+/// An API answer: status and JSON body.
+pub type Answer = (http::StatusCode, Value);
+
+fn error(status: http::StatusCode, message: impl std::fmt::Display) -> Answer {
+    (status, json!({ "error": message.to_string() }))
+}
+
+/// Every experiment with its config, state, runs, weights in force and live counts.
+pub fn list(snapshot: &Snapshot, runs: &RunBook) -> Value {
+    let experiments: Vec<Value> = snapshot
+        .config
+        .experiments
+        .iter()
+        .map(|e| experiment_json(snapshot, runs, &e.key))
+        .collect();
+    json!({ "experiments": experiments })
+}
+
+pub fn experiment_json(snapshot: &Snapshot, runs: &RunBook, key: &str) -> Value {
+    let config = snapshot
+        .config
+        .experiments
+        .iter()
+        .find(|e| e.key == key)
+        .expect("listed from the config");
+    let plan = snapshot
+        .experiments
+        .iter()
+        .find(|p| p.key == key)
+        .expect("every experiment has a plan");
+    let run_json = |r: &crate::runs::Run| json!({ "number": r.number, "started_at": r.started_at, "ended_at": r.ended_at });
+    let record = runs.get(key);
+    let variants: Vec<Value> = config
+        .variants
+        .iter()
+        .zip(&plan.variants)
+        .map(|(v, p)| {
+            json!({
+                "name": v.name,
+                "weight": v.weight,
+                "upstream": v.upstream,
+                // Since this process started; persistent per-run counts come with the
+                // events work.
+                "assigned": p.counters.assignments.get(),
+                "exposed": p.counters.exposures.get(),
+            })
+        })
+        .collect();
+    json!({
+        "key": config.key,
+        "title": config.title,
+        "state": config.state.as_str(),
+        "allowed_states": allowed_targets(config.state).iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "routing": config.is_routing(),
+        "fallback": config.fallback,
+        "rollout_variant": config.rollout_variant,
+        "traffic": config.traffic_bp as f64 / 100.0,
+        "match": { "path_prefix": config.matcher.path_prefix, "host": config.matcher.host },
+        "run": record.and_then(|r| r.current_run()).map(run_json),
+        "last_run": record.and_then(|r| r.last_run()).map(run_json),
+        "runs": record.map(|r| r.runs.iter().map(run_json).collect::<Vec<_>>()).unwrap_or_default(),
+        "variants": variants,
+    })
+}
+
+/// Apply a PATCH to experiment `key`. Blocking (file I/O): call from a blocking task.
+pub fn patch(app: &App, key: &str, body: &[u8]) -> Answer {
+    use http::StatusCode;
+    let patch: Patch = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request body: {e}"),
+            )
+        }
+    };
+    let change = Change {
+        state: patch.state,
+        weights: patch.weights.unwrap_or_default().into_iter().collect(),
+        rollout_variant: patch.rollout_variant,
+    };
+    let path = app.config_path().to_path_buf();
+    let mut loaded = app.loaded();
+    let on_disk = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        }
+    };
+    if on_disk != loaded.text {
+        // Editing the file under someone's unapplied (maybe broken) edit would clobber it.
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "{} has changes that are not in force yet; fix or save it, then try again",
+                path.display()
+            ),
+        );
+    }
+    let text = match edit::apply(&on_disk, key, &change) {
+        Ok(text) => text,
+        Err(EditError::UnknownExperiment(_)) => {
+            return error(StatusCode::NOT_FOUND, format!("no experiment `{key}`"))
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if text != on_disk {
+        let config = match Config::from_str(&text, &path) {
+            Ok(config) => config,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        if let Err(e) = crate::app::check_transitions(&path, &config, &loaded.runs) {
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+        if let Err(e) = crate::fsutil::write_atomically(&path, text.as_bytes(), None) {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot write {}: {e}", path.display()),
+            );
+        }
+        if let Err(e) = app.apply(&mut loaded, config, text) {
+            app.metrics.record_reload(false);
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("written, but not applied: {e}"),
+            );
+        }
+        app.metrics.record_reload(true);
+        tracing::info!("experiment {key} changed through the admin API: {change:?}");
+    }
+    let snapshot = app.snapshot();
+    (
+        StatusCode::OK,
+        experiment_json(&snapshot, &loaded.runs, key),
+    )
+}

@@ -1,0 +1,312 @@
+//! The admin listener.
+//!
+//! | route | auth | what |
+//! |---|---|---|
+//! | `GET /metrics`, `GET /healthz` | none | Prometheus text; liveness |
+//! | `GET /api/experiments` | read | every experiment, JSON |
+//! | `PATCH /api/experiments/{key}` | write | change state, weights, rollout variant |
+//! | `GET /experiments` | read | the admin page (a login form when unauthenticated) |
+//! | `POST /login`, `POST /logout` | — | exchange the token for a session cookie; end it |
+//!
+//! "read" and "write" are decided in `auth`: with a token configured, both need it
+//! (bearer, or the session cookie plus the CSRF header for writes); with none, reads
+//! are open and writes refused.
+
+pub mod api;
+pub mod auth;
+pub mod page;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use auth::Caller;
+
+/// Admin request bodies (a PATCH, a login form) are small.
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AdminService {
+    app: Arc<App>,
+}
+
+impl AdminService {
+    pub fn new(app: Arc<App>) -> AdminService {
+        AdminService { app }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for AdminService {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let app = self.app.clone();
+        Box::pin(async move { Ok(handle(app, request).await) })
+    }
+}
+
+async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let read = method == Method::GET || method == Method::HEAD;
+    match path.as_str() {
+        "/metrics" if read => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            app.metrics.render(),
+        ),
+        "/healthz" if read => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            b"ok\n".to_vec(),
+        ),
+        "/" if read => redirect("/experiments", None),
+        "/api/experiments" if read => {
+            let snapshot = app.snapshot();
+            match authorize(&snapshot, request.headers(), Need::Read) {
+                Err(denied) => denied,
+                Ok(_) => json(StatusCode::OK, &api::list(&snapshot, &app.loaded().runs)),
+            }
+        }
+        p if p.starts_with("/api/experiments/") && method == Method::PATCH => {
+            let key = p["/api/experiments/".len()..].to_string();
+            let snapshot = app.snapshot();
+            if let Err(denied) = authorize(&snapshot, request.headers(), Need::Write) {
+                return denied;
+            }
+            let body = match read_body(request).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            // File reads, writes and fsyncs: off the async workers.
+            let answer = tokio::task::spawn_blocking(move || api::patch(&app, &key, &body))
+                .await
+                .unwrap_or_else(|_| {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        serde_json::json!({"error": "the change failed"}),
+                    )
+                });
+            json(answer.0, &answer.1)
+        }
+        "/experiments" if read => experiments_page(&app, &request),
+        "/login" if method == Method::POST => login(&app, request).await,
+        "/logout" if method == Method::POST => redirect("/experiments", Some(clear_session())),
+        "/metrics" | "/healthz" | "/api/experiments" | "/experiments" | "/login" | "/logout" => {
+            text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                b"method not allowed\n".to_vec(),
+            )
+        }
+        p if p.starts_with("/api/experiments/") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "use PATCH"}),
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            b"not found; try /experiments, /api/experiments or /metrics\n".to_vec(),
+        ),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Read,
+    Write,
+}
+
+/// The caller, or the response that refuses it.
+fn authorize(
+    snapshot: &crate::snapshot::Snapshot,
+    headers: &http::HeaderMap,
+    need: Need,
+) -> Result<Caller, Response<Full<Bytes>>> {
+    let Some(token) = snapshot.admin_token.as_ref() else {
+        return match need {
+            Need::Read => Ok(Caller::Unknown),
+            Need::Write => Err(json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({ "error": auth::HOW_TO_SET }),
+            )),
+        };
+    };
+    match auth::identify(headers, Some(token), &snapshot.signer) {
+        Caller::Unknown => {
+            let mut response = json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "missing or wrong admin token (Authorization: Bearer <token>)"}),
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(response)
+        }
+        Caller::Session { csrf } if need == Need::Write && !auth::csrf_ok(headers, &csrf) => {
+            Err(json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({"error": "missing or wrong X-CSRF-Token (reload the admin page)"}),
+            ))
+        }
+        caller => Ok(caller),
+    }
+}
+
+fn experiments_page(app: &App, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let snapshot = app.snapshot();
+    let nonce = nonce();
+    let (caller, notice) = match authorize(&snapshot, request.headers(), Need::Read) {
+        Err(_) => return html(StatusCode::UNAUTHORIZED, page::login_page(None), &nonce),
+        Ok(caller) => {
+            let notice = match (&caller, snapshot.admin_token.is_some()) {
+                (_, false) => Some(auth::HOW_TO_SET),
+                (Caller::Bearer, true) => {
+                    Some("Read with a bearer token: log in through the form to make changes here.")
+                }
+                _ => None,
+            };
+            (caller, notice)
+        }
+    };
+    let csrf = match &caller {
+        Caller::Session { csrf } => Some(csrf.as_str()),
+        _ => None,
+    };
+    let experiments = api::list(&snapshot, &app.loaded().runs);
+    let body = page::experiments_page(&page::PageContext {
+        experiments: &experiments,
+        csrf,
+        can_write: csrf.is_some(),
+        notice,
+        logged_in: csrf.is_some(),
+        nonce: &nonce,
+    });
+    html(StatusCode::OK, body, &nonce)
+}
+
+async fn login(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let snapshot = app.snapshot();
+    let nonce = nonce();
+    let Some(token) = snapshot.admin_token.clone() else {
+        return html(
+            StatusCode::FORBIDDEN,
+            page::login_page(Some(auth::HOW_TO_SET)),
+            &nonce,
+        );
+    };
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let form = String::from_utf8_lossy(&body);
+    let candidate = crate::targeting::query_param(&form, "token").unwrap_or_default();
+    if !token.matches(candidate.trim()) {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            page::login_page(Some("That is not the admin token.")),
+            &nonce,
+        );
+    }
+    let session = auth::new_session(&token, &snapshot.signer, SystemTime::now());
+    let cookie = format!(
+        "{}={session}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
+        auth::SESSION_COOKIE,
+        auth::SESSION_TTL.as_secs()
+    );
+    redirect(
+        "/experiments",
+        Some(HeaderValue::try_from(cookie).expect("session cookie is ASCII")),
+    )
+}
+
+fn clear_session() -> HeaderValue {
+    HeaderValue::from_static("abproxy_admin=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+}
+
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &serde_json::json!({"error": format!("request body over {MAX_BODY} bytes")}),
+            ))
+        }
+        Err(e) => Err(json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": format!("cannot read the body: {e}")}),
+        )),
+    }
+}
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = text(
+        status,
+        "application/json",
+        serde_json::to_vec(value).expect("JSON serialises"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn html(status: StatusCode, body: String, nonce: &str) -> Response<Full<Bytes>> {
+    let mut response = text(status, "text/html; charset=utf-8", body.into_bytes());
+    let h = response.headers_mut();
+    // Only our own inline script (by nonce) and styles; nothing from elsewhere.
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::try_from(csp).expect("hex nonce"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+fn redirect(to: &'static str, cookie: Option<HeaderValue>) -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        Vec::new(),
+    );
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    if let Some(cookie) = cookie {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
