@@ -59,13 +59,15 @@ const STYLE: &str = r#"
   .state.inactive { background: #f1f3f5; color: #495057; }
   .state.rollout { background: #d0ebff; color: #1864ab; }
   table.variants { border-collapse: collapse; }
-  table.variants th, table.variants td { padding: 2px 10px 2px 0; text-align: right; font-size: 13px; }
+  table.variants th, table.variants td { padding: 2px 10px 2px 0; text-align: right; font-size: 13px; white-space: nowrap; }
   table.variants th:first-child, table.variants td:first-child { text-align: left; }
   table.variants th { color: var(--muted); font-weight: 500; font-size: 12px; }
   .swatch { display: inline-block; width: 9px; height: 9px; border-radius: 2px; margin-right: 6px; }
   .bar { display: flex; width: 180px; height: 12px; border-radius: 6px; overflow: hidden; background: var(--line); margin-top: 6px; }
   .bar span { display: block; height: 100%; }
   form { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 0 0 8px; }
+  [hidden] { display: none !important; }
+  time { white-space: nowrap; }
   input[type=number] { width: 76px; padding: 3px 6px; border: 1px solid #cfd4dc; border-radius: 4px; }
   select { padding: 3px 6px; border: 1px solid #cfd4dc; border-radius: 4px; background: #fff; }
   button { padding: 4px 12px; border: 1px solid #4c6ef5; background: #4c6ef5; color: #fff; border-radius: 4px; cursor: pointer; }

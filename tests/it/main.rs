@@ -1,16 +1,20 @@
 //! abproxy's integration tests: one binary (one link step), one module per capability.
 //! Every test starts its own mock upstreams and proxy on 127.0.0.1:0.
 //!
+//! - `admin`: the admin API and page: auth, PATCH through the YAML file, sessions, CSRF.
 //! - `assignment`: the golden-vector hash through the proxy, weight splits, stickiness.
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
 //! - `metrics`: the Prometheus series and their counts.
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
+//! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
 //! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`.
 
 mod support;
 
+mod admin;
 mod assignment;
+mod browser;
 mod cli;
 mod experiments;
 mod forwarding;

@@ -2,6 +2,7 @@
 //! `127.0.0.1:0`, an HTTP client, and polling with a deadline.
 
 pub mod binary;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::future::Future;
