@@ -95,3 +95,44 @@ async fn admin_page_changes_a_weight_through_the_form() {
     browser.quit().await;
     proxy.stop().await;
 }
+
+/// `/_ab/sdk.js` in a page served through the proxy: `abproxy.group()` answers what the
+/// proxy decided, `abproxy.assignments()` is fetched once per page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_reports_the_visitors_groups() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let moon = MockUpstream::start("moon").await;
+    let mars = MockUpstream::start("mars").await;
+    let proxy = TestProxy::start(
+        &(moon_mars_config(&moon, &mars, 0, 1)
+            + "  white_gold_btn:\n    state: active\n    variants:\n      White: { weight: 0 }\n      Gold: { weight: 1 }\n    fallback: White\n"),
+    )
+    .await;
+    browser.goto(&proxy.url("/landing")).await;
+    let groups = browser
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               const s = document.createElement('script');
+               s.src = '/_ab/sdk.js';
+               s.onload = () => Promise.all([abproxy.group('moon_mars'), abproxy.group('white_gold_btn'),
+                                             abproxy.group('nope'), abproxy.assignments()])
+                 .then(r => done({ moon_mars: r[0], btn: r[1], nope: r[2], same: r[3] === null ? false : true }))
+                 .catch(e => done({ error: String(e) }));
+               document.head.appendChild(s);"#,
+        )
+        .await;
+    assert_eq!(
+        groups,
+        serde_json::json!({"moon_mars": "Mars", "btn": "Gold", "nope": null, "same": true})
+    );
+    // The page itself was served by Mars, the variant the SDK reports.
+    assert_eq!(mars.requests()[0].uri.path(), "/landing");
+    assert_eq!(
+        mars.requests()[0].headers["x-ab-assignments"],
+        "moon_mars=Mars, white_gold_btn=Gold"
+    );
+    browser.quit().await;
+    proxy.stop().await;
+}

@@ -624,3 +624,90 @@ async fn frontend_reads_its_assignments() {
     );
     proxy.stop().await;
 }
+
+/// Two replicas with the same `secret_file` (and separate data directories) agree on
+/// every device, whatever their weights; a replica with another secret ignores the
+/// cookie and falls back to the hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_secret_agree() {
+    let moon = MockUpstream::start("moon").await;
+    let mars = MockUpstream::start("mars").await;
+    let shared = tempfile::tempdir().unwrap();
+    let secret = shared.path().join("secret");
+    std::fs::write(&secret, "shared-replica-secret-0123456789\n").unwrap();
+    let with_secret =
+        |yaml: String, file: &std::path::Path| format!("secret_file: {}\n{yaml}", file.display());
+    let a = TestProxy::start(&with_secret(
+        moon_mars_config(&moon, &mars, 50, 50),
+        &secret,
+    ))
+    .await;
+    let b = TestProxy::start(&with_secret(
+        moon_mars_config(&moon, &mars, 100, 0),
+        &secret,
+    ))
+    .await;
+    let other_secret = shared.path().join("other");
+    std::fs::write(&other_secret, "a-different-secret-9876543210\n").unwrap();
+    let c = TestProxy::start(&with_secret(
+        moon_mars_config(&moon, &mars, 100, 0),
+        &other_secret,
+    ))
+    .await;
+    let client = client();
+    let mut on_mars = 0;
+    for _ in 0..100 {
+        let mut v = Visitor::new();
+        let first = v.upstream(&client, &a).await;
+        assert_eq!(
+            v.upstream(&client, &b).await,
+            first,
+            "replica B honours replica A's pin"
+        );
+        on_mars += usize::from(first == "mars");
+        assert_eq!(
+            v.upstream(&client, &c).await,
+            "moon",
+            "another secret: the cookie is ignored"
+        );
+    }
+    assert!(
+        on_mars > 20,
+        "some devices were pinned to Mars at A: {on_mars}"
+    );
+    assert_eq!(
+        assignments_total(&b, &["Moon", "Mars"]).await,
+        0.0,
+        "B assigned no one anew"
+    );
+    assert_eq!(
+        c.metrics().await[r#"abproxy_assignment_cookie_rejected_total{reason="bad_signature"}"#],
+        100.0
+    );
+    for p in [a, b, c] {
+        p.stop().await;
+    }
+}
+
+/// Pins of experiments that are gone are dropped from the cookie at the next response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pins_of_removed_experiments_are_dropped() {
+    let moon = MockUpstream::start("moon").await;
+    let mars = MockUpstream::start("mars").await;
+    let base = moon_mars_config(&moon, &mars, 50, 50);
+    let with_extra = base.clone()
+        + "  extra:\n    state: active\n    variants:\n      X: { weight: 1 }\n    fallback: X\n";
+    let proxy = TestProxy::start(&with_extra).await;
+    let client = client();
+    let mut v = Visitor::new();
+    v.upstream(&client, &proxy).await;
+    assert!(v.jar.contains("|extra:X:1."), "{}", v.jar);
+    reload_to(&proxy, &base).await;
+    let (_, h, _) = v.get(&client, &proxy.url("/"), &[]).await;
+    let set = h["set-cookie"].to_str().unwrap();
+    assert!(
+        set.starts_with("ab_assignments=v1.moon_mars:") && !set.contains("extra"),
+        "{set}"
+    );
+    proxy.stop().await;
+}

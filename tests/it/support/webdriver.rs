@@ -212,6 +212,17 @@ impl Browser {
             .clone()
     }
 
+    /// Run `script` with a `done` callback as its last argument; its value.
+    pub async fn execute_async(&self, script: &str) -> Value {
+        self.cmd(
+            http::Method::POST,
+            &self.session_path("/execute/async"),
+            Some(json!({"script": script, "args": []})),
+        )
+        .await["value"]
+            .clone()
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         let shot = self
