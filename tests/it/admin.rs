@@ -131,6 +131,16 @@ async fn api_requires_the_token() {
     );
 
     let auth = bearer();
+    let (status, _, page) = admin_request(
+        &proxy,
+        http::Method::GET,
+        "/experiments",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "the page accepts the bearer token too");
+    assert!(page.contains("Moon/Mars"));
     let (status, _, body) = admin_request(
         &proxy,
         http::Method::GET,
