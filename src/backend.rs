@@ -90,7 +90,7 @@ fn page(name: &str) -> String {
         ),
         _ => ("#18302a", "#7fd1b9", "A built-in abproxy backend."),
     };
-    let name = html_escape(name);
+    let name = crate::html::escape(name);
     format!(
         r#"<!doctype html>
 <html lang="en">
@@ -118,11 +118,4 @@ fn page(name: &str) -> String {
 </html>
 "#
     )
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

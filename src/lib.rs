@@ -33,6 +33,7 @@ pub mod experiment;
 pub mod frontend;
 pub mod fsutil;
 pub mod headers;
+pub mod html;
 pub mod lifecycle;
 pub mod metrics;
 pub mod names;

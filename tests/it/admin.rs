@@ -89,8 +89,7 @@ async fn patch(proxy: &TestProxy, body: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_requires_the_token() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = proxy_with_token(&moon, &mars, "active").await;
     let (status, headers, body) =
         admin_request(&proxy, http::Method::GET, "/api/experiments", &[], "").await;
@@ -186,8 +185,7 @@ async fn api_requires_the_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_token_reads_are_open_and_writes_say_how_to_set_one() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
     let (status, _, _) =
         admin_request(&proxy, http::Method::GET, "/api/experiments", &[], "").await;
@@ -216,8 +214,7 @@ async fn without_a_token_reads_are_open_and_writes_say_how_to_set_one() {
 /// kept); refused ones are a 400 naming the experiment and both states, and change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transition_through_the_api() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let states = ["inactive", "active", "rollout"];
     for from in states {
         for to in states {
@@ -264,8 +261,7 @@ async fn every_transition_through_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patch_validates_like_the_file_and_reports_clearly() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = proxy_with_token(&moon, &mars, "active").await;
     let original = std::fs::read_to_string(&proxy.config_path).unwrap();
 
@@ -354,8 +350,7 @@ async fn patch_validates_like_the_file_and_reports_clearly() {
 /// finds a complete, valid config (never a half-written file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_file_is_never_half_written() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = proxy_with_token(&moon, &mars, "active").await;
     let path = proxy.config_path.clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -412,8 +407,7 @@ async fn the_file_is_never_half_written() {
 /// only together with the page's CSRF token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_login_and_csrf() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = proxy_with_token(&moon, &mars, "active").await;
     let form = "application/x-www-form-urlencoded";
     let (status, _, page) = admin_request(

@@ -116,8 +116,7 @@ async fn golden_vectors_through_the_proxy() {
 /// 25% / 75%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_split_one_to_three_over_20000_new_devices() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 1, 3)).await;
     let client = client();
     const N: usize = 20_000;
@@ -158,8 +157,7 @@ async fn weight_split_one_to_three_over_20000_new_devices() {
 /// devices.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_cookie_same_upstream() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
     let client = client();
     let mut seen_upstreams = std::collections::HashSet::new();
@@ -191,8 +189,7 @@ async fn same_cookie_same_upstream() {
 /// order; `match` limits where an experiment applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_experiments_first_routing_match_wins() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let shop = MockUpstream::start("shop").await;
     let proxy = TestProxy::start(&format!(
         "upstreams:
@@ -261,8 +258,7 @@ experiments:
 /// Inactive serves the fallback, rollout the rollout variant, to everyone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inactive_and_rollout_states_route_everyone_alike() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     for (state, extra, expected) in [
         ("inactive", "", "moon"),
         ("rollout", "    rollout_variant: Mars\n", "mars"),

@@ -12,8 +12,7 @@ async fn admin_page_changes_a_weight_through_the_form() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = proxy_with_token(&moon, &mars, "active").await;
     for _ in 0..12 {
         get(&proxy.url("/"), &[]).await;
@@ -103,8 +102,7 @@ async fn sdk_reports_the_visitors_groups() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(
         &(moon_mars_config(&moon, &mars, 0, 1)
             + "  white_gold_btn:\n    state: active\n    variants:\n      White: { weight: 0 }\n      Gold: { weight: 1 }\n    fallback: White\n"),

@@ -75,8 +75,7 @@ async fn reload_to(proxy: &TestProxy, yaml: &str) {
 /// 70/30 → 10/90: none of 1 000 assigned devices moves; new devices follow the new weights.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_change_moves_nobody_already_assigned() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 70, 30)).await;
     let client = client();
     let mut visitors = Vec::new();
@@ -111,8 +110,7 @@ async fn weight_change_moves_nobody_already_assigned() {
 /// variant although the weights changed in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assignments_survive_a_restart() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
     let client = client();
     let mut visitors = Vec::new();
@@ -143,8 +141,7 @@ async fn assignments_survive_a_restart() {
 /// again), counted, and never an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_cookies_are_ignored_and_counted() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
     let client = client();
     let mut v = Visitor::with_id("tamper-1");
@@ -200,8 +197,7 @@ async fn tampered_cookies_are_ignored_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_zero_keeps_its_devices_and_a_removed_variant_reassigns_them() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 0, 100)).await;
     let client = client();
     let mut on_mars = Vec::new();
@@ -245,8 +241,7 @@ async fn weight_zero_keeps_its_devices_and_a_removed_variant_reassigns_them() {
 /// run-1 devices keep their variant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_count_only_devices_assigned_in_the_current_run() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let active = moon_mars_config(&moon, &mars, 50, 50);
     let inactive = active.replace("state: active", "state: inactive");
     let proxy = TestProxy::start(&inactive).await;
@@ -308,8 +303,7 @@ async fn runs_count_only_devices_assigned_in_the_current_run() {
 /// ones are refused with the experiment and both states named, at the `state:` key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transition_through_the_file() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let config = |state: &str| {
         moon_mars_config(&moon, &mars, 50, 50).replace("state: active", &format!("state: {state}"))
             + "    rollout_variant: Mars\n"
@@ -365,8 +359,7 @@ async fn every_transition_through_the_file() {
 /// traffic: 10 enrolls 10 % ± 1 point, and the enrolled still split 50/50 ± 2 points.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_enrolls_a_share_with_an_unbiased_split() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let app = MockUpstream::start("app").await;
     let proxy = TestProxy::start(&format!(
         "upstreams:\n  app: {}\ndefault_upstream: app\nexperiments:\n  btn:\n    state: active\n    traffic: 10\n    variants:\n      A: {{ weight: 1 }}\n      B: {{ weight: 1 }}\n    fallback: A\n",
@@ -510,8 +503,7 @@ async fn target_conditions_and_bots() {
 /// forces one request; neither is ever counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qa_override_forces_a_variant_uncounted() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let base = moon_mars_config(&moon, &mars, 100, 0);
     let client = client();
 
@@ -568,8 +560,7 @@ async fn qa_override_forces_a_variant_uncounted() {
 /// device needs; `/_ab/sdk.js` is served; neither is forwarded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frontend_reads_its_assignments() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let config = moon_mars_config(&moon, &mars, 0, 100)
         + "  white_gold_btn:\n    state: inactive\n    variants:\n      White: { weight: 1 }\n      Gold: { weight: 0 }\n    fallback: White\n  shop_only:\n    state: active\n    match: { path_prefix: /shop }\n    variants:\n      A: { weight: 1 }\n    fallback: A\n";
     let proxy = TestProxy::start(&config).await;
@@ -630,8 +621,7 @@ async fn frontend_reads_its_assignments() {
 /// cookie and falls back to the hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_a_secret_agree() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let shared = tempfile::tempdir().unwrap();
     let secret = shared.path().join("secret");
     std::fs::write(&secret, "shared-replica-secret-0123456789\n").unwrap();
@@ -692,8 +682,7 @@ async fn replicas_sharing_a_secret_agree() {
 /// Pins of experiments that are gone are dropped from the cookie at the next response.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pins_of_removed_experiments_are_dropped() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let base = moon_mars_config(&moon, &mars, 50, 50);
     let with_extra = base.clone()
         + "  extra:\n    state: active\n    variants:\n      X: { weight: 1 }\n    fallback: X\n";

@@ -345,8 +345,7 @@ async fn large_bodies_arrive_intact() {
 /// keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_down_is_502_and_the_other_variant_keeps_serving() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
     mars.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;

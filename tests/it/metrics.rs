@@ -6,8 +6,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exposures_assignments_and_upstream_series_count_what_happened() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let config = moon_mars_config(&moon, &mars, 30, 70)
         + "  paused:\n    state: inactive\n    variants:\n      A: { weight: 1 }\n      B: { weight: 1 }\n    fallback: A\n";
     let proxy = TestProxy::start(&config).await;

@@ -26,8 +26,7 @@ async fn reloads(proxy: &TestProxy, result: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_place_write_changes_weights() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 100, 0)).await;
     assert!(all_new_visitors_go_to(&proxy, "moon", 20).await);
     std::fs::write(&proxy.config_path, moon_mars_config(&moon, &mars, 0, 100)).unwrap();
@@ -50,8 +49,7 @@ async fn in_place_write_changes_weights() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_over_the_file_adds_an_experiment_and_sets_inactive() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 0, 100)).await;
     let next = moon_mars_config(&moon, &mars, 0, 100).replace("state: active", "state: inactive")
         + "  white_gold_btn:\n    state: active\n    variants:\n      Gold: { weight: 1 }\n    fallback: Gold\n";
@@ -76,8 +74,7 @@ async fn rename_over_the_file_adds_an_experiment_and_sets_inactive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_configmap_symlink_swap() {
     use std::os::unix::fs::symlink;
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir(root.join("..2026_11_23_v1")).unwrap();
@@ -111,8 +108,7 @@ async fn kubernetes_configmap_symlink_swap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_file_keeps_the_last_good_config() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let good = moon_mars_config(&moon, &mars, 0, 100);
     let proxy = TestProxy::start(&good).await;
     let broken_versions = [
@@ -145,8 +141,7 @@ async fn broken_file_keeps_the_last_good_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_experiment_drops_its_weight_series() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let base = moon_mars_config(&moon, &mars, 1, 1);
     let proxy = TestProxy::start(&(base.clone() + "  extra:\n    state: active\n    variants:\n      X: { weight: 3 }\n    fallback: X\n")).await;
     assert_eq!(
@@ -168,8 +163,7 @@ async fn removed_experiment_drops_its_weight_series() {
 /// request fails, and every rewrite is applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_failed_request_while_the_config_is_rewritten_20_times() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = MockUpstream::start("mars").await;
+    let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));

@@ -151,6 +151,14 @@ async fn mock_respond(
     response
 }
 
+/// The two upstreams most tests use.
+pub async fn moon_and_mars() -> (MockUpstream, MockUpstream) {
+    (
+        MockUpstream::start("moon").await,
+        MockUpstream::start("mars").await,
+    )
+}
+
 /// An in-process proxy serving a config file written to its own temporary directory.
 pub struct TestProxy {
     pub addr: SocketAddr,
