@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use abproxy::app::App;
+use abproxy::app::{App, Env};
 use abproxy::config::Config;
 use abproxy::server::Listeners;
 
@@ -66,7 +66,7 @@ fn main() {
     let result = match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config, threads } => {
-            runtime(threads).and_then(|rt| rt.block_on(serve(&config)))
+            runtime(threads).and_then(|rt| rt.block_on(serve(&config, Env::from_process())))
         }
         Command::Demo { config } => runtime(None).and_then(|rt| rt.block_on(demo(&config))),
         Command::Backend {
@@ -118,8 +118,8 @@ fn check(path: &Path) -> Result<()> {
     }
 }
 
-async fn serve(path: &Path) -> Result<()> {
-    let app = Arc::new(App::load(path).map_err(|e| anyhow::anyhow!("{e}"))?);
+async fn serve(path: &Path, env: Env) -> Result<()> {
+    let app = Arc::new(App::load_with_env(path, env).map_err(|e| anyhow::anyhow!("{e}"))?);
     let config = app.snapshot().config.clone();
     let listeners = Listeners {
         proxy: TcpListener::bind(config.listen)
@@ -165,7 +165,24 @@ async fn demo(path: &Path) -> Result<()> {
         }));
     }
     println!("  proxy            http://{}/", config.listen);
-    println!("  admin            http://{}/metrics", config.admin_listen);
+    println!("  metrics          http://{}/metrics", config.admin_listen);
+    let mut env = Env::from_process();
+    if env.admin_token.is_none() && config.admin_token_file.is_none() {
+        // So the demo's admin page can make changes; a real deployment sets its own.
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).context("no randomness for a demo admin token")?;
+        env.admin_token = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    match &env.admin_token {
+        Some(token) => println!(
+            "  admin page       http://{}/experiments (token for this demo: {token})",
+            config.admin_listen
+        ),
+        None => println!(
+            "  admin page       http://{}/experiments (token from admin.token_file)",
+            config.admin_listen
+        ),
+    }
     println!(
         "  config           {} (edit and save: it reloads)",
         path.display()
@@ -174,7 +191,7 @@ async fn demo(path: &Path) -> Result<()> {
         "  try              curl -si http://{}/ | grep -E 'x-backend|set-cookie'",
         config.listen
     );
-    let result = serve(path).await;
+    let result = serve(path, env).await;
     for b in backends {
         b.abort();
     }

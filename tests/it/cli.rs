@@ -225,18 +225,49 @@ async fn demo_serves_moon_and_mars_pages() {
         },
     )
     .await;
+    // The printed token opens the demo's admin API while it runs.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut out = String::new();
+    let token = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the demo prints its admin page line");
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(rest) = line.split("(token for this demo: ").nth(1) {
+            break rest.trim_end_matches(')').to_string();
+        }
+    };
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = get(
+        &format!("http://127.0.0.1:{a}/api/experiments"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let mut out = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    out.extend(rx.try_iter().map(|l| l + "\n"));
     assert!(
         out.contains(&format!("proxy            http://127.0.0.1:{p}/")),
         "{out}"
     );
     assert!(
-        out.contains(&format!("admin            http://127.0.0.1:{a}/metrics")),
+        out.contains(&format!("metrics          http://127.0.0.1:{a}/metrics")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "admin page       http://127.0.0.1:{a}/experiments"
+        )),
         "{out}"
     );
     assert!(
