@@ -64,7 +64,7 @@ impl Env {
 }
 
 /// A config that passed every check, ready to swap in.
-struct Prepared {
+pub struct Prepared {
     config: Config,
     runs: RunBook,
     signer: Signer,
@@ -183,9 +183,16 @@ impl App {
     pub fn apply(
         &self,
         loaded: &mut Loaded,
-        mut config: Config,
+        config: Config,
         text: String,
     ) -> Result<(), ConfigError> {
+        let prepared = self.prepare(loaded, config)?;
+        self.commit(loaded, prepared, text)
+    }
+
+    /// Every check and read a config needs before it can be applied; nothing is written,
+    /// nothing changes. The caller holds the lock (`loaded`).
+    pub fn prepare(&self, loaded: &Loaded, mut config: Config) -> Result<Prepared, ConfigError> {
         let previous = self.snapshot.load_full();
         if config.listen != previous.config.listen
             || config.admin_listen != previous.config.admin_listen
@@ -202,7 +209,18 @@ impl App {
         }
         // The data directory in force is the one the run book was read from.
         config.data_dir = previous.config.data_dir.clone();
-        let prepared = prepare(&self.config_path, config, &loaded.runs, &self.env)?;
+        prepare(&self.config_path, config, &loaded.runs, &self.env)
+    }
+
+    /// Save the run book and swap in the prepared config. Fails only if the run book
+    /// cannot be saved, and then changes nothing.
+    pub fn commit(
+        &self,
+        loaded: &mut Loaded,
+        prepared: Prepared,
+        text: String,
+    ) -> Result<(), ConfigError> {
+        let previous = self.snapshot.load_full();
         if prepared.runs != loaded.runs {
             self.runs_store
                 .save(&prepared.runs)

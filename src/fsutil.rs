@@ -6,7 +6,7 @@ use std::path::Path;
 /// Replace `path` with `bytes` atomically: write a temporary file in the same directory,
 /// fsync it, rename it over `path`, fsync the directory. A concurrent reader sees the
 /// old file or the new one, never a mix; after a crash, one of the two is on disk.
-/// `mode` (unix permissions) applies to a newly written file.
+/// `mode` (unix permissions) is given to the new file exactly.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -28,6 +28,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
         }
         let mut file = options.open(&tmp)?;
+        // Exactly `mode`, whatever the umask (a replaced config keeps its permissions).
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

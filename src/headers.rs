@@ -80,6 +80,70 @@ fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
     }
 }
 
+/// Mark a response that carries a visitor's own cookies `Cache-Control: private`, so no
+/// shared cache stores it and hands one visitor's id and signed assignments to others.
+/// `no-store` and `private` are left as they are; `public` becomes `private`; other
+/// directives (`max-age`, …) are kept.
+pub fn make_private(headers: &mut HeaderMap) {
+    let directives: Vec<String> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let lower = |d: &String| d.to_ascii_lowercase();
+    if directives
+        .iter()
+        .any(|d| matches!(lower(d).as_str(), "no-store" | "private"))
+    {
+        return;
+    }
+    let mut value = String::from("private");
+    for d in directives.iter().filter(|d| lower(d) != "public") {
+        value.push_str(", ");
+        value.push_str(d);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::try_from(value).expect("built from valid header values"),
+    );
+}
+
+/// Remove cookie `name` from every `Cookie` field, leaving the others byte for byte.
+/// Nothing is rebuilt unless the cookie is there (the common case costs one scan).
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let has_it = crate::device::cookie_pairs(headers).any(|(n, _)| n == name.as_bytes());
+    if !has_it {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|field| {
+            let pairs: Vec<&[u8]> = field
+                .as_bytes()
+                .split(|&b| b == b';')
+                .map(|p| p.trim_ascii())
+                .filter(|p| {
+                    !p.is_empty()
+                        && p.split(|&b| b == b'=').next().map(|n| n.trim_ascii())
+                            != Some(name.as_bytes())
+                })
+                .collect();
+            (!pairs.is_empty()).then(|| {
+                HeaderValue::from_bytes(&pairs.join(&b"; "[..]))
+                    .expect("parts of a valid header value")
+            })
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    for value in kept {
+        headers.append(header::COOKIE, value);
+    }
+}
+
 /// An authority without its userinfo (`user:pass@host:port` → `host:port`): credentials
 /// in an absolute-form URI must never become a `Host` or `X-Forwarded-Host`.
 pub fn without_userinfo(authority: &str) -> &str {
@@ -196,6 +260,58 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         assert_eq!(remove_hop_by_hop(&mut h), TransferCoding::Other);
+    }
+
+    #[test]
+    fn one_cookie_is_removed_and_the_rest_kept() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; abproxy_admin=secret; b=2"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("abproxy_admin=x"));
+        h.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        remove_cookie(&mut h, "abproxy_admin");
+        let fields: Vec<_> = h
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(fields, vec!["a=1; b=2", "c=3"]);
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("abproxy_administrator=keep"),
+        );
+        remove_cookie(&mut h, "abproxy_admin");
+        assert_eq!(h[header::COOKIE], "abproxy_administrator=keep");
+    }
+
+    #[test]
+    fn responses_with_our_cookies_are_private() {
+        let cc = |initial: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in initial {
+                h.append(header::CACHE_CONTROL, HeaderValue::from_static(v));
+            }
+            make_private(&mut h);
+            h.get(header::CACHE_CONTROL)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(cc(&[]).as_deref(), Some("private"));
+        assert_eq!(
+            cc(&["public, max-age=600"]).as_deref(),
+            Some("private, max-age=600")
+        );
+        assert_eq!(
+            cc(&["max-age=60", "must-revalidate"]).as_deref(),
+            Some("private, max-age=60, must-revalidate")
+        );
+        assert_eq!(cc(&["no-store"]).as_deref(), Some("no-store"));
+        assert_eq!(
+            cc(&["Private, max-age=5"]).as_deref(),
+            Some("Private, max-age=5")
+        );
     }
 
     #[test]

@@ -93,6 +93,9 @@ async fn handle(
     };
     // Appended: the upstream's own Set-Cookie fields stay.
     let h = response.headers_mut();
+    if device.is_new || !set_cookies.is_empty() {
+        headers::make_private(h);
+    }
     if device.is_new {
         h.append(
             header::SET_COOKIE,
@@ -141,6 +144,9 @@ async fn forward(
         None => h.remove(&headers::X_AB_ASSIGNMENTS),
     };
     h.remove(&headers::X_REAL_IP);
+    // The admin session: browsers send it to every port of the host, and an upstream
+    // app must never be able to replay it against the admin listener.
+    headers::remove_cookie(h, crate::admin::auth::SESSION_COOKIE);
     headers::append_forwarded_for(h, peer.ip());
     h.insert(
         &headers::X_FORWARDED_PROTO,

@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue};
 use crate::device::{cookie_value, Device};
 use crate::experiment::{ExperimentPlan, Inputs};
 use crate::snapshot::Snapshot;
-use crate::sticky::{Assignments, Entry};
+use crate::sticky::{Assignments, Entry, UNCOUNTED_RUN};
 use crate::targeting::RequestFacts;
 
 /// Where a request is going and what it was assigned.
@@ -40,19 +40,22 @@ pub struct RequestView<'r> {
 pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView) -> Routing<'s> {
     let config = &snapshot.config;
     // A new device has no pinned assignments; an old cookie was bound to another id.
-    let pinned = if device.is_new {
-        Assignments::default()
+    // Whose pins do we know? A new device has none yet; a known device's are in a valid
+    // cookie. A known device without one (dropped, rejected, signed with another
+    // replica's secret) may have been counted already: it is pinned again, uncounted.
+    let (pinned, pins_known) = if device.is_new {
+        (Assignments::default(), true)
     } else {
         match cookie_value(request.headers, &config.cookie.assignments_name) {
-            None => Assignments::default(),
-            Some(value) => snapshot
-                .signer
-                .decode(&device.id, value)
-                .unwrap_or_else(|rejected| {
+            None => (Assignments::default(), false),
+            Some(value) => match snapshot.signer.decode(&device.id, value) {
+                Ok(pinned) => (pinned, true),
+                Err(rejected) => {
                     // Ignored, never an error: the device is assigned afresh by hash.
                     snapshot.rejected_cookies[rejected as usize].inc();
-                    Assignments::default()
-                }),
+                    (Assignments::default(), false)
+                }
+            },
         }
     };
     let forced = config
@@ -68,7 +71,10 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         set_cookies: Vec::new(),
     };
     let mut next = Assignments::default();
-    let mut changed = false;
+    // A new device always gets the cookie (so a known device without one has lost it);
+    // a missing or rejected one is always replaced.
+    let mut changed = device.is_new || !pins_known;
+    let mut newly_counted = Vec::new();
     for experiment in &snapshot.experiments {
         let pinned_entry = pinned.get(&experiment.key);
         if !experiment.applies_to(request.host, request.path) {
@@ -89,7 +95,10 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         }
         match (decision.newly_assigned_in_run, pinned_entry) {
             (Some(run), _) => {
-                variant.counters.assignments.inc();
+                let run = if pins_known { run } else { UNCOUNTED_RUN };
+                if pins_known {
+                    newly_counted.push((next.entries.len(), &variant.counters.assignments));
+                }
                 next.entries.push(Entry {
                     experiment: experiment.key.clone(),
                     variant: variant.name.clone(),
@@ -122,12 +131,18 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         .iter()
         .any(|e| next.get(&e.experiment).is_none());
     if changed {
-        let value = snapshot.signer.encode(&device.id, &next);
+        let (value, kept) = snapshot.signer.encode(&device.id, &next);
         routing.set_cookies.push(set_cookie(
             &config.cookie.assignments_name,
             &value,
             &snapshot.set_cookie_attributes,
         ));
+        // Only pins that fit in the cookie are counted: the others will be assigned again.
+        for (index, counter) in newly_counted {
+            if index < kept {
+                counter.inc();
+            }
+        }
     }
     if let (Some(value), Some(qa)) = (&forced.set_cookie, &config.qa_override) {
         let name = qa

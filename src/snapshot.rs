@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub set_cookie_attributes: String,
     /// Signs and verifies the sticky-assignment cookie.
     pub signer: Signer,
+    /// The run book as of this config (what the admin API shows), so readers never take
+    /// the load lock.
+    pub runs: RunBook,
     /// The admin API's bearer token; `None` = write routes refused.
     pub admin_token: Option<crate::admin::auth::AdminToken>,
     /// `abproxy_assignment_cookie_rejected_total`, by `Rejected` discriminant.
@@ -98,6 +101,7 @@ impl Snapshot {
             client,
             set_cookie_attributes,
             signer,
+            runs: runs.clone(),
             admin_token,
             rejected_cookies: crate::sticky::Rejected::LABELS.map(|reason| {
                 metrics

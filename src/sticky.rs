@@ -24,6 +24,10 @@ const VERSION: &str = "v1";
 const PURPOSE: &[u8] = b"abproxy assignments v1\n";
 const TAG_BYTES: usize = 16;
 
+/// The run of a pin that belongs to no run's population: a known device whose earlier
+/// pins were lost or unreadable, re-pinned without being counted again.
+pub const UNCOUNTED_RUN: u32 = 0;
+
 /// One experiment's pinned assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -103,11 +107,13 @@ impl Signer {
             .collect()
     }
 
-    /// The cookie value for `assignments` of `device_id`; entries that would push it
-    /// past [`MAX_VALUE_LEN`] are left out (the first ones are kept).
-    pub fn encode(&self, device_id: &str, assignments: &Assignments) -> String {
+    /// The cookie value for `assignments` of `device_id`, and how many entries it holds:
+    /// entries that would push it past [`MAX_VALUE_LEN`] are left out (the first ones
+    /// are kept).
+    pub fn encode(&self, device_id: &str, assignments: &Assignments) -> (String, usize) {
         let budget = MAX_VALUE_LEN - VERSION.len() - 2 - TAG_BYTES * 2;
         let mut payload = String::new();
+        let mut kept = 0;
         for e in &assignments.entries {
             let item = format!("{}:{}:{}", e.experiment, e.variant, e.run);
             let needed = item.len() + usize::from(!payload.is_empty());
@@ -118,13 +124,14 @@ impl Signer {
                 payload.push('|');
             }
             payload.push_str(&item);
+            kept += 1;
         }
         let tag = self.tag(device_id, &payload).finalize().into_bytes();
         let hex: String = tag[..TAG_BYTES]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        format!("{VERSION}.{payload}.{hex}")
+        (format!("{VERSION}.{payload}.{hex}"), kept)
     }
 
     /// Verify and parse a cookie value for `device_id`.
@@ -166,7 +173,8 @@ impl Signer {
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    // from_str_radix would also take a sign: one tag must have one spelling.
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..hex.len())
@@ -199,13 +207,14 @@ mod tests {
     #[test]
     fn round_trip() {
         let s = Signer::new(b"secret-one-secret-one");
-        let value = s.encode("dev-1", &sample());
+        let (value, kept) = s.encode("dev-1", &sample());
+        assert_eq!(kept, 2);
         assert!(
             value.starts_with("v1.moon_mars:Mars:2|white_gold_btn:Gold:1."),
             "{value}"
         );
         assert_eq!(s.decode("dev-1", value.as_bytes()), Ok(sample()));
-        let empty = s.encode("dev-1", &Assignments::default());
+        let (empty, _) = s.encode("dev-1", &Assignments::default());
         assert_eq!(
             s.decode("dev-1", empty.as_bytes()),
             Ok(Assignments::default())
@@ -215,7 +224,7 @@ mod tests {
     #[test]
     fn tampered_foreign_and_truncated_cookies_are_rejected() {
         let s = Signer::new(b"secret-one-secret-one");
-        let value = s.encode("dev-1", &sample());
+        let (value, _) = s.encode("dev-1", &sample());
         let tampered = value.replace("Mars", "Moon");
         assert_eq!(
             s.decode("dev-1", tampered.as_bytes()),
@@ -266,9 +275,10 @@ mod tests {
                 })
                 .collect(),
         };
-        let value = s.encode("d", &many);
+        let (value, kept) = s.encode("d", &many);
         assert!(value.len() <= MAX_VALUE_LEN, "{}", value.len());
         let decoded = s.decode("d", value.as_bytes()).unwrap();
+        assert_eq!(decoded.entries.len(), kept);
         assert!(!decoded.entries.is_empty() && decoded.entries.len() < 200);
         assert_eq!(
             decoded.entries[..],

@@ -15,7 +15,6 @@ use crate::app::App;
 use crate::config::edit::{self, Change, EditError};
 use crate::config::{Config, State};
 use crate::lifecycle::allowed_targets;
-use crate::runs::RunBook;
 use crate::snapshot::Snapshot;
 
 /// The body of a PATCH; every field optional, unknown fields refused.
@@ -35,17 +34,18 @@ fn error(status: http::StatusCode, message: impl std::fmt::Display) -> Answer {
 }
 
 /// Every experiment with its config, state, runs, weights in force and live counts.
-pub fn list(snapshot: &Snapshot, runs: &RunBook) -> Value {
+pub fn list(snapshot: &Snapshot) -> Value {
     let experiments: Vec<Value> = snapshot
         .config
         .experiments
         .iter()
-        .map(|e| experiment_json(snapshot, runs, &e.key))
+        .map(|e| experiment_json(snapshot, &e.key))
         .collect();
     json!({ "experiments": experiments })
 }
 
-pub fn experiment_json(snapshot: &Snapshot, runs: &RunBook, key: &str) -> Value {
+pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
+    let runs = &snapshot.runs;
     let config = snapshot
         .config
         .experiments
@@ -142,28 +142,58 @@ pub fn patch(app: &App, key: &str, body: &[u8]) -> Answer {
             Ok(config) => config,
             Err(e) => return error(StatusCode::BAD_REQUEST, e),
         };
-        if let Err(e) = crate::app::check_transitions(&path, &config, &loaded.runs) {
-            return error(StatusCode::BAD_REQUEST, e);
-        }
-        if let Err(e) = crate::fsutil::write_atomically(&path, text.as_bytes(), None) {
+        // Everything that can refuse the change (transitions, secret and token files)
+        // runs before the file is touched.
+        let prepared = match app.prepare(&loaded, config) {
+            Ok(prepared) => prepared,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        };
+        let (target, mode) = match write_target(&path) {
+            Ok(found) => found,
+            Err(e) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot write {}: {e}", path.display()),
+                )
+            }
+        };
+        if let Err(e) = crate::fsutil::write_atomically(&target, text.as_bytes(), mode) {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot write {}: {e}", path.display()),
+                format!("cannot write {}: {e}", target.display()),
             );
         }
-        if let Err(e) = app.apply(&mut loaded, config, text) {
+        if let Err(e) = app.commit(&mut loaded, prepared, text) {
+            // Put the file back, so file and proxy agree again.
+            let restored = crate::fsutil::write_atomically(&target, on_disk.as_bytes(), mode);
             app.metrics.record_reload(false);
+            let note = if restored.is_ok() {
+                "the file was restored"
+            } else {
+                "and the file could not be restored"
+            };
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("written, but not applied: {e}"),
+                format!("not applied ({note}): {e}"),
             );
         }
         app.metrics.record_reload(true);
         tracing::info!("experiment {key} changed through the admin API: {change:?}");
     }
     let snapshot = app.snapshot();
-    (
-        StatusCode::OK,
-        experiment_json(&snapshot, &loaded.runs, key),
-    )
+    (StatusCode::OK, experiment_json(&snapshot, key))
+}
+
+/// Where to write: through a symlink to the file it names (replacing the link would
+/// detach it from what a ConfigMap or deploy tool manages), with that file's mode.
+fn write_target(path: &std::path::Path) -> std::io::Result<(std::path::PathBuf, Option<u32>)> {
+    let target = std::fs::canonicalize(path)?;
+    #[cfg(unix)]
+    let mode = Some(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&target)?.permissions())
+            & 0o7777,
+    );
+    #[cfg(not(unix))]
+    let mode = None;
+    Ok((target, mode))
 }

@@ -75,7 +75,7 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
             let snapshot = app.snapshot();
             match authorize(&snapshot, request.headers(), Need::Read) {
                 Err(denied) => denied,
-                Ok(_) => json(StatusCode::OK, &api::list(&snapshot, &app.loaded().runs)),
+                Ok(_) => json(StatusCode::OK, &api::list(&snapshot)),
             }
         }
         p if p.starts_with("/api/experiments/") && method == Method::PATCH => {
@@ -183,7 +183,7 @@ fn experiments_page(app: &App, request: &Request<Incoming>) -> Response<Full<Byt
         Caller::Session { csrf } => Some(csrf.as_str()),
         _ => None,
     };
-    let experiments = api::list(&snapshot, &app.loaded().runs);
+    let experiments = api::list(&snapshot);
     let body = page::experiments_page(&page::PageContext {
         experiments: &experiments,
         csrf,

@@ -68,12 +68,24 @@ pub fn apply(text: &str, key: &str, change: &Change) -> Result<String, EditError
         }
     }
     if let Some(variant) = &change.rollout_variant {
+        // Only an existing variant's name: validated text is all that may reach the file
+        // (a name with a newline would write any key it liked).
+        let (_, variants) = entry(experiment, "variants")
+            .ok_or_else(|| EditError::Unsupported(format!("experiment `{key}` has no variants")))?;
+        if crate::names::check_name(variant, crate::names::NameKind::Variant).is_err()
+            || entry(variants, variant).is_none()
+        {
+            return Err(EditError::UnknownVariant {
+                experiment: key.to_string(),
+                variant: variant.clone(),
+            });
+        }
         let value = scalar_text(variant);
         match entry(experiment, "rollout_variant") {
             Some((_, node)) => edits.push((lines.offset(node.pos), lines.offset(node.end), value)),
             None => {
                 // Add `rollout_variant:` on its own line after `state:`, indented alike.
-                let (state_key, _) = entry(experiment, "state").ok_or_else(|| {
+                let (state_key, state_value) = entry(experiment, "state").ok_or_else(|| {
                     EditError::Unsupported(format!("experiment `{key}` has no state"))
                 })?;
                 let line = lines.line(state_key.pos.line);
@@ -83,8 +95,9 @@ pub fn apply(text: &str, key: &str, change: &Change) -> Result<String, EditError
                         "experiment `{key}` is written in flow style ({{ … }}); add `rollout_variant` to the file by hand"
                     )));
                 }
-                let at = lines.line_end(state_key.pos.line);
-                edits.push((at, at, format!("\n{indent}rollout_variant: {value}")));
+                let at = lines.line_end(state_value.end.line.max(state_key.pos.line));
+                let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+                edits.push((at, at, format!("{newline}{indent}rollout_variant: {value}")));
             }
         }
     }
@@ -286,6 +299,44 @@ experiments:
             apply("a: [", "x", &Change::default()),
             Err(EditError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn rollout_variant_must_be_an_existing_name() {
+        for bad in ["Mars\n    traffic: 1", "A, match: {host: x}", "Venus", ""] {
+            let err = apply(
+                TEXT,
+                "moon_mars",
+                &Change {
+                    rollout_variant: Some(bad.into()),
+                    ..Change::default()
+                },
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, EditError::UnknownVariant { .. }),
+                "{bad:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn crlf_files_keep_their_line_endings() {
+        let text = TEXT.replace('\n', "\r\n");
+        let out = apply(
+            &text,
+            "moon_mars",
+            &Change {
+                rollout_variant: Some("Mars".into()),
+                ..Change::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            out.contains("# flipped by the admin page\r\n    rollout_variant: Mars\r\n"),
+            "{out:?}"
+        );
+        assert!(!out.replace("\r\n", "").contains('\n'), "no bare LF");
     }
 
     #[test]

@@ -294,7 +294,13 @@ async fn patch_validates_like_the_file_and_reports_clearly() {
         (
             r#"{"rollout_variant":"Venus"}"#,
             400,
-            "`Venus` is not a variant of moon_mars",
+            "has no variant `Venus`",
+        ),
+        // A name with a newline would add any key it liked to the file.
+        (
+            r#"{"state":"rollout","rollout_variant":"Mars\n    traffic: 1"}"#,
+            400,
+            "has no variant",
         ),
         ("not json", 400, "invalid request body"),
     ];

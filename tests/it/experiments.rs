@@ -370,12 +370,15 @@ async fn traffic_enrolls_a_share_with_an_unbiased_split() {
     let client = client();
     const N: usize = 30_000;
     let mut tasks = Vec::new();
+    let cookies: Vec<String> = (0..N)
+        .map(|i| returning_device_cookies(&proxy, &format!("traffic-{i}")))
+        .collect();
+    let cookies = std::sync::Arc::new(cookies);
     for t in 0..8 {
-        let (client, url) = (client.clone(), proxy.url("/"));
+        let (client, url, cookies) = (client.clone(), proxy.url("/"), cookies.clone());
         tasks.push(tokio::spawn(async move {
             for i in (t..N).step_by(8) {
-                let cookie = format!("device_id=traffic-{i}");
-                let (status, _, _) = send(&client, request(&url, &[("cookie", &cookie)])).await;
+                let (status, _, _) = send(&client, request(&url, &[("cookie", &cookies[i])])).await;
                 assert_eq!(status, 200);
             }
         }));
@@ -430,7 +433,7 @@ async fn target_conditions_and_bots() {
         &[
             ("user-agent", firefox_mobile),
             ("x-country", "DE"),
-            ("cookie", "device_id=t1; plan=pro; beta=1"),
+            ("cookie", "plan=pro; beta=1"),
         ],
     )
     .await;
@@ -443,7 +446,7 @@ async fn target_conditions_and_bots() {
         &[
             ("user-agent", "Mozilla/5.0 (X11; Linux) Chrome/120"),
             ("x-country", "FR"),
-            ("cookie", "device_id=t2; plan=free"),
+            ("cookie", "plan=free"),
         ],
     )
     .await;
@@ -698,5 +701,42 @@ async fn pins_of_removed_experiments_are_dropped() {
         set.starts_with("ab_assignments=v1.moon_mars:") && !set.contains("extra"),
         "{set}"
     );
+    proxy.stop().await;
+}
+
+/// A known device whose assignment cookie is missing or unreadable may have been counted
+/// already (by a replica with another secret, before it cleared its cookies): it is
+/// pinned again, but not counted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_pins_are_restored_without_counting_twice() {
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
+    let client = client();
+    let mut v = Visitor::new();
+    let first = v.upstream(&client, &proxy).await;
+    assert_eq!(assignments_total(&proxy, &["Moon", "Mars"]).await, 1.0);
+    let id = v
+        .jar
+        .split("; ")
+        .find_map(|c| c.strip_prefix("device_id="))
+        .unwrap()
+        .to_string();
+    let mut lost = Visitor::with_id(&id);
+    for _ in 0..3 {
+        assert_eq!(lost.upstream(&client, &proxy).await, first);
+    }
+    assert_eq!(
+        assignments_total(&proxy, &["Moon", "Mars"]).await,
+        1.0,
+        "not counted again"
+    );
+    assert!(
+        lost.jar.contains(":0."),
+        "re-pinned outside any run's population: {}",
+        lost.jar
+    );
+    let exposed = series(&proxy, "abproxy_exposures_total", "moon_mars", "Moon").await
+        + series(&proxy, "abproxy_exposures_total", "moon_mars", "Mars").await;
+    assert_eq!(exposed, 4.0);
     proxy.stop().await;
 }

@@ -26,7 +26,7 @@ async fn request_headers_added_replaced_and_stripped() {
          Upgrade: websocket\r\n\
          X-Real-IP: 6.6.6.6\r\n\
          Cookie: theme=dark\r\n\
-         Cookie: device_id=dev-42\r\n\
+         Cookie: device_id=dev-42; abproxy_admin=123.adminsession\r\n\
          Connection: close, X-Hop-Named\r\n\
          X-Hop-Named: 1\r\n\
          Keep-Alive: timeout=5\r\n\
@@ -99,10 +99,15 @@ async fn request_headers_added_replaced_and_stripped() {
         "Host policy `client`: the client's Host"
     );
     assert_eq!(h["x-end-to-end"], "kept");
+    let cookies: Vec<&str> = h
+        .get_all("cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(
-        h.get_all("cookie").iter().count(),
-        2,
-        "cookies pass unchanged"
+        cookies,
+        ["theme=dark", "device_id=dev-42"],
+        "cookies pass, but never the admin session"
     );
 
     // The upstream's hop-by-hop response fields do not reach the client.
@@ -198,6 +203,11 @@ async fn upstream_set_cookie_is_kept_and_ours_appended() {
         "{cookies:?}"
     );
     assert_eq!(cookies[0], "session=s1; Path=/");
+    assert_eq!(
+        header_values(&headers, "cache-control"),
+        ["private"],
+        "a response with our cookies is never shared"
+    );
     assert_eq!(cookies[1], "theme=dark; Path=/");
     let ours = cookies[2];
     let id = ours

@@ -151,6 +151,17 @@ async fn mock_respond(
     response
 }
 
+/// The cookies of a device that has been here before but holds no pins yet: its id and
+/// an empty assignment cookie signed with the proxy's secret (as the proxy itself sets
+/// it on a first visit). Lets a test choose device ids and still have them counted.
+pub fn returning_device_cookies(proxy: &TestProxy, id: &str) -> String {
+    let secret = std::fs::read(proxy.dir.path().join("data/secret"))
+        .expect("the proxy generated its secret");
+    let signer = abproxy::sticky::Signer::new(secret.trim_ascii());
+    let (value, _) = signer.encode(id, &abproxy::sticky::Assignments::default());
+    format!("device_id={id}; ab_assignments={value}")
+}
+
 /// The two upstreams most tests use.
 pub async fn moon_and_mars() -> (MockUpstream, MockUpstream) {
     (
