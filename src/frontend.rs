@@ -80,7 +80,7 @@ fn assignments<B>(
             e.key.clone(),
             serde_json::json!({
                 "group": e.variants[a.served].name,
-                "assigned": e.variants[a.assigned].name,
+                "assigned": e.variants[a.assigned(&device.id)].name,
                 "state": e.state.as_str(),
                 "fallback": e.variants[e.fallback].name,
             }),

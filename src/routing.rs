@@ -24,9 +24,21 @@ pub struct Applied<'s> {
     pub experiment: &'s ExperimentPlan,
     /// The variant served (what to render).
     pub served: usize,
-    /// The device's own assignment: pinned in its cookie, else what the hash gives by the
-    /// current weights (shown even when the state serves something else).
-    pub assigned: usize,
+    /// The variant pinned in the device's cookie (or just pinned by this request).
+    pub pinned: Option<usize>,
+}
+
+impl Applied<'_> {
+    /// The device's own assignment: pinned, else what the hash gives by the current
+    /// weights (shown even when the state serves something else). Only
+    /// `/_ab/assignments` needs it, so the proxy path does not hash a second time.
+    pub fn assigned(&self, device_id: &str) -> usize {
+        self.pinned.unwrap_or_else(|| {
+            self.experiment
+                .table
+                .assign(device_id.as_bytes(), &self.experiment.key)
+        })
+    }
 }
 
 /// The request facts the experiments look at.
@@ -112,17 +124,14 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         if routing.upstream.is_none() {
             routing.upstream = variant.upstream;
         }
-        let assigned = pinned_entry
-            .and_then(|e| experiment.variant_index(&e.variant))
-            .unwrap_or_else(|| {
-                experiment
-                    .table
-                    .assign(device.id.as_bytes(), &experiment.key)
-            });
+        let pinned = match decision.newly_assigned_in_run {
+            Some(_) => Some(decision.variant),
+            None => pinned_entry.and_then(|e| experiment.variant_index(&e.variant)),
+        };
         routing.applied.push(Applied {
             experiment,
             served: decision.variant,
-            assigned,
+            pinned,
         });
     }
     // Pins of experiments that no longer exist are dropped.

@@ -100,38 +100,43 @@ impl Signer {
         mac.update(purpose.as_bytes());
         mac.update(b"\n");
         mac.update(message.as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut out = String::with_capacity(64);
+        push_hex(&mut out, &mac.finalize().into_bytes());
+        out
     }
 
     /// The cookie value for `assignments` of `device_id`, and how many entries it holds:
     /// entries that would push it past [`MAX_VALUE_LEN`] are left out (the first ones
-    /// are kept).
+    /// are kept). On the path of every new visitor: built in one buffer, no `format!`.
     pub fn encode(&self, device_id: &str, assignments: &Assignments) -> (String, usize) {
-        let budget = MAX_VALUE_LEN - VERSION.len() - 2 - TAG_BYTES * 2;
-        let mut payload = String::new();
+        let budget = MAX_VALUE_LEN - TAG_BYTES * 2 - 1;
+        let mut value = String::with_capacity(64 + 48 * assignments.entries.len());
+        value.push_str(VERSION);
+        value.push('.');
+        let start = value.len();
         let mut kept = 0;
+        let mut run = itoa_buf();
         for e in &assignments.entries {
-            let item = format!("{}:{}:{}", e.experiment, e.variant, e.run);
-            let needed = item.len() + usize::from(!payload.is_empty());
-            if payload.len() + needed > budget {
+            let run = run.format(e.run);
+            let needed =
+                e.experiment.len() + e.variant.len() + run.len() + 2 + usize::from(kept > 0);
+            if value.len() + needed > budget {
                 break;
             }
-            if !payload.is_empty() {
-                payload.push('|');
+            if kept > 0 {
+                value.push('|');
             }
-            payload.push_str(&item);
+            value.push_str(&e.experiment);
+            value.push(':');
+            value.push_str(&e.variant);
+            value.push(':');
+            value.push_str(run);
             kept += 1;
         }
-        let tag = self.tag(device_id, &payload).finalize().into_bytes();
-        let hex: String = tag[..TAG_BYTES]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        (format!("{VERSION}.{payload}.{hex}"), kept)
+        let tag = self.tag(device_id, &value[start..]).finalize().into_bytes();
+        value.push('.');
+        push_hex(&mut value, &tag[..TAG_BYTES]);
+        (value, kept)
     }
 
     /// Verify and parse a cookie value for `device_id`.
@@ -169,6 +174,36 @@ impl Signer {
             });
         }
         Ok(assignments)
+    }
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+}
+
+/// Formats a u32 without allocating.
+struct ItoaBuf([u8; 10]);
+
+fn itoa_buf() -> ItoaBuf {
+    ItoaBuf([0; 10])
+}
+
+impl ItoaBuf {
+    fn format(&mut self, mut n: u32) -> &str {
+        let mut i = self.0.len();
+        loop {
+            i -= 1;
+            self.0[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        std::str::from_utf8(&self.0[i..]).expect("ASCII digits")
     }
 }
 
@@ -259,6 +294,20 @@ mod tests {
         ] {
             assert!(s.decode("dev-1", junk).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn numbers_and_hex_are_formatted_exactly() {
+        let mut buf = itoa_buf();
+        for n in [0u32, 7, 10, 99, 100, 4_294_967_295] {
+            assert_eq!(buf.format(n), n.to_string());
+        }
+        let mut out = String::new();
+        push_hex(&mut out, &[0x00, 0x0f, 0xa0, 0xff]);
+        assert_eq!(out, "000fa0ff");
+        let s = Signer::new(b"k");
+        let big = Assignments { entries: vec![entry("e", "V", u32::MAX)] };
+        assert_eq!(s.decode("d", s.encode("d", &big).0.as_bytes()), Ok(big));
     }
 
     #[test]
