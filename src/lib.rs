@@ -45,5 +45,6 @@ pub mod runs;
 pub mod secret;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 pub mod sticky;
 pub mod targeting;

@@ -306,7 +306,9 @@ mod tests {
         push_hex(&mut out, &[0x00, 0x0f, 0xa0, 0xff]);
         assert_eq!(out, "000fa0ff");
         let s = Signer::new(b"k");
-        let big = Assignments { entries: vec![entry("e", "V", u32::MAX)] };
+        let big = Assignments {
+            entries: vec![entry("e", "V", u32::MAX)],
+        };
         assert_eq!(s.decode("d", s.encode("d", &big).0.as_bytes()), Ok(big));
     }
 
