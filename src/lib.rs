@@ -23,6 +23,7 @@
 //! - [`backend`]: the built-in Moon/Mars upstream used by `demo` and the benchmarks.
 
 pub mod admin;
+pub mod analysis;
 pub mod app;
 pub mod assign;
 pub mod backend;

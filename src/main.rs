@@ -22,6 +22,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy.
@@ -41,6 +47,40 @@ enum Command {
     Demo {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// Analyse an experiment's counts: every goal, every variant against the control.
+    Analyze {
+        /// A JSON file of counts (format in the README, "Analysing results").
+        #[arg(long)]
+        counts: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Confidence of the intervals (1 − the significance level).
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        /// Devices (both arms together) the sequential test is tuned for.
+        #[arg(long, default_value_t = abproxy::stats::DEFAULT_SEQUENTIAL_TUNING_USERS)]
+        tuned_for: u64,
+    },
+    /// Devices per arm needed to detect a change of a conversion rate.
+    Plan {
+        /// The control's conversion rate, e.g. 0.10.
+        #[arg(long)]
+        baseline: f64,
+        /// The smallest absolute change worth detecting, e.g. 0.02 (10% → 12%).
+        #[arg(long)]
+        mde: f64,
+        /// Two-sided significance level.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        #[arg(long, default_value_t = 0.8)]
+        power: f64,
+        /// Devices entering the experiment per day (all arms), to estimate the duration.
+        #[arg(long)]
+        daily_users: Option<u64>,
+        /// Arms sharing the daily devices.
+        #[arg(long, default_value_t = 2)]
+        arms: u64,
     },
     /// Run one built-in backend (a small landing page).
     Backend {
@@ -65,6 +105,20 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Check { config } => check(&config),
+        Command::Analyze {
+            counts,
+            format,
+            confidence,
+            tuned_for,
+        } => analyze(&counts, format, confidence, tuned_for),
+        Command::Plan {
+            baseline,
+            mde,
+            alpha,
+            power,
+            daily_users,
+            arms,
+        } => plan(baseline, mde, alpha, power, daily_users, arms),
         Command::Serve { config, threads } => {
             runtime(threads).and_then(|rt| rt.block_on(serve(&config, Env::from_process())))
         }
@@ -116,6 +170,69 @@ fn check(path: &Path) -> Result<()> {
             std::process::exit(1);
         }
     }
+}
+
+fn analyze(path: &Path, format: Format, confidence: f64, tuned_for: u64) -> Result<()> {
+    if !(confidence > 0.0 && confidence < 1.0) {
+        bail!("--confidence must be between 0 and 1 (e.g. 0.95)");
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let counts: abproxy::analysis::Counts = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a counts file", path.display()))?;
+    let settings = abproxy::analysis::Settings {
+        confidence,
+        sequential_tuned_for: tuned_for.max(1),
+    };
+    let report = abproxy::analysis::analyze(&counts, settings)
+        .with_context(|| format!("{}", path.display()))?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", abproxy::analysis::render_table(&report)),
+    }
+    Ok(())
+}
+
+fn plan(
+    baseline: f64,
+    mde: f64,
+    alpha: f64,
+    power: f64,
+    daily_users: Option<u64>,
+    arms: u64,
+) -> Result<()> {
+    let target = baseline + mde;
+    if !(baseline > 0.0 && baseline < 1.0) || !(target > 0.0 && target < 1.0) || mde == 0.0 {
+        bail!(
+            "--baseline and --baseline + --mde must both be rates between 0 and 1, and --mde not 0"
+        );
+    }
+    if !(alpha > 0.0 && alpha < 1.0) || !(power > 0.0 && power < 1.0) || arms < 2 {
+        bail!("--alpha and --power must be between 0 and 1, and --arms at least 2");
+    }
+    let per_arm = abproxy::stats::sample_size_per_arm(baseline, mde, alpha, power).ceil() as u64;
+    println!(
+        "to detect {:.2}% -> {:.2}% ({:+.2} pts), two-sided alpha = {alpha}, power {:.0}%:",
+        100.0 * baseline,
+        100.0 * target,
+        100.0 * mde,
+        100.0 * power
+    );
+    println!(
+        "  {per_arm} devices per arm, {} in all ({arms} arms)",
+        per_arm * arms
+    );
+    if let Some(daily) = daily_users {
+        if daily == 0 {
+            bail!("--daily-users must be at least 1");
+        }
+        let days = (per_arm * arms).div_ceil(daily);
+        println!(
+            "  at {daily} devices a day: {days} day{}",
+            if days == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
 }
 
 async fn serve(path: &Path, env: Env) -> Result<()> {

@@ -2,6 +2,7 @@
 //! Every test starts its own mock upstreams and proxy on 127.0.0.1:0.
 //!
 //! - `admin`: the admin API and page: auth, PATCH through the YAML file, sessions, CSRF.
+//! - `analyze`: `abproxy analyze --counts` and `abproxy plan`.
 //! - `assignment`: the golden-vector hash through the proxy, weight splits, stickiness.
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
@@ -13,6 +14,7 @@
 mod support;
 
 mod admin;
+mod analyze;
 mod assignment;
 mod browser;
 mod cli;

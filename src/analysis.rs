@@ -1,0 +1,629 @@
+//! From counts to a report: every goal, every variant against the control, with the
+//! verdict a person reads first. Pure: counts in, report out (`stats` does the maths).
+//!
+//! Input (what `abproxy analyze --counts FILE` reads):
+//!
+//! ```json
+//! {"experiment": "moon_mars", "control": "Moon",
+//!  "variants": {"Moon": {"users": 1000, "goals": {"click": {"conversions": 100}}},
+//!               "Mars": {"users": 1000, "goals": {"click": {"conversions": 130}}}},
+//!  "weights": {"Moon": 50, "Mars": 50}}
+//! ```
+//!
+//! Value goals add `"value_sum"` and `"value_sum_sq"` (per-device values, non-converting
+//! devices counting as 0); `weights` (the designed split, for the sample-ratio check)
+//! defaults to equal.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{self, Proportion, ValueSums};
+
+/// Sample-ratio mismatch is flagged below this p-value.
+pub const SRM_THRESHOLD: f64 = 0.001;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    pub experiment: String,
+    /// Defaults to the first variant in the file.
+    pub control: Option<String>,
+    pub variants: indexmap_like::OrderedMap<VariantCounts>,
+    pub weights: Option<BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantCounts {
+    pub users: u64,
+    #[serde(default)]
+    pub goals: BTreeMap<String, GoalCounts>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalCounts {
+    pub conversions: u64,
+    pub value_sum: Option<f64>,
+    pub value_sum_sq: Option<f64>,
+}
+
+/// Settings of an analysis.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub confidence: f64,
+    /// See `stats::sequential`.
+    pub sequential_tuned_for: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            confidence: 0.95,
+            sequential_tuned_for: stats::DEFAULT_SEQUENTIAL_TUNING_USERS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub experiment: String,
+    pub control: String,
+    pub srm_p_value: Option<f64>,
+    pub goals: BTreeMap<String, GoalReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GoalReport {
+    pub variants: indexmap_like::OrderedMap<VariantReport>,
+    /// One line per non-control variant, what a person reads first.
+    #[serde(skip)]
+    pub verdicts: Vec<String>,
+}
+
+/// A variant's row. Control rows carry only users, conversions, rate (and mean).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VariantReport {
+    pub users: u64,
+    pub conversions: u64,
+    pub rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_high: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative_lift: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub z: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value_holm: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value_sequential: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_low_sequential: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_high_sequential: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chance_to_beat_control: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_loss: Option<f64>,
+    /// Value goals: mean per device, and Welch's test against the control.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_diff: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_ci_low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_ci_high: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value_welch: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("control `{0}` is not one of the variants")]
+    UnknownControl(String),
+    #[error("an experiment needs at least two variants to compare")]
+    TooFewVariants,
+    #[error("variant `{variant}`, goal `{goal}`: {conversions} conversions out of {users} users")]
+    MoreConversionsThanUsers {
+        variant: String,
+        goal: String,
+        conversions: u64,
+        users: u64,
+    },
+    #[error("`weights` must name exactly the variants, each with a weight ≥ 0")]
+    BadWeights,
+}
+
+pub fn analyze(counts: &Counts, settings: Settings) -> Result<Report, AnalysisError> {
+    let names: Vec<&String> = counts.variants.keys().collect();
+    if names.len() < 2 {
+        return Err(AnalysisError::TooFewVariants);
+    }
+    let control = counts.control.clone().unwrap_or_else(|| names[0].clone());
+    let control_counts = counts
+        .variants
+        .get(&control)
+        .ok_or_else(|| AnalysisError::UnknownControl(control.clone()))?;
+    for (name, v) in counts.variants.iter() {
+        for (goal, g) in &v.goals {
+            if g.conversions > v.users {
+                return Err(AnalysisError::MoreConversionsThanUsers {
+                    variant: name.clone(),
+                    goal: goal.clone(),
+                    conversions: g.conversions,
+                    users: v.users,
+                });
+            }
+        }
+    }
+    let weights: Vec<f64> = match &counts.weights {
+        None => vec![1.0; names.len()],
+        Some(w) => {
+            if w.len() != names.len() || w.values().any(|&x| !(x >= 0.0)) {
+                return Err(AnalysisError::BadWeights);
+            }
+            names
+                .iter()
+                .map(|n| w.get(*n).copied().ok_or(AnalysisError::BadWeights))
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let observed: Vec<u64> = counts.variants.values().map(|v| v.users).collect();
+    let srm_p_value = stats::sample_ratio_mismatch(&observed, &weights).map(|(_, p)| p);
+
+    let goal_names: std::collections::BTreeSet<&String> = counts
+        .variants
+        .values()
+        .flat_map(|v| v.goals.keys())
+        .collect();
+    let mut goals = BTreeMap::new();
+    for goal in goal_names {
+        goals.insert(
+            goal.clone(),
+            goal_report(
+                counts,
+                &control,
+                control_counts,
+                goal,
+                srm_p_value,
+                settings,
+            ),
+        );
+    }
+    Ok(Report {
+        experiment: counts.experiment.clone(),
+        control,
+        srm_p_value,
+        goals,
+    })
+}
+
+fn goal_report(
+    counts: &Counts,
+    control: &str,
+    control_counts: &VariantCounts,
+    goal: &str,
+    srm_p_value: Option<f64>,
+    settings: Settings,
+) -> GoalReport {
+    let proportion = |v: &VariantCounts| Proportion {
+        conversions: v.goals.get(goal).map_or(0, |g| g.conversions),
+        users: v.users,
+    };
+    let values = |v: &VariantCounts| {
+        let g = v.goals.get(goal)?;
+        Some(ValueSums {
+            users: v.users,
+            sum: g.value_sum?,
+            sum_sq: g.value_sum_sq?,
+        })
+    };
+    let a = proportion(control_counts);
+    let mut variants = indexmap_like::OrderedMap::default();
+    let mut verdicts = Vec::new();
+    for (name, v) in counts.variants.iter() {
+        let b = proportion(v);
+        let mut row = VariantReport {
+            users: b.users,
+            conversions: b.conversions,
+            rate: b.rate(),
+            ..Default::default()
+        };
+        row.mean = values(v).filter(|s| s.users > 0).map(|s| s.mean());
+        if name != control {
+            let d = stats::difference(a, b, settings.confidence);
+            (row.diff, row.ci_low, row.ci_high) = (Some(d.estimate), Some(d.low), Some(d.high));
+            row.relative_lift = stats::relative_lift(a, b, settings.confidence).map(|l| l.estimate);
+            if let Some((z, p)) = stats::two_proportion_z(a, b) {
+                (row.z, row.p_value) = (Some(z), Some(p));
+            }
+            if let Some((p, ci)) =
+                stats::sequential(a, b, settings.confidence, settings.sequential_tuned_for)
+            {
+                (
+                    row.p_value_sequential,
+                    row.ci_low_sequential,
+                    row.ci_high_sequential,
+                ) = (Some(p), Some(ci.low), Some(ci.high));
+            }
+            row.chance_to_beat_control = Some(stats::chance_to_beat(a, b));
+            row.expected_loss = Some(stats::expected_loss(a, b));
+            if let (Some(sa), Some(sb)) = (values(control_counts), values(v)) {
+                if let Some(w) = stats::welch(sa, sb, settings.confidence) {
+                    (
+                        row.mean_diff,
+                        row.mean_ci_low,
+                        row.mean_ci_high,
+                        row.p_value_welch,
+                    ) = (
+                        Some(w.difference.estimate),
+                        Some(w.difference.low),
+                        Some(w.difference.high),
+                        Some(w.p_value),
+                    );
+                }
+            }
+        }
+        variants.insert(name.clone(), row);
+    }
+    // Holm across the comparisons with the control.
+    let compared: Vec<(String, f64)> = variants
+        .iter()
+        .filter_map(|(n, r)| r.p_value.map(|p| (n.clone(), p)))
+        .collect();
+    let adjusted = stats::holm(&compared.iter().map(|(_, p)| *p).collect::<Vec<_>>());
+    for ((name, _), p) in compared.iter().zip(adjusted) {
+        if let Some(row) = variants.get_mut(name) {
+            row.p_value_holm = Some(p);
+        }
+    }
+    for (name, row) in variants.iter() {
+        if name != control {
+            verdicts.push(verdict(name, control, row, srm_p_value, settings));
+        }
+    }
+    GoalReport { variants, verdicts }
+}
+
+/// "Mars beats Moon: +3.0 pts [+0.2, +5.8], p = 0.035; significant".
+///
+/// "significant" needs the always-valid (sequential) p-value under 1 − confidence, so
+/// the verdict stays honest however often it is read; a fixed-horizon-only result says
+/// so. A sample-ratio mismatch overrides everything.
+pub fn verdict(
+    name: &str,
+    control: &str,
+    row: &VariantReport,
+    srm_p_value: Option<f64>,
+    settings: Settings,
+) -> String {
+    let alpha = 1.0 - settings.confidence;
+    let (Some(diff), Some(low), Some(high)) = (row.diff, row.ci_low, row.ci_high) else {
+        return format!("{name} vs {control}: no data");
+    };
+    let relation = if diff > 0.0 {
+        "beats"
+    } else if diff < 0.0 {
+        "trails"
+    } else {
+        "ties"
+    };
+    let p = row
+        .p_value
+        .map_or("p = n/a".to_string(), |p| format!("p = {}", format_p(p)));
+    let conclusion = if srm_p_value.is_some_and(|p| p < SRM_THRESHOLD) {
+        "sample-ratio mismatch — do not trust".to_string()
+    } else if row.p_value_sequential.is_some_and(|p| p < alpha) {
+        "significant".to_string()
+    } else if row.p_value.is_some_and(|p| p < alpha) {
+        "keep collecting (significant only if this is the single planned look)".to_string()
+    } else {
+        "keep collecting".to_string()
+    };
+    format!(
+        "{name} {relation} {control}: {} pts [{}, {}], {p}; {conclusion}",
+        points(diff),
+        points(low),
+        points(high)
+    )
+}
+
+/// A difference of rates in percentage points, signed, one decimal (`+3.0`, `-0.4`).
+fn points(x: f64) -> String {
+    let rounded = (1000.0 * x).round() / 10.0;
+    // No "-0.0" for a difference that rounds to nothing.
+    format!("{:+.1}", if rounded == 0.0 { 0.0 } else { rounded })
+}
+
+fn format_p(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".to_string()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// The table a person reads: per goal, the verdicts, then a row per variant.
+pub fn render_table(report: &Report) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "experiment {} (control {})\n",
+        report.experiment, report.control
+    ));
+    match report.srm_p_value {
+        Some(p) if p < SRM_THRESHOLD => out.push_str(&format!(
+            "sample-ratio mismatch: p = {} — the split is not what was configured; do not trust these results\n",
+            format_p(p)
+        )),
+        Some(p) => out.push_str(&format!("sample ratio: ok (p = {})\n", format_p(p))),
+        None => {}
+    }
+    for (goal, g) in &report.goals {
+        out.push_str(&format!("\ngoal {goal}\n"));
+        let start = out.len();
+        for v in &g.verdicts {
+            out.push_str(&format!("  {v}\n"));
+        }
+        out.push_str(&format!(
+            "  {:<12} {:>9} {:>11} {:>8} {:>20} {:>8} {:>8} {:>8} {:>9}\n",
+            "variant",
+            "users",
+            "conversions",
+            "rate",
+            "diff [95% CI]",
+            "p",
+            "p holm",
+            "p seq",
+            "P(beat)"
+        ));
+        for (name, r) in g.variants.iter() {
+            let opt = |x: Option<f64>| x.map_or("".to_string(), format_p);
+            let ci = match (r.diff, r.ci_low, r.ci_high) {
+                (Some(d), Some(l), Some(h)) => {
+                    format!("{} [{}, {}]", points(d), points(l), points(h))
+                }
+                _ => "control".to_string(),
+            };
+            out.push_str(&format!(
+                "  {:<12} {:>9} {:>11} {:>7.2}% {:>20} {:>8} {:>8} {:>8} {:>9}\n",
+                name,
+                r.users,
+                r.conversions,
+                100.0 * r.rate,
+                ci,
+                opt(r.p_value),
+                opt(r.p_value_holm),
+                opt(r.p_value_sequential),
+                r.chance_to_beat_control
+                    .map_or("".to_string(), |c| format!("{:.1}%", 100.0 * c)),
+            ));
+        }
+        // Control rows leave columns empty: no trailing blanks.
+        let rows: String = out[start..]
+            .lines()
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect();
+        out.truncate(start);
+        out.push_str(&rows);
+    }
+    out
+}
+
+/// A string-keyed map that keeps insertion order (variants in the order the file lists
+/// them), serialised as a JSON object. serde_json's `preserve_order` keeps it on output.
+pub mod indexmap_like {
+    use serde::de::{MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Debug, Clone)]
+    pub struct OrderedMap<V>(Vec<(String, V)>);
+
+    impl<V> Default for OrderedMap<V> {
+        fn default() -> Self {
+            OrderedMap(Vec::new())
+        }
+    }
+
+    impl<V> OrderedMap<V> {
+        pub fn insert(&mut self, key: String, value: V) {
+            match self.0.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => self.0.push((key, value)),
+            }
+        }
+        pub fn get(&self, key: &str) -> Option<&V> {
+            self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        }
+        pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+            self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+        }
+        pub fn keys(&self) -> impl Iterator<Item = &String> {
+            self.0.iter().map(|(k, _)| k)
+        }
+        pub fn values(&self) -> impl Iterator<Item = &V> {
+            self.0.iter().map(|(_, v)| v)
+        }
+        pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+            self.0.iter().map(|(k, v)| (k, v))
+        }
+        pub fn len(&self) -> usize {
+            self.0.len()
+        }
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    impl<V: Serialize> Serialize for OrderedMap<V> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        }
+    }
+
+    impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct OrderedVisitor<V>(std::marker::PhantomData<V>);
+            impl<'de, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<V> {
+                type Value = OrderedMap<V>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(
+                    self,
+                    mut access: A,
+                ) -> Result<Self::Value, A::Error> {
+                    let mut map = OrderedMap::default();
+                    while let Some((k, v)) = access.next_entry::<String, V>()? {
+                        if map.get(&k).is_some() {
+                            return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+                        }
+                        map.insert(k, v);
+                    }
+                    Ok(map)
+                }
+            }
+            deserializer.deserialize_map(OrderedVisitor(std::marker::PhantomData))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(json: &str) -> Counts {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const ISSUE_EXAMPLE: &str = r#"{"experiment": "moon_mars", "control": "Moon", "variants": {"Moon": {"users": 1000, "goals": {"click": {"conversions": 100}}}, "Mars": {"users": 1000, "goals": {"click": {"conversions": 130}}}}}"#;
+
+    #[test]
+    fn the_issue_example() {
+        let report = analyze(&counts(ISSUE_EXAMPLE), Settings::default()).unwrap();
+        assert_eq!(report.control, "Moon");
+        assert_eq!(report.srm_p_value, Some(1.0));
+        let click = &report.goals["click"];
+        let mars = click.variants.get("Mars").unwrap();
+        // statsmodels proportions_ztest([130, 100], [1000, 1000]) = (2.1027406, 0.0354885)
+        assert!((mars.z.unwrap() - 2.102740605622114).abs() < 1e-9);
+        assert!((mars.p_value.unwrap() - 0.03548845046647471).abs() < 1e-9);
+        assert_eq!(
+            mars.p_value_holm, mars.p_value,
+            "one comparison: Holm changes nothing"
+        );
+        let moon = click.variants.get("Moon").unwrap();
+        assert_eq!(
+            (moon.users, moon.conversions, moon.diff),
+            (1000, 100, None),
+            "control rows carry counts only"
+        );
+        assert_eq!(click.verdicts, vec!["Mars beats Moon: +3.0 pts [+0.2, +5.8], p = 0.035; keep collecting (significant only if this is the single planned look)"]);
+    }
+
+    #[test]
+    fn three_variants_get_holm_and_an_srm_flag() {
+        let c = counts(
+            r#"{"experiment": "e", "variants": {
+                "A": {"users": 5000, "goals": {"g": {"conversions": 500}}},
+                "B": {"users": 5600, "goals": {"g": {"conversions": 640}}},
+                "C": {"users": 4400, "goals": {"g": {"conversions": 470}}}}}"#,
+        );
+        let report = analyze(&c, Settings::default()).unwrap();
+        assert_eq!(report.control, "A", "the first variant by default");
+        assert!(report.srm_p_value.unwrap() < SRM_THRESHOLD);
+        let g = &report.goals["g"];
+        let (b, cc) = (g.variants.get("B").unwrap(), g.variants.get("C").unwrap());
+        let raw = [b.p_value.unwrap(), cc.p_value.unwrap()];
+        let holm = stats::holm(&raw);
+        assert_eq!(
+            (b.p_value_holm.unwrap(), cc.p_value_holm.unwrap()),
+            (holm[0], holm[1])
+        );
+        assert!(
+            g.verdicts
+                .iter()
+                .all(|v| v.ends_with("sample-ratio mismatch — do not trust")),
+            "{:?}",
+            g.verdicts
+        );
+        // With the configured 56/44… weights there is no mismatch.
+        let mut weighted = c.clone();
+        weighted.weights = Some(
+            [
+                ("A".to_string(), 50.0),
+                ("B".to_string(), 56.0),
+                ("C".to_string(), 44.0),
+            ]
+            .into(),
+        );
+        assert!(
+            analyze(&weighted, Settings::default())
+                .unwrap()
+                .srm_p_value
+                .unwrap()
+                > 0.5
+        );
+    }
+
+    #[test]
+    fn a_clear_effect_is_significant_even_sequentially() {
+        let c = counts(
+            r#"{"experiment": "e", "variants": {"A": {"users": 20000, "goals": {"g": {"conversions": 2000}}}, "B": {"users": 20000, "goals": {"g": {"conversions": 2500}}}}}"#,
+        );
+        let report = analyze(&c, Settings::default()).unwrap();
+        assert!(
+            report.goals["g"].verdicts[0].ends_with("; significant"),
+            "{:?}",
+            report.goals["g"].verdicts
+        );
+    }
+
+    #[test]
+    fn value_goals_get_welch() {
+        let c = counts(
+            r#"{"experiment": "e", "variants": {
+            "A": {"users": 400, "goals": {"revenue": {"conversions": 40, "value_sum": 1546.6906735739794, "value_sum_sq": 97584.33447033861}}},
+            "B": {"users": 420, "goals": {"revenue": {"conversions": 55, "value_sum": 2577.2949098751965, "value_sum_sq": 198741.18353799437}}}}}"#,
+        );
+        let report = analyze(&c, Settings::default()).unwrap();
+        let b = report.goals["revenue"].variants.get("B").unwrap();
+        // scipy ttest_ind(b, a, equal_var=False).pvalue on the same data (see stats tests).
+        assert!((b.p_value_welch.unwrap() - 0.07435532754568867).abs() < 1e-7);
+        assert!((b.mean.unwrap() - 2577.2949098751965 / 420.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_counts_are_refused_clearly() {
+        let err = |json: &str| {
+            analyze(&counts(json), Settings::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(
+                r#"{"experiment": "e", "control": "Z", "variants": {"A": {"users": 1}, "B": {"users": 1}}}"#
+            ),
+            "control `Z` is not one of the variants"
+        );
+        assert_eq!(
+            err(r#"{"experiment": "e", "variants": {"A": {"users": 1}}}"#),
+            "an experiment needs at least two variants to compare"
+        );
+        assert!(err(r#"{"experiment": "e", "variants": {"A": {"users": 1, "goals": {"g": {"conversions": 2}}}, "B": {"users": 1}}}"#).contains("2 conversions out of 1 users"));
+        assert!(err(r#"{"experiment": "e", "weights": {"A": 1}, "variants": {"A": {"users": 1}, "B": {"users": 1}}}"#).contains("weights"));
+        assert!(serde_json::from_str::<Counts>(
+            r#"{"experiment": "e", "variants": {}, "colour": 1}"#
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("unknown field `colour`"));
+    }
+}
