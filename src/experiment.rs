@@ -23,6 +23,8 @@ pub struct ExperimentPlan {
     pub rollout: Option<usize>,
     pub routing: bool,
     pub traffic_bp: u32,
+    /// What counts as a conversion, in config order (counters are per variant).
+    pub goals: Vec<crate::config::Goal>,
     /// `<key>:traffic`: enrollment hashes with its own salt, never the assignment's, or a
     /// 10 % enrollment would only ever reach the first 10 % of the variant range.
     traffic_salt: String,
@@ -65,7 +67,9 @@ impl ExperimentPlan {
         metrics: &Metrics,
         upstream_index: impl Fn(&str) -> Option<usize>,
     ) -> ExperimentPlan {
+        let goal_names: Vec<String> = e.goals.iter().map(|g| g.name.clone()).collect();
         ExperimentPlan {
+            goals: e.goals.clone(),
             key: e.key.clone(),
             title: e.title.clone(),
             state: e.state,
@@ -78,7 +82,7 @@ impl ExperimentPlan {
                 .map(|v| VariantPlan {
                     name: v.name.clone(),
                     upstream: v.upstream.as_deref().and_then(&upstream_index),
-                    counters: VariantCounters::new(metrics, &e.key, &v.name),
+                    counters: VariantCounters::new(metrics, &e.key, &v.name, &goal_names),
                 })
                 .collect(),
             table: WeightTable::new(e.variants.iter().map(|v| (v.name.as_str(), v.weight)))
@@ -199,6 +203,7 @@ mod tests {
             matcher: Match::default(),
             traffic_bp: 10_000,
             target: Target::default(),
+            goals: Vec::new(),
         }
     }
 

@@ -94,7 +94,8 @@ fn assignments<B>(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
     );
-    (response, routing.set_cookies)
+    let cookies = routing.finish(snapshot, device);
+    (response, cookies)
 }
 
 fn body_response(

@@ -20,6 +20,11 @@ pub const UPSTREAM_RESPONSES: &str = "abproxy_upstream_responses_total";
 pub const UPSTREAM_DURATION: &str = "abproxy_upstream_duration_seconds";
 pub const VARIANT_WEIGHT: &str = "abproxy_variant_weight";
 pub const CONFIG_RELOADS: &str = "abproxy_config_reloads_total";
+pub const CONVERSIONS: &str = "abproxy_conversions_total";
+pub const CONVERSION_VALUE_SUM: &str = "abproxy_conversion_value_sum";
+pub const CONVERSION_VALUE_SUM_SQUARES: &str = "abproxy_conversion_value_sum_squares";
+pub const EVENTS_RECEIVED: &str = "abproxy_events_received_total";
+pub const EVENTS_UNMATCHED: &str = "abproxy_events_unmatched_total";
 pub const ASSIGNMENT_COOKIE_REJECTED: &str = "abproxy_assignment_cookie_rejected_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "abproxy_config_last_reload_success_timestamp_seconds";
 
@@ -43,6 +48,11 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: Gauge,
     pub assignment_cookie_rejected: IntCounterVec,
+    pub conversions: IntCounterVec,
+    pub conversion_value_sum: prometheus::CounterVec,
+    pub conversion_value_sum_squares: prometheus::CounterVec,
+    pub events_received: IntCounter,
+    pub events_unmatched: IntCounter,
 }
 
 impl Metrics {
@@ -70,6 +80,42 @@ impl Metrics {
             UPSTREAM_RESPONSES,
             "Upstream responses by status class; `error` when no response came (refused, reset, timeout).",
             &["upstream", "code_class"],
+        );
+        let conversions = counter(
+            CONVERSIONS,
+            "Devices of the current run's population reaching a goal (once per device, goal and run).",
+            &["experiment", "variant", "goal"],
+        );
+        let float_counter = |name: &str, help: &str| {
+            let c = prometheus::CounterVec::new(
+                Opts::new(name, help),
+                &["experiment", "variant", "goal"],
+            )
+            .expect("valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let conversion_value_sum = float_counter(
+            CONVERSION_VALUE_SUM,
+            "Sum of value goals' values (the first conversion's value per device).",
+        );
+        let conversion_value_sum_squares = float_counter(
+            CONVERSION_VALUE_SUM_SQUARES,
+            "Sum of squares of value goals' values, for the variance.",
+        );
+        let plain = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric definition");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let events_received = plain(EVENTS_RECEIVED, "Events accepted by POST /_ab/events.");
+        let events_unmatched = plain(
+            EVENTS_UNMATCHED,
+            "Accepted events whose name no goal uses (names are never labels).",
         );
         let assignment_cookie_rejected = counter(
             ASSIGNMENT_COOKIE_REJECTED,
@@ -129,6 +175,11 @@ impl Metrics {
             config_reloads,
             config_last_reload_success,
             assignment_cookie_rejected,
+            conversions,
+            conversion_value_sum,
+            conversion_value_sum_squares,
+            events_received,
+            events_unmatched,
         }
     }
 
@@ -227,15 +278,42 @@ impl UpstreamMetrics {
 pub struct VariantCounters {
     pub exposures: IntCounter,
     pub assignments: IntCounter,
+    /// One per goal of the experiment, in config order.
+    pub goals: Vec<GoalCounters>,
+}
+
+#[derive(Clone)]
+pub struct GoalCounters {
+    pub conversions: IntCounter,
+    pub value_sum: prometheus::Counter,
+    pub value_sum_squares: prometheus::Counter,
 }
 
 impl VariantCounters {
-    pub fn new(metrics: &Metrics, experiment: &str, variant: &str) -> VariantCounters {
+    pub fn new(
+        metrics: &Metrics,
+        experiment: &str,
+        variant: &str,
+        goals: &[String],
+    ) -> VariantCounters {
         VariantCounters {
             exposures: metrics.exposures.with_label_values(&[experiment, variant]),
             assignments: metrics
                 .assignments
                 .with_label_values(&[experiment, variant]),
+            goals: goals
+                .iter()
+                .map(|goal| {
+                    let labels = [experiment, variant, goal.as_str()];
+                    GoalCounters {
+                        conversions: metrics.conversions.with_label_values(&labels),
+                        value_sum: metrics.conversion_value_sum.with_label_values(&labels),
+                        value_sum_squares: metrics
+                            .conversion_value_sum_squares
+                            .with_label_values(&labels),
+                    }
+                })
+                .collect(),
         }
     }
 }

@@ -71,7 +71,9 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let device = Device::from_headers(request.headers(), &snapshot.config.cookie.name);
-    let (mut response, set_cookies) = if request.uri().path().starts_with(RESERVED_PREFIX) {
+    let (mut response, set_cookies) = if request.uri().path() == crate::events::PATH {
+        crate::events::handle(snapshot, &device, request).await
+    } else if request.uri().path().starts_with(RESERVED_PREFIX) {
         crate::frontend::respond(snapshot, &device, &request)
     } else {
         let view = RequestView {
@@ -80,15 +82,25 @@ async fn handle(
             query: request.uri().query(),
             headers: request.headers(),
         };
-        let routing = route(snapshot, &device, &view);
+        let mut routing = route(snapshot, &device, &view);
         let assignments = assignments_header(&routing);
-        let (upstream, set_cookies) = (routing.upstream, routing.set_cookies);
-        let response = match upstream.or(snapshot.default_upstream) {
+        // Request goals look at the response: keep what they need of the request.
+        let goal_request = snapshot
+            .has_request_goals
+            .then(|| (request.method().clone(), request.uri().path().to_string()));
+        let response = match routing.upstream.or(snapshot.default_upstream) {
             Some(upstream) => forward(snapshot, upstream, request, peer, &device, assignments)
                 .await
                 .unwrap_or_else(|err| error_response(&err)),
             None => error_response(&ProxyError::NoRoute),
         };
+        if let Some((method, path)) = goal_request {
+            let (status, response_headers) = (response.status(), response.headers());
+            routing.pins.record_goals(snapshot, |e| {
+                crate::goals::reached_by_request(e, &method, &path, status, response_headers)
+            });
+        }
+        let set_cookies = routing.finish(snapshot, &device);
         (response, set_cookies)
     };
     // Appended: the upstream's own Set-Cookie fields stay.

@@ -16,8 +16,119 @@ pub struct Routing<'s> {
     pub upstream: Option<usize>,
     /// Every experiment that applies, in config order.
     pub applied: Vec<Applied<'s>>,
-    /// `Set-Cookie` values to add to the response (assignments, QA override).
-    pub set_cookies: Vec<HeaderValue>,
+    /// The device's pins after this request (written back by `finish`).
+    pub pins: Pins,
+    /// Assignments to count once the cookie that pins them is known to hold them.
+    newly_counted: Vec<(usize, &'s prometheus::IntCounter)>,
+    qa_cookie: Option<HeaderValue>,
+}
+
+/// A device's pinned assignments as read from its cookie, changed by the request, and
+/// written back when they changed.
+pub struct Pins {
+    pub assignments: Assignments,
+    /// New device, or a valid cookie: assignments and conversions may be counted.
+    pub known: bool,
+    pub changed: bool,
+}
+
+impl Pins {
+    /// Read the assignment cookie. A new device has no pins yet; a known device's are in a
+    /// valid cookie. A known device without one (dropped, rejected, signed with another
+    /// replica's secret) may have been counted already: `known` is false.
+    pub fn read(snapshot: &Snapshot, device: &Device, headers: &HeaderMap) -> Pins {
+        if device.is_new {
+            // A new device always gets the cookie, so a known device without one has lost it.
+            return Pins {
+                assignments: Assignments::default(),
+                known: true,
+                changed: true,
+            };
+        }
+        match cookie_value(headers, &snapshot.config.cookie.assignments_name) {
+            None => Pins {
+                assignments: Assignments::default(),
+                known: false,
+                changed: true,
+            },
+            Some(value) => match snapshot.signer.decode(&device.id, value) {
+                Ok(assignments) => Pins {
+                    assignments,
+                    known: true,
+                    changed: false,
+                },
+                Err(rejected) => {
+                    // Ignored, never an error: the device is assigned afresh by hash.
+                    snapshot.rejected_cookies[rejected as usize].inc();
+                    Pins {
+                        assignments: Assignments::default(),
+                        known: false,
+                        changed: true,
+                    }
+                }
+            },
+        }
+    }
+
+    /// Count the goals `reached` says each experiment's pinned variant reached (once per
+    /// device, goal and run); returns how many counted.
+    pub fn record_goals(
+        &mut self,
+        snapshot: &Snapshot,
+        reached: impl Fn(&ExperimentPlan) -> Vec<(usize, Option<f64>)>,
+    ) -> usize {
+        let mut counted = 0;
+        for experiment in &snapshot.experiments {
+            let Some(entry) = self
+                .assignments
+                .entries
+                .iter_mut()
+                .find(|e| e.experiment == experiment.key)
+            else {
+                continue;
+            };
+            for (goal, value) in reached(experiment) {
+                if crate::goals::convert(experiment, entry, goal, value) {
+                    counted += 1;
+                    self.changed = true;
+                }
+            }
+        }
+        counted
+    }
+
+    /// The `Set-Cookie` value and how many entries it holds.
+    pub fn cookie(&self, snapshot: &Snapshot, device: &Device) -> (HeaderValue, usize) {
+        let (value, kept) = snapshot.signer.encode(&device.id, &self.assignments);
+        (
+            set_cookie(
+                &snapshot.config.cookie.assignments_name,
+                &value,
+                &snapshot.set_cookie_attributes,
+            ),
+            kept,
+        )
+    }
+}
+
+impl Routing<'_> {
+    /// The `Set-Cookie` values for the response (assignments when they changed, QA
+    /// override); counts the new assignments the cookie holds.
+    pub fn finish(self, snapshot: &Snapshot, device: &Device) -> Vec<HeaderValue> {
+        let mut cookies = Vec::new();
+        if self.pins.changed {
+            let (cookie, kept) = self.pins.cookie(snapshot, device);
+            cookies.push(cookie);
+            // Only pins that fit in the cookie are counted: the others will be assigned again.
+            for (index, counter) in self.newly_counted {
+                if index < kept {
+                    counter.inc();
+                }
+            }
+        }
+        cookies.extend(self.qa_cookie);
+        cookies
+    }
 }
 
 pub struct Applied<'s> {
@@ -52,24 +163,8 @@ pub struct RequestView<'r> {
 pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView) -> Routing<'s> {
     let config = &snapshot.config;
     // A new device has no pinned assignments; an old cookie was bound to another id.
-    // Whose pins do we know? A new device has none yet; a known device's are in a valid
-    // cookie. A known device without one (dropped, rejected, signed with another
-    // replica's secret) may have been counted already: it is pinned again, uncounted.
-    let (pinned, pins_known) = if device.is_new {
-        (Assignments::default(), true)
-    } else {
-        match cookie_value(request.headers, &config.cookie.assignments_name) {
-            None => (Assignments::default(), false),
-            Some(value) => match snapshot.signer.decode(&device.id, value) {
-                Ok(pinned) => (pinned, true),
-                Err(rejected) => {
-                    // Ignored, never an error: the device is assigned afresh by hash.
-                    snapshot.rejected_cookies[rejected as usize].inc();
-                    (Assignments::default(), false)
-                }
-            },
-        }
-    };
+    let read = Pins::read(snapshot, device, request.headers);
+    let (pinned, pins_known) = (read.assignments, read.known);
     let forced = config
         .qa_override
         .as_ref()
@@ -80,12 +175,16 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
     let mut routing = Routing {
         upstream: None,
         applied: Vec::with_capacity(snapshot.experiments.len()),
-        set_cookies: Vec::new(),
+        pins: Pins {
+            assignments: Assignments::default(),
+            known: pins_known,
+            changed: read.changed,
+        },
+        newly_counted: Vec::new(),
+        qa_cookie: None,
     };
     let mut next = Assignments::default();
-    // A new device always gets the cookie (so a known device without one has lost it);
-    // a missing or rejected one is always replaced.
-    let mut changed = device.is_new || !pins_known;
+    let mut changed = routing.pins.changed;
     let mut newly_counted = Vec::new();
     for experiment in &snapshot.experiments {
         let pinned_entry = pinned.get(&experiment.key);
@@ -115,6 +214,7 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
                     experiment: experiment.key.clone(),
                     variant: variant.name.clone(),
                     run,
+                    goals: Vec::new(),
                 });
                 changed = true;
             }
@@ -139,20 +239,9 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         .entries
         .iter()
         .any(|e| next.get(&e.experiment).is_none());
-    if changed {
-        let (value, kept) = snapshot.signer.encode(&device.id, &next);
-        routing.set_cookies.push(set_cookie(
-            &config.cookie.assignments_name,
-            &value,
-            &snapshot.set_cookie_attributes,
-        ));
-        // Only pins that fit in the cookie are counted: the others will be assigned again.
-        for (index, counter) in newly_counted {
-            if index < kept {
-                counter.inc();
-            }
-        }
-    }
+    routing.pins.assignments = next;
+    routing.pins.changed = changed;
+    routing.newly_counted = newly_counted;
     if let (Some(value), Some(qa)) = (&forced.set_cookie, &config.qa_override) {
         let name = qa
             .query_param
@@ -164,9 +253,7 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         } else {
             "; Path=/; HttpOnly; SameSite=Lax"
         };
-        routing
-            .set_cookies
-            .push(set_cookie(name, value, attributes));
+        routing.qa_cookie = Some(set_cookie(name, value, attributes));
     }
     routing
 }

@@ -37,6 +37,11 @@ pub struct Snapshot {
     /// The run book as of this config (what the admin API shows), so readers never take
     /// the load lock.
     pub runs: RunBook,
+    /// `abproxy_events_received_total` and `abproxy_events_unmatched_total`.
+    pub events_received: prometheus::IntCounter,
+    pub events_unmatched: prometheus::IntCounter,
+    /// Whether any goal is reached by a proxied request (else the proxy path skips them).
+    pub has_request_goals: bool,
     /// The admin API's bearer token; `None` = write routes refused.
     pub admin_token: Option<crate::admin::auth::AdminToken>,
     /// `abproxy_assignment_cookie_rejected_total`, by `Rejected` discriminant.
@@ -93,6 +98,11 @@ impl Snapshot {
             _ => build_client(&config),
         };
         let set_cookie_attributes = set_cookie_attributes(&config);
+        let has_request_goals = config
+            .experiments
+            .iter()
+            .flat_map(|e| &e.goals)
+            .any(|g| matches!(g.trigger, crate::config::Trigger::Request { .. }));
         Snapshot {
             config: Arc::new(config),
             experiments,
@@ -101,6 +111,9 @@ impl Snapshot {
             client,
             set_cookie_attributes,
             signer,
+            has_request_goals,
+            events_received: metrics.events_received.clone(),
+            events_unmatched: metrics.events_unmatched.clone(),
             runs: runs.clone(),
             admin_token,
             rejected_cookies: crate::sticky::Rejected::LABELS.map(|reason| {

@@ -4,7 +4,7 @@
 //! state, and a weight change moves nobody already assigned. The value is
 //!
 //! ```text
-//! v1.<experiment>:<Variant>:<run>|<experiment>:<Variant>:<run>|….<tag>
+//! v1.<experiment>:<Variant>:<run>[:<goal>+<goal>…]|<experiment>:<Variant>:<run>|….<tag>
 //! ```
 //!
 //! where `tag` is the first 128 bits (hex) of HMAC-SHA256 over a purpose label, the
@@ -35,6 +35,9 @@ pub struct Entry {
     pub variant: String,
     /// The run the device was assigned in.
     pub run: u32,
+    /// Goals this device converted on in that run (each counts once per device and run,
+    /// on every replica that shares the secret).
+    pub goals: Vec<String>,
 }
 
 /// A device's pinned assignments, in the order they are written.
@@ -118,8 +121,13 @@ impl Signer {
         let mut run = itoa_buf();
         for e in &assignments.entries {
             let run = run.format(e.run);
-            let needed =
-                e.experiment.len() + e.variant.len() + run.len() + 2 + usize::from(kept > 0);
+            let goals_len: usize = e.goals.iter().map(|g| g.len() + 1).sum();
+            let needed = e.experiment.len()
+                + e.variant.len()
+                + run.len()
+                + 2
+                + goals_len
+                + usize::from(kept > 0);
             if value.len() + needed > budget {
                 break;
             }
@@ -131,6 +139,10 @@ impl Signer {
             value.push_str(&e.variant);
             value.push(':');
             value.push_str(run);
+            for (i, goal) in e.goals.iter().enumerate() {
+                value.push(if i == 0 { ':' } else { '+' });
+                value.push_str(goal);
+            }
             kept += 1;
         }
         let tag = self.tag(device_id, &value[start..]).finalize().into_bytes();
@@ -161,16 +173,24 @@ impl Signer {
         }
         for item in payload.split('|') {
             let mut parts = item.split(':');
-            let (Some(experiment), Some(variant), Some(run), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
+            let (Some(experiment), Some(variant), Some(run), goals, None) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
                 return Err(Rejected::Malformed);
             };
             let run = run.parse().map_err(|_| Rejected::Malformed)?;
+            let goals = goals
+                .map(|g| g.split('+').map(String::from).collect())
+                .unwrap_or_default();
             assignments.entries.push(Entry {
                 experiment: experiment.into(),
                 variant: variant.into(),
                 run,
+                goals,
             });
         }
         Ok(assignments)
@@ -227,6 +247,7 @@ mod tests {
             experiment: e.into(),
             variant: v.into(),
             run,
+            goals: Vec::new(),
         }
     }
 
@@ -254,6 +275,19 @@ mod tests {
             s.decode("dev-1", empty.as_bytes()),
             Ok(Assignments::default())
         );
+    }
+
+    #[test]
+    fn converted_goals_round_trip() {
+        let s = Signer::new(b"secret-one-secret-one");
+        let mut a = sample();
+        a.entries[0].goals = vec!["click".into(), "checkout".into()];
+        let (value, _) = s.encode("dev-1", &a);
+        assert!(
+            value.starts_with("v1.moon_mars:Mars:2:click+checkout|white_gold_btn:Gold:1."),
+            "{value}"
+        );
+        assert_eq!(s.decode("dev-1", value.as_bytes()), Ok(a));
     }
 
     #[test]

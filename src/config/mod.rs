@@ -105,6 +105,42 @@ pub struct Experiment {
     pub traffic_bp: u32,
     /// Who the experiment is for; others get the fallback, uncounted.
     pub target: crate::targeting::Target,
+    /// What counts as a conversion, in file order.
+    pub goals: Vec<Goal>,
+}
+
+/// A goal: reached by a client event or by a proxied request, at most once per device
+/// and run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Goal {
+    /// 1–64 of `A-Z a-z 0-9 _ -` (a metric label value and a cookie token).
+    pub name: String,
+    pub trigger: Trigger,
+    /// Where a revenue-like value comes from, if the goal has one.
+    pub value: Option<ValueSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// `POST /_ab/events` with this event name, and these params equal (as text).
+    Event {
+        name: String,
+        params: Vec<(String, String)>,
+    },
+    /// A proxied request matching all that is given.
+    Request {
+        method: Option<http::Method>,
+        path_prefix: Option<String>,
+        status_class: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueSource {
+    /// A numeric event parameter.
+    Param(String),
+    /// A numeric upstream response header.
+    Header(http::HeaderName),
 }
 
 /// Forcing a variant for QA: `?ab_force=moon_mars=Mars` (remembered by a session cookie)
