@@ -1,5 +1,6 @@
 //! A built-in upstream for demos and load tests: a small landing page named after the
-//! backend ("Moon", "Mars"), self-contained (no external images, fonts or scripts).
+//! backend ("Moon", "Mars"), self-contained (no external images, fonts or scripts; its
+//! "Reserve your spot" button reports a click through the proxy's `/_ab/sdk.js`).
 //! `GET /healthz` answers `ok`. Every response carries `X-Backend: <name>`.
 
 use std::convert::Infallible;
@@ -114,6 +115,14 @@ fn page(name: &str) -> String {
   <p>{tagline}</p>
   <button id="reserve" type="button">Reserve your spot</button>
 </main>
+<script src="/_ab/sdk.js"></script>
+<script>
+  // Behind abproxy, a click is the `button_click` event (the demo config's `click` goal).
+  document.getElementById("reserve").addEventListener("click", function () {{
+    if (window.abproxy) {{ abproxy.track("button_click", {{ button: "reserve" }}); }}
+    this.textContent = "Reserved!";
+  }});
+</script>
 </body>
 </html>
 "#

@@ -133,21 +133,22 @@ pub fn parse(body: &[u8]) -> Result<Vec<Event>, String> {
             let Value::Object(mut fields) = item else {
                 return Err(format!("{}: expected an object", at.trim_end_matches('.')));
             };
-            let name =
-                match fields.remove("event") {
-                    Some(Value::String(s))
-                        if !s.is_empty()
-                            && s.chars().count() <= MAX_NAME
-                            && !s.chars().any(char::is_control) =>
-                    {
-                        s
-                    }
-                    Some(Value::String(_)) => return Err(format!(
+            let name = match fields.remove("event") {
+                Some(Value::String(s))
+                    if !s.is_empty()
+                        && s.chars().count() <= MAX_NAME
+                        && !s.chars().any(char::is_control) =>
+                {
+                    s
+                }
+                Some(Value::String(_)) => {
+                    return Err(format!(
                         "{at}event: must be 1–{MAX_NAME} characters, without control characters"
-                    )),
-                    Some(_) => return Err(format!("{at}event: must be a string")),
-                    None => return Err(format!("{at}event: missing")),
-                };
+                    ))
+                }
+                Some(_) => return Err(format!("{at}event: must be a string")),
+                None => return Err(format!("{at}event: missing")),
+            };
             match fields.remove("ts") {
                 None | Some(Value::String(_)) => {}
                 Some(_) => return Err(format!("{at}ts: must be a string")),

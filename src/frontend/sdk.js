@@ -3,6 +3,9 @@
  *   abproxy.assignments() -> Promise of {"moon_mars": {"group": "Mars", "assigned": "Mars",
  *                            "state": "active", "fallback": "Moon"}, ...}
  *   abproxy.group("moon_mars") -> Promise of "Mars" (null if the experiment does not apply)
+ *   abproxy.track("button_click", {button: "reserve"}) -> sends the event to /_ab/events
+ *                            (navigator.sendBeacon when available, so it survives a page
+ *                            change; else fetch with keepalive); true if it was queued
  *
  * One request per page (cached); no dependencies. */
 (function () {
@@ -32,5 +35,20 @@
     });
   }
 
-  window.abproxy = { assignments: assignments, group: group };
+  function track(event, params) {
+    var body = JSON.stringify({ event: String(event), ts: new Date().toISOString(), params: params || {} });
+    if (navigator.sendBeacon) {
+      return navigator.sendBeacon("/_ab/events", new Blob([body], { type: "application/json" }));
+    }
+    fetch("/_ab/events", {
+      method: "POST",
+      credentials: "same-origin",
+      keepalive: true,
+      headers: { "Content-Type": "application/json" },
+      body: body
+    }).catch(function () {});
+    return true;
+  }
+
+  window.abproxy = { assignments: assignments, group: group, track: track };
 })();

@@ -105,6 +105,7 @@ async fn sdk_reports_the_visitors_groups() {
     let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(
         &(moon_mars_config(&moon, &mars, 0, 1)
+            + "    goals:\n      click: { event: button_click, params: { button: reserve } }\n"
             + "  white_gold_btn:\n    state: active\n    variants:\n      White: { weight: 0 }\n      Gold: { weight: 1 }\n    fallback: White\n"),
     )
     .await;
@@ -133,4 +134,59 @@ async fn sdk_reports_the_visitors_groups() {
     );
     browser.quit().await;
     proxy.stop().await;
+}
+
+/// The built-in backend's page behind the proxy: clicking "Reserve your spot" sends
+/// `button_click` through `abproxy.track` (sendBeacon), counted as the `click` goal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_button_click_counts_a_conversion() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let backend = tokio::spawn(async move {
+        abproxy::backend::run("Mars", listener, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let proxy = TestProxy::start(&format!(
+        "upstreams:\n  mars: http://{backend_addr}\nexperiments:\n  moon_mars:\n    state: active\n    variants:\n      Mars: {{ weight: 1, upstream: mars }}\n    fallback: Mars\n    goals:\n      click: {{ event: button_click, params: {{ button: reserve }} }}\n"
+    ))
+    .await;
+    browser.goto(&proxy.url("/")).await;
+    eventually(Duration::from_secs(10), "the SDK is loaded", || async {
+        browser.execute("return typeof window.abproxy").await == "object"
+    })
+    .await;
+    browser.click("#reserve").await;
+    let series = r#"abproxy_conversions_total{experiment="moon_mars",goal="click",variant="Mars"}"#;
+    eventually(Duration::from_secs(10), "the click is counted", || async {
+        proxy.metrics().await[series] == 1.0
+    })
+    .await;
+    assert_eq!(
+        browser
+            .execute("return document.getElementById('reserve').textContent")
+            .await,
+        "Reserved!"
+    );
+    browser.click("#reserve").await;
+    eventually(
+        Duration::from_secs(10),
+        "the second click arrives",
+        || async { proxy.metrics().await["abproxy_events_received_total"] == 2.0 },
+    )
+    .await;
+    assert_eq!(
+        proxy.metrics().await[series],
+        1.0,
+        "a second click by the same device is not counted"
+    );
+    browser.quit().await;
+    proxy.stop().await;
+    let _ = stop_tx.send(());
+    let _ = backend.await;
 }

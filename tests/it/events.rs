@@ -107,7 +107,10 @@ async fn an_event_converts_once_per_device_goal_and_run() {
     .await;
     assert_eq!(body, r#"{"accepted":2,"conversions":0}"#);
     let m = proxy.metrics().await;
-    assert_eq!(m["abproxy_events_received_total"], 7.0, "1 + 2 + 2 + 2 events");
+    assert_eq!(
+        m["abproxy_events_received_total"], 7.0,
+        "1 + 2 + 2 + 2 events"
+    );
     assert_eq!(
         m["abproxy_events_unmatched_total"], 1.0,
         "scroll, counted in one aggregate, never as a label"
