@@ -10,34 +10,41 @@ use crate::config::{Trigger, ValueSource};
 use crate::experiment::ExperimentPlan;
 use crate::sticky::Entry;
 
+/// (index, value) of the goals for which `reaches` says Some(value).
+fn reached(
+    experiment: &ExperimentPlan,
+    reaches: impl Fn(&crate::config::Goal) -> Option<Option<f64>>,
+) -> Vec<(usize, Option<f64>)> {
+    experiment
+        .goals
+        .iter()
+        .enumerate()
+        .filter_map(|(i, goal)| reaches(goal).map(|value| (i, value)))
+        .collect()
+}
+
 /// Goals of `experiment` reached by event `name` with `params`: (goal index, value).
 pub fn reached_by_event(
     experiment: &ExperimentPlan,
     name: &str,
     params: &Map<String, Value>,
 ) -> Vec<(usize, Option<f64>)> {
-    experiment
-        .goals
-        .iter()
-        .enumerate()
-        .filter_map(|(i, goal)| match &goal.trigger {
-            Trigger::Event {
-                name: wanted,
-                params: filter,
-            } if wanted == name
-                && filter
-                    .iter()
-                    .all(|(k, v)| params.get(k).is_some_and(|p| param_text(p) == *v)) =>
-            {
-                let value = match &goal.value {
-                    Some(ValueSource::Param(p)) => params.get(p).and_then(number),
-                    _ => None,
-                };
-                Some((i, value))
-            }
-            _ => None,
-        })
-        .collect()
+    reached(experiment, |goal| match &goal.trigger {
+        Trigger::Event {
+            name: wanted,
+            params: filter,
+        } if wanted == name
+            && filter
+                .iter()
+                .all(|(k, v)| params.get(k).is_some_and(|p| param_text(p) == *v)) =>
+        {
+            Some(match &goal.value {
+                Some(ValueSource::Param(p)) => params.get(p).and_then(number),
+                _ => None,
+            })
+        }
+        _ => None,
+    })
 }
 
 /// Goals of `experiment` reached by a proxied request and its response.
@@ -48,32 +55,26 @@ pub fn reached_by_request(
     status: StatusCode,
     response_headers: &HeaderMap,
 ) -> Vec<(usize, Option<f64>)> {
-    experiment
-        .goals
-        .iter()
-        .enumerate()
-        .filter_map(|(i, goal)| match &goal.trigger {
-            Trigger::Request {
-                method: m,
-                path_prefix,
-                status_class,
-            } if m.as_ref().is_none_or(|m| m == method)
-                && path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
-                && status_class.is_none_or(|c| status.as_u16() / 100 == c) =>
-            {
-                let value = match &goal.value {
-                    Some(ValueSource::Header(h)) => response_headers
-                        .get(h)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .filter(|v| v.is_finite()),
-                    _ => None,
-                };
-                Some((i, value))
-            }
-            _ => None,
-        })
-        .collect()
+    reached(experiment, |goal| match &goal.trigger {
+        Trigger::Request {
+            method: m,
+            path_prefix,
+            status_class,
+        } if m.as_ref().is_none_or(|m| m == method)
+            && path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            && status_class.is_none_or(|c| status.as_u16() / 100 == c) =>
+        {
+            Some(match &goal.value {
+                Some(ValueSource::Header(h)) => response_headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|v| v.is_finite()),
+                _ => None,
+            })
+        }
+        _ => None,
+    })
 }
 
 /// Does any goal of any experiment use event `name`?

@@ -3,9 +3,6 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
-
 use crate::support::*;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -57,14 +54,7 @@ async fn admin_request(
     for (n, v) in headers {
         builder = builder.header(*n, *v);
     }
-    let (status, h, b) = send(
-        &client(),
-        builder
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap(),
-    )
-    .await;
-    (status.as_u16(), h, String::from_utf8_lossy(&b).into_owned())
+    send_text(builder, body).await
 }
 
 fn bearer() -> String {

@@ -27,14 +27,7 @@ async fn post_events(
     if !cookies.is_empty() {
         builder = builder.header("cookie", cookies);
     }
-    let (status, h, b) = send(
-        &client(),
-        builder
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap(),
-    )
-    .await;
-    (status.as_u16(), h, String::from_utf8_lossy(&b).into_owned())
+    send_text(builder, body).await
 }
 
 async fn conversions(proxy: &TestProxy, goal: &str) -> f64 {

@@ -602,7 +602,9 @@ async fn frontend_reads_its_assignments() {
     let (status, h, js) = v.get(&client, &proxy.url("/_ab/sdk.js"), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(h["content-type"], "text/javascript; charset=utf-8");
-    assert!(js.contains("window.abproxy = { assignments: assignments, group: group, track: track }"));
+    assert!(
+        js.contains("window.abproxy = { assignments: assignments, group: group, track: track }")
+    );
     let (status, _, _) = send(
         &client,
         http::Request::post(proxy.url("/_ab/assignments"))

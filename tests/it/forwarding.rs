@@ -358,9 +358,11 @@ async fn upstream_down_is_502_and_the_other_variant_keeps_serving() {
     let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
     mars.stop();
-    eventually(Duration::from_secs(5), "mars refuses connections", || async {
-        tokio::net::TcpStream::connect(mars.addr).await.is_err()
-    })
+    eventually(
+        Duration::from_secs(5),
+        "mars refuses connections",
+        || async { tokio::net::TcpStream::connect(mars.addr).await.is_err() },
+    )
     .await;
     let client = client();
     let (mut ok, mut bad) = (0, 0);

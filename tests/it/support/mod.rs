@@ -332,6 +332,22 @@ pub async fn send(
     (parts.status, parts.headers, body)
 }
 
+/// Send `builder` with a text body; status, headers and the body as text.
+pub async fn send_text(builder: http::request::Builder, body: &str) -> (u16, HeaderMap, String) {
+    let (status, headers, bytes) = send(
+        &client(),
+        builder
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap(),
+    )
+    .await;
+    (
+        status.as_u16(),
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
 /// GET `url` with extra headers, on a fresh one-off client.
 pub async fn get(url: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Bytes) {
     send(&client(), request(url, headers)).await
