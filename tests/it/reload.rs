@@ -80,7 +80,7 @@ async fn kubernetes_configmap_symlink_swap() {
     std::fs::create_dir(root.join("..2026_11_23_v1")).unwrap();
     std::fs::write(
         root.join("..2026_11_23_v1/abproxy.yaml"),
-        moon_mars_config(&moon, &mars, 100, 0),
+        with_data_dir(&moon_mars_config(&moon, &mars, 100, 0), root),
     )
     .unwrap();
     symlink("..2026_11_23_v1", root.join("..data")).unwrap();
@@ -93,7 +93,7 @@ async fn kubernetes_configmap_symlink_swap() {
     std::fs::create_dir(root.join("..2026_11_23_v2")).unwrap();
     std::fs::write(
         root.join("..2026_11_23_v2/abproxy.yaml"),
-        moon_mars_config(&moon, &mars, 0, 100),
+        with_data_dir(&moon_mars_config(&moon, &mars, 0, 100), root),
     )
     .unwrap();
     symlink("..2026_11_23_v2", root.join("..data_tmp")).unwrap();

@@ -199,6 +199,12 @@ impl TestProxy {
             App::load_with_env(&config_path, Default::default())
                 .unwrap_or_else(|e| panic!("test config refused: {e}")),
         );
+        let data_dir = app.snapshot().config.data_dir.clone();
+        assert!(
+            data_dir.starts_with(dir.path()),
+            "a test proxy keeps its run book and secret in its own directory, not {} (use with_data_dir)",
+            data_dir.display()
+        );
         let listeners = Listeners {
             proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
