@@ -47,6 +47,7 @@ pub mod routing;
 pub mod runs;
 pub mod secret;
 pub mod server;
+pub mod simulate;
 pub mod snapshot;
 pub mod stats;
 pub mod sticky;

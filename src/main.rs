@@ -62,6 +62,32 @@ enum Command {
         #[arg(long, default_value_t = abproxy::stats::DEFAULT_SEQUENTIAL_TUNING_USERS)]
         tuned_for: u64,
     },
+    /// Drive a running proxy like real visitors and print the split, conversions and tests.
+    Simulate {
+        /// The proxy's URL, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        target: String,
+        /// Visits (each a new device).
+        #[arg(short = 'n', long, default_value_t = 1000)]
+        visits: usize,
+        /// Click probability per variant, e.g. Moon=0.1,Mars=0.2
+        #[arg(long)]
+        click_probs: String,
+        /// The event a click sends (the demo's goal is button_click).
+        #[arg(long, default_value = "button_click")]
+        event: String,
+        /// The event's params as JSON (the demo's goal filters on this button).
+        #[arg(long, default_value = r#"{"button":"reserve"}"#)]
+        params: String,
+        /// The designed split for the SRM line, e.g. Moon=50,Mars=50 (default: equal).
+        #[arg(long, default_value = "")]
+        weights: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seed for the click draws (default: random).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Devices per arm needed to detect a change of a conversion rate.
     Plan {
         /// The control's conversion rate, e.g. 0.10.
@@ -119,6 +145,26 @@ fn main() {
             daily_users,
             arms,
         } => plan(baseline, mde, alpha, power, daily_users, arms),
+        Command::Simulate {
+            target,
+            visits,
+            click_probs,
+            event,
+            params,
+            weights,
+            concurrency,
+            seed,
+        } => simulate_options(
+            target,
+            visits,
+            &click_probs,
+            event,
+            &params,
+            &weights,
+            concurrency,
+            seed,
+        )
+        .and_then(|options| runtime(None).and_then(|rt| rt.block_on(simulate(options)))),
         Command::Serve { config, threads } => {
             runtime(threads).and_then(|rt| rt.block_on(serve(&config, Env::from_process())))
         }
@@ -190,6 +236,70 @@ fn analyze(path: &Path, format: Format, confidence: f64, tuned_for: u64) -> Resu
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Table => print!("{}", abproxy::analysis::render_table(&report)),
     }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn simulate_options(
+    target: String,
+    visits: usize,
+    click_probs: &str,
+    event: String,
+    params: &str,
+    weights: &str,
+    concurrency: usize,
+    seed: Option<u64>,
+) -> Result<abproxy::simulate::Options> {
+    use abproxy::simulate::parse_pairs;
+    let click_probs = parse_pairs(click_probs, "--click-probs").map_err(anyhow::Error::msg)?;
+    if click_probs.iter().any(|(_, p)| *p > 1.0) {
+        bail!("--click-probs: probabilities are between 0 and 1");
+    }
+    let params: serde_json::Value =
+        serde_json::from_str(params).context("--params must be a JSON object")?;
+    if !params.is_object() {
+        bail!("--params must be a JSON object");
+    }
+    if !target.starts_with("http://") {
+        bail!("--target must be an http:// URL of the proxy");
+    }
+    let seed = seed.unwrap_or_else(|| {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    Ok(abproxy::simulate::Options {
+        target,
+        visits,
+        click_probs,
+        event,
+        params,
+        concurrency: concurrency.max(1),
+        seed,
+        weights: parse_pairs(weights, "--weights").map_err(anyhow::Error::msg)?,
+    })
+}
+
+async fn simulate(options: abproxy::simulate::Options) -> Result<()> {
+    let total = options.visits;
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let visits = abproxy::simulate::run(&options, move |done| {
+        if on_terminal && (done % 10 == 0 || done == total) {
+            let width = 40;
+            let filled = done * width / total.max(1);
+            eprint!(
+                "\r  [{}{}] {done}/{total} visits",
+                "#".repeat(filled),
+                ".".repeat(width - filled)
+            );
+            if done == total {
+                eprintln!();
+            }
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    print!("{}", abproxy::simulate::report(&options, &visits));
     Ok(())
 }
 

@@ -177,6 +177,35 @@ pub fn sample_ratio_mismatch(observed: &[u64], weights: &[f64]) -> Option<(f64, 
     Some((chi2, dist.sf(chi2)))
 }
 
+/// Are two experiments' assignments independent? Pearson's χ² on the contingency table
+/// (rows: one experiment's variants, columns: the other's), no continuity correction
+/// (scipy `chi2_contingency(table, correction=False)`). `None` for a table with an empty
+/// row or column, or smaller than 2×2.
+pub fn independence(table: &[Vec<u64>]) -> Option<(f64, f64)> {
+    let rows = table.len();
+    let cols = table.first()?.len();
+    if rows < 2 || cols < 2 || table.iter().any(|r| r.len() != cols) {
+        return None;
+    }
+    let row_sums: Vec<f64> = table.iter().map(|r| r.iter().sum::<u64>() as f64).collect();
+    let col_sums: Vec<f64> = (0..cols)
+        .map(|c| table.iter().map(|r| r[c]).sum::<u64>() as f64)
+        .collect();
+    let total: f64 = row_sums.iter().sum();
+    if row_sums.iter().chain(&col_sums).any(|&s| s == 0.0) {
+        return None;
+    }
+    let mut chi2 = 0.0;
+    for (r, row) in table.iter().enumerate() {
+        for (c, &observed) in row.iter().enumerate() {
+            let expected = row_sums[r] * col_sums[c] / total;
+            chi2 += (observed as f64 - expected).powi(2) / expected;
+        }
+    }
+    let dist = ChiSquared::new(((rows - 1) * (cols - 1)) as f64).ok()?;
+    Some((chi2, dist.sf(chi2)))
+}
+
 /// Devices per arm to detect `baseline → baseline + mde` with a two-sided test at
 /// `alpha` and the given `power`:
 /// n = (z₁₋α/₂·√(2p̄(1−p̄)) + z₁₋β·√(p₁(1−p₁)+p₂(1−p₂)))² / (p₂−p₁)².

@@ -549,3 +549,36 @@ fn a_a_simulation_false_positive_rates() {
         "sequential power {seq_power}"
     );
 }
+
+/// (contingency table, chi2, p) from scipy `chi2_contingency(table, correction=False)`.
+#[test]
+fn independence_matches_scipy() {
+    let cases: &[(Vec<Vec<u64>>, f64, f64)] = &[
+        (
+            vec![vec![250, 240], vec![260, 250]],
+            0.00016012807684098415,
+            0.9899037007353162,
+        ),
+        (
+            vec![vec![300, 100], vec![100, 300]],
+            200.0,
+            2.0884875837625688e-45,
+        ),
+        (
+            vec![vec![10, 20, 30], vec![20, 20, 20]],
+            5.333333333333334,
+            0.0694834512228015,
+        ),
+    ];
+    for (table, chi2, p) in cases {
+        let (g_chi2, g_p) = independence(table).unwrap();
+        close(g_chi2, *chi2, 1e-9, "chi2");
+        close(g_p, *p, 1e-8, "p");
+    }
+    assert_eq!(independence(&[vec![1, 2]]), None);
+    assert_eq!(
+        independence(&[vec![0, 0], vec![1, 2]]),
+        None,
+        "an empty row"
+    );
+}

@@ -114,3 +114,10 @@ for ca, na, cb, nb, conf, tuned in [(100, 1000, 130, 1000, 0.95, 5000), (520, 50
     lam = np.sqrt(v / (v + tau2)) * np.exp(tau2 * theta**2 / (2 * v * (v + tau2)))
     half = np.sqrt(v * (v + tau2) / tau2 * (np.log((v + tau2) / v) + 2 * np.log(1 / alpha)))
     print(f"({ca}, {na}, {cb}, {nb}, {conf}, {tuned}, {min(1.0, 1 / lam)!r}, {theta - half!r}, {theta + half!r}),")
+
+# Independence of two experiments' assignments: Pearson chi-square on the contingency
+# table, no continuity correction.
+print("// independence: (table, chi2, p)")
+for table in [[[250, 240], [260, 250]], [[300, 100], [100, 300]], [[10, 20, 30], [20, 20, 20]]]:
+    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
+    print(f"(&{table}, {chi2!r}, {p!r}),")

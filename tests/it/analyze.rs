@@ -117,3 +117,97 @@ fn plan_prints_devices_per_arm_and_days() {
     assert_eq!(code, 1);
     assert!(err.contains("between 0 and 1"), "{err}");
 }
+
+/// `abproxy simulate` against a running proxy: new devices, their groups from
+/// `/_ab/assignments`, clicks through `/_ab/events`; the clicks it reports are exactly the
+/// conversions the proxy counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_drives_a_proxy_like_visitors() {
+    use crate::support::*;
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = TestProxy::start(
+        &(moon_mars_config(&moon, &mars, 50, 50)
+            + "    goals:\n      click: { event: button_click, params: { button: reserve } }\n  btn:\n    state: active\n    variants:\n      White: { weight: 1 }\n      Gold: { weight: 1 }\n    fallback: White\n"),
+    )
+    .await;
+    let target = format!("http://{}", proxy.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        run(&[
+            "simulate",
+            "--target",
+            &target,
+            "-n",
+            "400",
+            "--click-probs",
+            "Moon=0.1,Mars=0.3",
+            "--seed",
+            "7",
+        ])
+    })
+    .await
+    .unwrap();
+    let (code, out, err) = out;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("simulated 400 visits to http://"), "{out}");
+    let clicks: u64 = out
+        .lines()
+        .filter(|l| l.contains(", clicks "))
+        .map(|l| {
+            l.split(", clicks ")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    let visits: u64 = out
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with("Moon: visits") || l.trim_start().starts_with("Mars: visits")
+        })
+        .map(|l| {
+            l.split("visits ")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(visits, 400, "{out}");
+    let m = proxy.metrics().await;
+    let counted: f64 = ["Moon", "Mars"]
+        .iter()
+        .map(|v| {
+            m[&format!(
+                r#"abproxy_conversions_total{{experiment="moon_mars",goal="click",variant="{v}"}}"#
+            )]
+        })
+        .sum();
+    assert_eq!(
+        counted, clicks as f64,
+        "every simulated click is one conversion"
+    );
+    assert!(clicks > 40 && clicks < 120, "about 0.2 × 400: {clicks}");
+    for expected in [
+        "experiment moon_mars",
+        "Exact: 30.00%",
+        "z-test Mars vs Moon: z = ",
+        "SRM against equal weights: p = ",
+        "independence of btn and moon_mars",
+        "chi2 = ",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in\n{out}");
+    }
+    assert_eq!(
+        m[r#"abproxy_assignments_total{experiment="btn",variant="Gold"}"#]
+            + m[r#"abproxy_assignments_total{experiment="btn",variant="White"}"#],
+        400.0
+    );
+    proxy.stop().await;
+}
