@@ -16,9 +16,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io
         .file_name()
         .ok_or_else(|| std::io::Error::other("not a file path"))?
         .to_string_lossy();
-    let mut suffix = [0u8; 6];
-    getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = crate::random::token(6).map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = dir.join(format!(".{name}.tmp-{suffix}"));
     let result = (|| {
         let mut options = std::fs::OpenOptions::new();

@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod names;
 pub mod proxy;
 pub mod qa;
+pub mod random;
 pub mod reload;
 pub mod routing;
 pub mod runs;

@@ -263,11 +263,7 @@ fn simulate_options(
     if !target.starts_with("http://") {
         bail!("--target must be an http:// URL of the proxy");
     }
-    let seed = seed.unwrap_or_else(|| {
-        let mut bytes = [0u8; 8];
-        let _ = getrandom::fill(&mut bytes);
-        u64::from_le_bytes(bytes)
-    });
+    let seed = seed.unwrap_or_else(abproxy::random::seed);
     Ok(abproxy::simulate::Options {
         target,
         visits,
@@ -396,9 +392,8 @@ async fn demo(path: &Path) -> Result<()> {
     let mut env = Env::from_process();
     if env.admin_token.is_none() && config.admin_token_file.is_none() {
         // So the demo's admin page can make changes; a real deployment sets its own.
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).context("no randomness for a demo admin token")?;
-        env.admin_token = Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+        env.admin_token =
+            Some(abproxy::random::token(16).context("no randomness for a demo admin token")?);
     }
     match &env.admin_token {
         Some(token) => println!(

@@ -57,9 +57,7 @@ pub fn load(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| format!("no randomness for a secret: {e}"))?;
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::random::token(32).map_err(|e| format!("no randomness for a secret: {e}"))?;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     crate::fsutil::write_atomically(&path, format!("{hex}\n").as_bytes(), Some(0o600))

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+use crate::random::SplitMix;
 use crate::stats::{self, Proportion};
 
 #[derive(Debug, Clone)]
@@ -353,19 +354,6 @@ pub fn parse_pairs(text: &str, what: &str) -> Result<Vec<(String, f64)>, String>
             Ok((name.trim().to_string(), value))
         })
         .collect()
-}
-
-/// Seeded SplitMix64 for click draws: a simulation is reproducible with `--seed`.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //! cookie-octet (RFC 6265 §4.1.1).
 
 use hmac::{Hmac, Mac};
+
+use crate::random::push_hex;
 use sha2::Sha256;
 
 /// Browsers keep at least 4 096 bytes per cookie (RFC 6265 §6.1); stay below that with
@@ -197,14 +199,6 @@ impl Signer {
     }
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-}
-
 /// Formats a u32 without allocating.
 struct ItoaBuf([u8; 10]);
 
@@ -336,9 +330,6 @@ mod tests {
         for n in [0u32, 7, 10, 99, 100, 4_294_967_295] {
             assert_eq!(buf.format(n), n.to_string());
         }
-        let mut out = String::new();
-        push_hex(&mut out, &[0x00, 0x0f, 0xa0, 0xff]);
-        assert_eq!(out, "000fa0ff");
         let s = Signer::new(b"k");
         let big = Assignments {
             entries: vec![entry("e", "V", u32::MAX)],

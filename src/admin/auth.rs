@@ -82,7 +82,7 @@ impl AdminToken {
     }
 
     fn fingerprint(&self) -> String {
-        self.digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::random::hex(&self.digest)
     }
 }
 

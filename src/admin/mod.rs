@@ -254,9 +254,9 @@ async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Full<By
 }
 
 fn nonce() -> String {
-    let mut bytes = [0u8; 16];
-    let _ = getrandom::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // A CSP nonce must not be guessable; without randomness, refuse to render a page
+    // that trusts it (an empty nonce matches no script).
+    crate::random::token(16).unwrap_or_default()
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {

@@ -4,6 +4,7 @@
 //! `chisquare`, numerical integration of the Beta posteriors, `multipletests`).
 
 use super::*;
+use crate::random::SplitMix;
 
 /// Relative closeness (with a floor for values that are zero).
 fn close(got: f64, want: f64, tolerance: f64, what: &str) {
@@ -458,21 +459,9 @@ fn sequential_matches_the_reference_evaluation() {
     assert!(width(10_000) < width(1_000) && width(10_000) < width(100_000));
 }
 
-/// Seeded SplitMix64: reproducible simulations with no extra dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn conversions(&mut self, users: u64, rate: f64) -> u64 {
-        (0..users).filter(|_| self.next_f64() < rate).count() as u64
-    }
+/// Conversions of `users` devices at `rate`, drawn from the seeded generator.
+fn conversions(rng: &mut SplitMix, users: u64, rate: f64) -> u64 {
+    (0..users).filter(|_| rng.next_f64() < rate).count() as u64
 }
 
 /// A/A: 2 000 seeded experiments with no real difference, 10 looks of 200 devices per
@@ -481,11 +470,11 @@ impl Rng {
 /// it most of the time.
 #[test]
 fn a_a_simulation_false_positive_rates() {
-    let mut rng = Rng(20_261_123);
+    let mut rng = SplitMix(20_261_123);
     const EXPERIMENTS: usize = 2_000;
     const LOOKS: u64 = 10;
     const BATCH: u64 = 200;
-    let run = |rng: &mut Rng, rate_a: f64, rate_b: f64| {
+    let run = |rng: &mut SplitMix, rate_a: f64, rate_b: f64| {
         let (mut fixed, mut seq) = (0, 0);
         for _ in 0..EXPERIMENTS {
             let (mut a, mut b) = (
@@ -501,11 +490,11 @@ fn a_a_simulation_false_positive_rates() {
             let mut rejected = false;
             for _ in 0..LOOKS {
                 a = Proportion {
-                    conversions: a.conversions + rng.conversions(BATCH, rate_a),
+                    conversions: a.conversions + conversions(rng, BATCH, rate_a),
                     users: a.users + BATCH,
                 };
                 b = Proportion {
-                    conversions: b.conversions + rng.conversions(BATCH, rate_b),
+                    conversions: b.conversions + conversions(rng, BATCH, rate_b),
                     users: b.users + BATCH,
                 };
                 if let Some((p, _)) = sequential(a, b, 0.95, DEFAULT_SEQUENTIAL_TUNING_USERS) {
