@@ -31,15 +31,19 @@ impl Device {
     /// The `Set-Cookie` value for this id; `attributes` comes from the snapshot. The id
     /// is known to be 1–64 of `A-Z a-z 0-9 _ -`, so nothing here can inject CR/LF.
     pub fn set_cookie(&self, cookie_name: &str, attributes: &str) -> http::HeaderValue {
-        let mut value =
-            String::with_capacity(cookie_name.len() + 1 + self.id.len() + attributes.len());
-        value.push_str(cookie_name);
-        value.push('=');
-        value.push_str(&self.id);
-        value.push_str(attributes);
-        http::HeaderValue::try_from(value)
-            .expect("cookie name, id and attributes are validated ASCII")
+        set_cookie(cookie_name, &self.id, attributes)
     }
+}
+
+/// A `Set-Cookie` value: `name=value` and `attributes` (`; Path=/; …`). Every caller
+/// passes validated names and cookie-octet values, so nothing here can carry CR/LF.
+pub fn set_cookie(name: &str, value: &str, attributes: &str) -> http::HeaderValue {
+    let mut out = String::with_capacity(name.len() + 1 + value.len() + attributes.len());
+    out.push_str(name);
+    out.push('=');
+    out.push_str(value);
+    out.push_str(attributes);
+    http::HeaderValue::try_from(out).expect("validated cookie name, value and attributes")
 }
 
 /// Every `name=value` pair of every `Cookie` field (RFC 6265 §4.2.1), as raw bytes.

@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, HeaderValue};
 
-use crate::device::{cookie_value, Device};
+use crate::device::{cookie_value, set_cookie, Device};
 use crate::experiment::{ExperimentPlan, Inputs};
 use crate::snapshot::Snapshot;
 use crate::sticky::{Assignments, Entry, UNCOUNTED_RUN};
@@ -266,9 +266,4 @@ pub fn assignments_header(routing: &Routing) -> Option<HeaderValue> {
             a.experiment.variants[a.served].name.as_str(),
         )
     }))
-}
-
-fn set_cookie(name: &str, value: &str, attributes: &str) -> HeaderValue {
-    // Names and values are validated to cookie-octets; nothing here can carry CR/LF.
-    HeaderValue::try_from(format!("{name}={value}{attributes}")).expect("validated cookie parts")
 }

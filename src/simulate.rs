@@ -89,14 +89,14 @@ async fn visit(
     rng: &mut SplitMix,
 ) -> Result<Visit, String> {
     let (headers, _) = request(client, Request::get(format!("{base}/")), Bytes::new()).await?;
-    let mut jar = cookies(&headers, String::new());
+    let mut jar = merge_cookies(&headers, "");
     let (headers, body) = request(
         client,
         Request::get(format!("{base}/_ab/assignments")).header(header::COOKIE, &jar),
         Bytes::new(),
     )
     .await?;
-    jar = cookies(&headers, jar);
+    jar = merge_cookies(&headers, &jar);
     let assignments: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| format!("{base}/_ab/assignments did not answer JSON: {e}"))?;
     let groups: BTreeMap<String, String> = assignments
@@ -156,8 +156,9 @@ async fn request(
     Ok((parts.headers, body))
 }
 
-/// The `Cookie` value after a response's `Set-Cookie` fields, merged over `jar`.
-fn cookies(headers: &HeaderMap, jar: String) -> String {
+/// What a browser sends next: the `Cookie` value `jar` (`a=1; b=2`) after a response's
+/// `Set-Cookie` fields (a cookie set again replaces the old one; `Max-Age=0` deletes it).
+pub fn merge_cookies(headers: &HeaderMap, jar: &str) -> String {
     let mut pairs: Vec<(String, String)> = jar
         .split("; ")
         .filter_map(|p| p.split_once('='))
@@ -170,7 +171,9 @@ fn cookies(headers: &HeaderMap, jar: String) -> String {
     {
         if let Some((name, value)) = set.split(';').next().and_then(|p| p.split_once('=')) {
             pairs.retain(|(n, _)| n != name);
-            pairs.push((name.to_string(), value.to_string()));
+            if !set.contains("Max-Age=0") {
+                pairs.push((name.to_string(), value.to_string()));
+            }
         }
     }
     pairs

@@ -219,14 +219,17 @@ async fn login(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
         );
     }
     let session = auth::new_session(&token, &snapshot.signer, SystemTime::now());
-    let cookie = format!(
-        "{}={session}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
-        auth::SESSION_COOKIE,
+    let attributes = format!(
+        "; Path=/; Max-Age={}; HttpOnly; SameSite=Strict",
         auth::SESSION_TTL.as_secs()
     );
     redirect(
         "/experiments",
-        Some(HeaderValue::try_from(cookie).expect("session cookie is ASCII")),
+        Some(crate::device::set_cookie(
+            auth::SESSION_COOKIE,
+            &session,
+            &attributes,
+        )),
     )
 }
 

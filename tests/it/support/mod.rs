@@ -368,32 +368,8 @@ pub fn request(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
 }
 
 /// A `Cookie` header value carrying every cookie a response set (what a browser would
-/// send next), merged over `previous` (a value of the same form).
-pub fn cookies_after(headers: &HeaderMap, previous: &str) -> String {
-    let mut jar: Vec<(String, String)> = previous
-        .split("; ")
-        .filter_map(|p| p.split_once('='))
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-    for set in headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        let pair = set.split(';').next().unwrap();
-        let Some((name, value)) = pair.split_once('=') else {
-            continue;
-        };
-        jar.retain(|(n, _)| n != name);
-        if !set.contains("Max-Age=0") {
-            jar.push((name.to_string(), value.to_string()));
-        }
-    }
-    jar.iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
+/// send next), merged over a previous value of the same form.
+pub use abproxy::simulate::merge_cookies as cookies_after;
 
 /// The `device_id` a response set, if any.
 pub fn set_device_id(headers: &HeaderMap) -> Option<String> {
