@@ -3,7 +3,7 @@
 use http::header::COOKIE;
 use http::HeaderMap;
 
-use crate::names::is_valid_device_id;
+use crate::names::is_token;
 
 /// The device a request belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> 
 
 fn find_cookie(headers: &HeaderMap, cookie_name: &str) -> Option<String> {
     cookie_pairs(headers)
-        .find(|(name, value)| *name == cookie_name.as_bytes() && is_valid_device_id(value))
+        .find(|(name, value)| *name == cookie_name.as_bytes() && is_token(value))
         // Valid ids are ASCII.
         .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
 }
@@ -123,7 +123,7 @@ mod tests {
             let d = Device::from_headers(&headers(&[&raw]), "device_id");
             assert!(d.is_new, "{:?}", String::from_utf8_lossy(&raw));
             assert!(uuid::Uuid::parse_str(&d.id).is_ok());
-            assert!(is_valid_device_id(d.id.as_bytes()));
+            assert!(is_token(d.id.as_bytes()));
         }
     }
 

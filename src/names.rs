@@ -49,14 +49,23 @@ pub fn check_name(name: &str, kind: NameKind) -> Result<(), String> {
     }
 }
 
-/// A device id we accept from a cookie: 1–64 of `A-Z a-z 0-9 _ -`. Anything else
-/// (including what could smuggle CR/LF or `;` into a header) is replaced by a new id.
-pub fn is_valid_device_id(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_LEN
-        && id
+/// 1–64 of `A-Z a-z 0-9 _ -`: a device id we accept from a cookie (anything else,
+/// including what could smuggle CR/LF or `;` into a header, is replaced by a new id),
+/// and a cookie name we accept in the config (a safe subset of an RFC 6265 token).
+pub fn is_token(text: &[u8]) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_LEN
+        && text
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A host name as the config takes it (no port, no scheme): `A-Z a-z 0-9 . -`, not empty.
+pub fn is_host_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
 #[cfg(test)]
@@ -84,13 +93,21 @@ mod tests {
     }
 
     #[test]
+    fn host_names() {
+        assert!(is_host_name("shop.example-1.com"));
+        assert!(!is_host_name(""));
+        assert!(!is_host_name("example.com:8080"));
+        assert!(!is_host_name("x.com; Secure"));
+    }
+
+    #[test]
     fn device_ids() {
-        assert!(is_valid_device_id(b"0b9f8a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"));
-        assert!(is_valid_device_id(b"A"));
-        assert!(!is_valid_device_id(b""));
-        assert!(!is_valid_device_id(&[b'a'; 65]));
-        assert!(!is_valid_device_id(b"abc\r\nSet-Cookie: x"));
-        assert!(!is_valid_device_id(b"a;b"));
-        assert!(!is_valid_device_id("é".as_bytes()));
+        assert!(is_token(b"0b9f8a4e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"));
+        assert!(is_token(b"A"));
+        assert!(!is_token(b""));
+        assert!(!is_token(&[b'a'; 65]));
+        assert!(!is_token(b"abc\r\nSet-Cookie: x"));
+        assert!(!is_token(b"a;b"));
+        assert!(!is_token("é".as_bytes()));
     }
 }

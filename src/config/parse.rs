@@ -550,19 +550,11 @@ fn cookie(top: &Fields) -> Result<CookieConfig> {
     let cookie_name = |field: &str, default: String| -> Result<String> {
         match c.string(field)? {
             None => Ok(default),
-            Some((pos, name))
-                if name.is_empty()
-                    || name.len() > 64
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
-            {
-                error(
-                    pos,
-                    &join("cookie", field),
-                    format!("`{name}` must be 1–64 of A-Z a-z 0-9 _ -"),
-                )
-            }
+            Some((pos, name)) if !names::is_token(name.as_bytes()) => error(
+                pos,
+                &join("cookie", field),
+                format!("`{name}` must be 1–64 of A-Z a-z 0-9 _ -"),
+            ),
             Some((_, name)) => Ok(name),
         }
     };
@@ -582,11 +574,7 @@ fn cookie(top: &Fields) -> Result<CookieConfig> {
     let domain = match c.string("domain")? {
         None => None,
         Some((pos, domain)) => {
-            let ok = !domain.is_empty()
-                && domain.len() <= 253
-                && domain
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            let ok = names::is_host_name(&domain) && domain.len() <= 253;
             if !ok {
                 return error(
                     pos,
@@ -712,12 +700,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
                 other => other.map(|(_, p)| p),
             };
             let host = match m.string("host")? {
-                Some((pos, h))
-                    if h.is_empty()
-                        || !h
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
-                {
+                Some((pos, h)) if !names::is_host_name(&h) => {
                     return error(
                         pos,
                         &join(&m.path, "host"),
