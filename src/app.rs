@@ -24,14 +24,14 @@ pub struct App {
     runs_store: RunStore,
     /// `ABPROXY_SECRET` and `ABPROXY_ADMIN_TOKEN` as read at start-up.
     env: Env,
-    /// The text and run book in force. The lock also serialises loads (a file event, a
-    /// SIGHUP and an API call at once must not interleave).
+    /// The text in force (the run book in force is the snapshot's). The lock also
+    /// serialises loads (a file event, a SIGHUP and an API call at once must not
+    /// interleave).
     loaded: Mutex<Loaded>,
 }
 
 pub struct Loaded {
     pub text: String,
-    pub runs: RunBook,
 }
 
 /// What a reload did.
@@ -116,7 +116,7 @@ impl App {
         metrics.mark_loaded();
         let snapshot = Snapshot::build(
             prepared.config,
-            &prepared.runs,
+            prepared.runs,
             prepared.signer,
             prepared.admin_token,
             &metrics,
@@ -128,10 +128,7 @@ impl App {
             config_path: config_path.to_path_buf(),
             runs_store,
             env,
-            loaded: Mutex::new(Loaded {
-                text,
-                runs: prepared.runs,
-            }),
+            loaded: Mutex::new(Loaded { text }),
         })
     }
 
@@ -192,7 +189,9 @@ impl App {
 
     /// Every check and read a config needs before it can be applied; nothing is written,
     /// nothing changes. The caller holds the lock (`loaded`).
-    pub fn prepare(&self, loaded: &Loaded, mut config: Config) -> Result<Prepared, ConfigError> {
+    /// `_held` proves the caller holds the load lock: the run book checked against here
+    /// must still be the one in force when the caller commits.
+    pub fn prepare(&self, _held: &Loaded, mut config: Config) -> Result<Prepared, ConfigError> {
         let previous = self.snapshot.load_full();
         if config.listen != previous.config.listen
             || config.admin_listen != previous.config.admin_listen
@@ -209,7 +208,7 @@ impl App {
         }
         // The data directory in force is the one the run book was read from.
         config.data_dir = previous.config.data_dir.clone();
-        prepare(&self.config_path, config, &loaded.runs, &self.env)
+        prepare(&self.config_path, config, &previous.runs, &self.env)
     }
 
     /// Save the run book and swap in the prepared config. Fails only if the run book
@@ -221,7 +220,7 @@ impl App {
         text: String,
     ) -> Result<(), ConfigError> {
         let previous = self.snapshot.load_full();
-        if prepared.runs != loaded.runs {
+        if prepared.runs != previous.runs {
             self.runs_store
                 .save(&prepared.runs)
                 .map_err(|e| ConfigError {
@@ -237,14 +236,13 @@ impl App {
             .publish_weights(&prepared.config, Some(&previous.config));
         let snapshot = Snapshot::build(
             prepared.config,
-            &prepared.runs,
+            prepared.runs,
             prepared.signer,
             prepared.admin_token,
             &self.metrics,
             Some(&previous),
         );
         self.snapshot.store(Arc::new(snapshot));
-        loaded.runs = prepared.runs;
         loaded.text = text;
         Ok(())
     }

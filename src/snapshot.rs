@@ -63,7 +63,7 @@ impl Snapshot {
     /// a reload keeps the warm connection pool.
     pub fn build(
         config: Config,
-        runs: &RunBook,
+        runs: RunBook,
         signer: Signer,
         admin_token: Option<crate::admin::auth::AdminToken>,
         metrics: &Metrics,
@@ -114,7 +114,7 @@ impl Snapshot {
             has_request_goals,
             events_received: metrics.events_received.clone(),
             events_unmatched: metrics.events_unmatched.clone(),
-            runs: runs.clone(),
+            runs,
             admin_token,
             rejected_cookies: crate::sticky::Rejected::LABELS.map(|reason| {
                 metrics
