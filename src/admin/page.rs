@@ -128,18 +128,12 @@ pub fn experiments_page(ctx: &PageContext) -> String {
     } else {
         ""
     };
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="csrf-token" content="{csrf}">
-<title>abproxy · experiments</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<header><h1>abproxy · experiments</h1>{logout}</header>
+    let csrf_meta = format!(
+        r#"<meta name="csrf-token" content="{}">"#,
+        escape(ctx.csrf.unwrap_or(""))
+    );
+    let body = format!(
+        r#"<header><h1>abproxy · experiments</h1>{logout}</header>
 <main>
 {notice}
 <table class="experiments">
@@ -149,12 +143,29 @@ pub fn experiments_page(ctx: &PageContext) -> String {
 </tbody>
 </table>
 </main>
-<script nonce="{nonce}">{SCRIPT}</script>
+<script nonce="{nonce}">{SCRIPT}</script>"#,
+        nonce = escape(ctx.nonce),
+    );
+    document("abproxy · experiments", &csrf_meta, &body)
+}
+
+/// The page around `body`: the shared head (charset, viewport, the style sheet) with
+/// `title` and any extra `head` elements.
+fn document(title: &str, head: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{head}<title>{title}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+{body}
 </body>
 </html>
-"#,
-        csrf = escape(ctx.csrf.unwrap_or("")),
-        nonce = escape(ctx.nonce),
+"#
     )
 }
 
@@ -291,17 +302,8 @@ pub fn login_page(error: Option<&str>) -> String {
     let error = error
         .map(|e| format!(r#"<p class="error">{}</p>"#, escape(e)))
         .unwrap_or_default();
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>abproxy · log in</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<div class="login">
+    let body = format!(
+        r#"<div class="login">
 <h1>abproxy admin</h1>
 <p class="muted">Enter the admin token (ABPROXY_ADMIN_TOKEN or admin.token_file).</p>
 <form method="post" action="/login">
@@ -309,11 +311,9 @@ pub fn login_page(error: Option<&str>) -> String {
 <button type="submit">Log in</button>
 </form>
 {error}
-</div>
-</body>
-</html>
-"#
-    )
+</div>"#
+    );
+    document("abproxy · log in", "", &body)
 }
 
 #[cfg(test)]
