@@ -153,7 +153,7 @@ impl ExperimentPlan {
             }
             State::Active => self.run.unwrap_or(1),
         };
-        if inputs.facts.device_class == DeviceClass::Bot || !self.target.matches(inputs.facts) {
+        if inputs.facts.device_class() == DeviceClass::Bot || !self.target.matches(inputs.facts) {
             return uncounted(self.fallback);
         }
         if let Some(v) = inputs.pinned.and_then(|name| self.variant_index(name)) {

@@ -38,10 +38,15 @@ pub fn classify(user_agent: Option<&str>) -> DeviceClass {
     let Some(ua) = user_agent else {
         return DeviceClass::Desktop;
     };
-    let ua = ua.to_ascii_lowercase();
-    if BOT_MARKERS.iter().any(|m| ua.contains(m)) {
+    // Markers are lower-case ASCII; compare without lower-casing a copy of the header.
+    let contains = |marker: &str| {
+        ua.as_bytes()
+            .windows(marker.len())
+            .any(|w| w.eq_ignore_ascii_case(marker.as_bytes()))
+    };
+    if BOT_MARKERS.iter().any(|m| contains(m)) {
         DeviceClass::Bot
-    } else if MOBILE_MARKERS.iter().any(|m| ua.contains(m)) {
+    } else if MOBILE_MARKERS.iter().any(|m| contains(m)) {
         DeviceClass::Mobile
     } else {
         DeviceClass::Desktop
@@ -80,19 +85,28 @@ pub struct Target {
 pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
-    pub device_class: DeviceClass,
+    /// Classified on first use: only active experiments look at it.
+    device_class: std::cell::OnceCell<DeviceClass>,
 }
 
 impl<'a> RequestFacts<'a> {
     pub fn new(headers: &'a HeaderMap, query: Option<&'a str>) -> RequestFacts<'a> {
-        let ua = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
         RequestFacts {
             headers,
             query,
-            device_class: classify(ua),
+            device_class: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The device class from the User-Agent.
+    pub fn device_class(&self) -> DeviceClass {
+        *self.device_class.get_or_init(|| {
+            classify(
+                self.headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        })
     }
 
     fn header(&self, name: &HeaderName) -> impl Iterator<Item = &str> {
@@ -150,7 +164,7 @@ impl Target {
     }
 
     pub fn matches(&self, facts: &RequestFacts) -> bool {
-        (self.devices.is_empty() || self.devices.contains(&facts.device_class))
+        (self.devices.is_empty() || self.devices.contains(&facts.device_class()))
             && self
                 .headers
                 .iter()
@@ -197,6 +211,9 @@ mod tests {
         assert_eq!(classify(Some(bing)), DeviceClass::Bot);
         assert_eq!(classify(Some(facebook)), DeviceClass::Bot);
         assert_eq!(classify(None), DeviceClass::Desktop);
+        assert_eq!(classify(Some("SOME-CRAWLER/1.0")), DeviceClass::Bot, "markers match in any case");
+        assert_eq!(classify(Some("x (IPHONE)")), DeviceClass::Mobile);
+        assert_eq!(classify(Some("")), DeviceClass::Desktop);
     }
 
     fn facts<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> RequestFacts<'a> {
