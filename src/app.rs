@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigError, Pos};
+use crate::count_store::CountStore;
 use crate::metrics::Metrics;
 use crate::runs::{now_rfc3339, RunBook, RunStore};
 use crate::snapshot::Snapshot;
@@ -19,6 +20,8 @@ use crate::sticky::Signer;
 pub struct App {
     snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
+    /// Every count of every run, durable in `<data_dir>/counts/` (fixed at start-up).
+    pub counts: Arc<CountStore>,
     config_path: PathBuf,
     /// Fixed at start-up, like the listen addresses.
     runs_store: RunStore,
@@ -97,6 +100,28 @@ impl App {
         let book = runs_store
             .load()
             .map_err(|e| whole_file(format!("cannot read the run book: {e}")))?;
+        let (counts, report) = CountStore::open(&config.data_dir).map_err(|e| {
+            whole_file(format!(
+                "cannot read the counts log in {}: {e}",
+                config.data_dir.join("counts").display()
+            ))
+        })?;
+        for skipped in &report.skipped {
+            tracing::error!("counts log: skipped {skipped}");
+        }
+        for file in &report.set_aside {
+            tracing::error!(
+                "counts log: {} had damaged lines; its good records are kept, the file is kept for inspection",
+                file.display()
+            );
+        }
+        tracing::info!(
+            "counts log: {} records read from {} in {} ms",
+            report.records,
+            counts.dir().display(),
+            report.elapsed.as_millis()
+        );
+        let counts = Arc::new(counts);
         let metrics = Metrics::new();
         let prepared = prepare(config_path, config, &book, &env)?;
         if let crate::secret::Source::Generated(file) = &prepared.secret_source {
@@ -120,11 +145,13 @@ impl App {
             prepared.signer,
             prepared.admin_token,
             &metrics,
+            &counts.book,
             None,
         );
         Ok(App {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
+            counts,
             config_path: config_path.to_path_buf(),
             runs_store,
             env,
@@ -240,6 +267,7 @@ impl App {
             prepared.signer,
             prepared.admin_token,
             &self.metrics,
+            &self.counts.book,
             Some(&previous),
         );
         self.snapshot.store(Arc::new(snapshot));

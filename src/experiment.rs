@@ -1,9 +1,11 @@
 //! One experiment, prepared for the request path: which requests it applies to and
 //! which variant a device gets. Pure: no I/O, no clocks.
 
+use std::sync::Arc;
+
 use crate::assign::{bucket, WeightTable};
 use crate::config::{Experiment, Match, State};
-use crate::metrics::{Metrics, VariantCounters};
+use crate::counts::{CountBook, GoalCounters, GoalKey, VariantCounters, VariantKey};
 use crate::targeting::{DeviceClass, RequestFacts, Target};
 
 /// Enrollment buckets: traffic is in basis points.
@@ -15,6 +17,11 @@ pub struct ExperimentPlan {
     pub state: State,
     /// The run devices are counted in (active experiments only).
     pub run: Option<u32>,
+    /// The run the variants' counters belong to: the current one, else the last one (an
+    /// experiment stopped a minute ago still shows what it counted). `None`: never ran.
+    pub counts_run: Option<u32>,
+    /// What the analysis compares the other variants with (config-order index).
+    pub control: usize,
     pub matcher: Match,
     pub target: Target,
     pub variants: Vec<VariantPlan>,
@@ -34,7 +41,10 @@ pub struct VariantPlan {
     pub name: String,
     /// Index into the snapshot's upstreams, for routing experiments.
     pub upstream: Option<usize>,
-    pub counters: VariantCounters,
+    /// This variant's counters in `counts_run` (detached, never written, if none).
+    pub counts: Arc<VariantCounters>,
+    /// One per goal of the experiment, in config order.
+    pub goals: Vec<Arc<GoalCounters>>,
 }
 
 /// What a device gets from one experiment on one request.
@@ -60,20 +70,48 @@ pub struct Inputs<'a> {
 }
 
 impl ExperimentPlan {
+    /// `last_run` is the experiment's latest run in the run book (current when active);
     /// `upstream_index` resolves an upstream name (validated to exist) to its index.
     pub fn new(
         e: &Experiment,
-        run: Option<u32>,
-        metrics: &Metrics,
+        last_run: Option<u32>,
+        book: &CountBook,
         upstream_index: impl Fn(&str) -> Option<usize>,
     ) -> ExperimentPlan {
-        let goal_names: Vec<String> = e.goals.iter().map(|g| g.name.clone()).collect();
+        let key = |variant: &str, run| VariantKey {
+            experiment: e.key.clone(),
+            run,
+            variant: variant.to_string(),
+        };
+        let variant_counts = |variant: &str| match last_run {
+            Some(run) => book.variant(key(variant, run)),
+            None => Arc::default(),
+        };
+        let goal_counts = |variant: &str, goal: &str| match last_run {
+            Some(run) => book.goal(GoalKey {
+                variant: key(variant, run),
+                goal: goal.to_string(),
+            }),
+            None => Arc::default(),
+        };
+        let index_of = |name: &str| {
+            e.variants
+                .iter()
+                .position(|v| v.name == name)
+                .expect("validated variant name")
+        };
         ExperimentPlan {
             goals: e.goals.clone(),
             key: e.key.clone(),
             title: e.title.clone(),
             state: e.state,
-            run: if e.state == State::Active { run } else { None },
+            run: if e.state == State::Active {
+                last_run
+            } else {
+                None
+            },
+            counts_run: last_run,
+            control: index_of(&e.control),
             matcher: e.matcher.clone(),
             target: e.target.clone(),
             variants: e
@@ -82,22 +120,18 @@ impl ExperimentPlan {
                 .map(|v| VariantPlan {
                     name: v.name.clone(),
                     upstream: v.upstream.as_deref().and_then(&upstream_index),
-                    counters: VariantCounters::new(metrics, &e.key, &v.name, &goal_names),
+                    counts: variant_counts(&v.name),
+                    goals: e
+                        .goals
+                        .iter()
+                        .map(|g| goal_counts(&v.name, &g.name))
+                        .collect(),
                 })
                 .collect(),
             table: WeightTable::new(e.variants.iter().map(|v| (v.name.as_str(), v.weight)))
                 .expect("validated: weights sum above 0"),
-            fallback: e
-                .variants
-                .iter()
-                .position(|v| v.name == e.fallback)
-                .expect("validated fallback"),
-            rollout: e.rollout_variant.as_deref().map(|r| {
-                e.variants
-                    .iter()
-                    .position(|v| v.name == r)
-                    .expect("validated rollout variant")
-            }),
+            fallback: index_of(&e.fallback),
+            rollout: e.rollout_variant.as_deref().map(index_of),
             routing: e.is_routing(),
             traffic_bp: e.traffic_bp,
             traffic_salt: format!("{}:traffic", e.key),
@@ -199,6 +233,7 @@ mod tests {
                 },
             ],
             fallback: "Moon".into(),
+            control: "Moon".into(),
             rollout_variant: Some("Mars".into()),
             matcher: Match::default(),
             traffic_bp: 10_000,
@@ -208,7 +243,7 @@ mod tests {
     }
 
     fn plan(e: &Experiment) -> ExperimentPlan {
-        ExperimentPlan::new(e, Some(3), &Metrics::new(), |name| {
+        ExperimentPlan::new(e, Some(3), &CountBook::default(), |name| {
             ["moon", "mars"].iter().position(|u| *u == name)
         })
     }

@@ -28,6 +28,8 @@ pub mod app;
 pub mod assign;
 pub mod backend;
 pub mod config;
+pub mod count_store;
+pub mod counts;
 pub mod device;
 pub mod error;
 pub mod events;

@@ -6,6 +6,11 @@
 //! validated by `names`) or a fixed set (code classes, reload results): never a device
 //! id, a path or a header value. The request path uses handles resolved when a config
 //! snapshot is built, so counting is an atomic add with no label lookup.
+//!
+//! The experiment counts (exposures, assignments, conversions, value sums) are not
+//! prometheus counters: they live in the `counts::CountBook`, durable in the data
+//! directory, and are rendered from it at scrape time for each experiment's last run.
+//! A restarted replica therefore goes on from the counts it had.
 
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
@@ -13,6 +18,7 @@ use prometheus::{
 };
 
 use crate::config::Config;
+use crate::snapshot::Snapshot;
 
 pub const EXPOSURES: &str = "abproxy_exposures_total";
 pub const ASSIGNMENTS: &str = "abproxy_assignments_total";
@@ -27,6 +33,7 @@ pub const EVENTS_RECEIVED: &str = "abproxy_events_received_total";
 pub const EVENTS_UNMATCHED: &str = "abproxy_events_unmatched_total";
 pub const ASSIGNMENT_COOKIE_REJECTED: &str = "abproxy_assignment_cookie_rejected_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "abproxy_config_last_reload_success_timestamp_seconds";
+pub const EXPERIMENT_RUN: &str = "abproxy_experiment_run";
 
 /// The `code_class` label values, indexed by [`code_class_index`].
 pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
@@ -40,17 +47,12 @@ const DURATION_BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
-    pub exposures: IntCounterVec,
-    pub assignments: IntCounterVec,
     pub upstream_responses: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub variant_weight: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: Gauge,
     pub assignment_cookie_rejected: IntCounterVec,
-    pub conversions: IntCounterVec,
-    pub conversion_value_sum: prometheus::CounterVec,
-    pub conversion_value_sum_squares: prometheus::CounterVec,
     pub events_received: IntCounter,
     pub events_unmatched: IntCounter,
 }
@@ -66,44 +68,10 @@ impl Metrics {
                 .expect("metric registered once");
             c
         };
-        let exposures = counter(
-            EXPOSURES,
-            "Requests served under an active experiment, by assigned variant.",
-            &["experiment", "variant"],
-        );
-        let assignments = counter(
-            ASSIGNMENTS,
-            "Devices newly assigned to a variant of an active experiment.",
-            &["experiment", "variant"],
-        );
         let upstream_responses = counter(
             UPSTREAM_RESPONSES,
             "Upstream responses by status class; `error` when no response came (refused, reset, timeout).",
             &["upstream", "code_class"],
-        );
-        let conversions = counter(
-            CONVERSIONS,
-            "Devices of the current run's population reaching a goal (once per device, goal and run).",
-            &["experiment", "variant", "goal"],
-        );
-        let float_counter = |name: &str, help: &str| {
-            let c = prometheus::CounterVec::new(
-                Opts::new(name, help),
-                &["experiment", "variant", "goal"],
-            )
-            .expect("valid metric definition");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registered once");
-            c
-        };
-        let conversion_value_sum = float_counter(
-            CONVERSION_VALUE_SUM,
-            "Sum of value goals' values (the first conversion's value per device).",
-        );
-        let conversion_value_sum_squares = float_counter(
-            CONVERSION_VALUE_SUM_SQUARES,
-            "Sum of squares of value goals' values, for the variance.",
         );
         let plain = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric definition");
@@ -167,27 +135,26 @@ impl Metrics {
         }
         Metrics {
             registry,
-            exposures,
-            assignments,
             upstream_responses,
             upstream_duration,
             variant_weight,
             config_reloads,
             config_last_reload_success,
             assignment_cookie_rejected,
-            conversions,
-            conversion_value_sum,
-            conversion_value_sum_squares,
             events_received,
             events_unmatched,
         }
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
+    /// The Prometheus text exposition of every metric, with the experiment counts of
+    /// `snapshot`'s experiments.
+    pub fn render(&self, snapshot: &Snapshot) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        families.extend(count_families(snapshot));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::with_capacity(8 * 1024);
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .expect("text encoding to a Vec cannot fail");
         out
     }
@@ -273,47 +240,86 @@ impl UpstreamMetrics {
     }
 }
 
-/// Pre-resolved counters of one experiment's variants, in config order.
-#[derive(Clone)]
-pub struct VariantCounters {
-    pub exposures: IntCounter,
-    pub assignments: IntCounter,
-    /// One per goal of the experiment, in config order.
-    pub goals: Vec<GoalCounters>,
-}
-
-#[derive(Clone)]
-pub struct GoalCounters {
-    pub conversions: IntCounter,
-    pub value_sum: prometheus::Counter,
-    pub value_sum_squares: prometheus::Counter,
-}
-
-impl VariantCounters {
-    pub fn new(
-        metrics: &Metrics,
-        experiment: &str,
-        variant: &str,
-        goals: &[String],
-    ) -> VariantCounters {
-        VariantCounters {
-            exposures: metrics.exposures.with_label_values(&[experiment, variant]),
-            assignments: metrics
-                .assignments
-                .with_label_values(&[experiment, variant]),
-            goals: goals
-                .iter()
-                .map(|goal| {
-                    let labels = [experiment, variant, goal.as_str()];
-                    GoalCounters {
-                        conversions: metrics.conversions.with_label_values(&labels),
-                        value_sum: metrics.conversion_value_sum.with_label_values(&labels),
-                        value_sum_squares: metrics
-                            .conversion_value_sum_squares
-                            .with_label_values(&labels),
-                    }
-                })
-                .collect(),
+/// The experiment counts as metric families, read from the count book through the
+/// snapshot's plans (each experiment's last run; zeros before its first).
+fn count_families(snapshot: &Snapshot) -> Vec<prometheus::proto::MetricFamily> {
+    let registry = Registry::new();
+    let register = |c: Box<dyn prometheus::core::Collector>| {
+        registry.register(c).expect("metric registered once")
+    };
+    let int_counter = |name: &str, help: &str, labels: &[&str]| {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+        register(Box::new(c.clone()));
+        c
+    };
+    let float_counter = |name: &str, help: &str| {
+        let c =
+            prometheus::CounterVec::new(Opts::new(name, help), &["experiment", "variant", "goal"])
+                .expect("valid metric definition");
+        register(Box::new(c.clone()));
+        c
+    };
+    let exposures = int_counter(
+        EXPOSURES,
+        "Requests served under an active experiment, by assigned variant (last run).",
+        &["experiment", "variant"],
+    );
+    let assignments = int_counter(
+        ASSIGNMENTS,
+        "Devices newly assigned to a variant in the experiment's last run (the analysis population).",
+        &["experiment", "variant"],
+    );
+    let conversions = int_counter(
+        CONVERSIONS,
+        "Devices of the last run's population reaching a goal (once per device, goal and run).",
+        &["experiment", "variant", "goal"],
+    );
+    let value_sum = float_counter(
+        CONVERSION_VALUE_SUM,
+        "Value goals: sum of the converting devices' values (the first conversion's value).",
+    );
+    let value_sum_squares = float_counter(
+        CONVERSION_VALUE_SUM_SQUARES,
+        "Value goals: sum of squares of the converting devices' values, for the variance.",
+    );
+    let run = IntGaugeVec::new(
+        Opts::new(
+            EXPERIMENT_RUN,
+            "The run the count metrics of an experiment are for (0: never active); `control` is the variant the analysis compares with.",
+        ),
+        &["experiment", "control"],
+    )
+    .expect("valid gauge definition");
+    register(Box::new(run.clone()));
+    for plan in &snapshot.experiments {
+        let key = plan.key.as_str();
+        run.with_label_values(&[key, plan.variants[plan.control].name.as_str()])
+            .set(plan.counts_run.unwrap_or(0) as i64);
+        for variant in &plan.variants {
+            let name = variant.name.as_str();
+            let totals = variant.counts.totals();
+            exposures
+                .with_label_values(&[key, name])
+                .inc_by(totals.exposures);
+            assignments
+                .with_label_values(&[key, name])
+                .inc_by(totals.assigned);
+            for (goal, counts) in plan.goals.iter().zip(&variant.goals) {
+                let labels = [key, name, goal.name.as_str()];
+                let totals = counts.totals();
+                conversions
+                    .with_label_values(&labels)
+                    .inc_by(totals.conversions);
+                if goal.value.is_some() {
+                    value_sum
+                        .with_label_values(&labels)
+                        .inc_by(totals.value_sum);
+                    value_sum_squares
+                        .with_label_values(&labels)
+                        .inc_by(totals.value_sum_sq);
+                }
+            }
         }
     }
+    registry.gather()
 }

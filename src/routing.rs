@@ -19,7 +19,7 @@ pub struct Routing<'s> {
     /// The device's pins after this request (written back by `finish`).
     pub pins: Pins,
     /// Assignments to count once the cookie that pins them is known to hold them.
-    newly_counted: Vec<(usize, &'s prometheus::IntCounter)>,
+    newly_counted: Vec<(usize, &'s crate::counts::VariantCounters)>,
     qa_cookie: Option<HeaderValue>,
 }
 
@@ -122,7 +122,7 @@ impl Routing<'_> {
             // Only pins that fit in the cookie are counted: the others will be assigned again.
             for (index, counter) in self.newly_counted {
                 if index < kept {
-                    counter.inc();
+                    counter.assign();
                 }
             }
         }
@@ -202,13 +202,13 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         let decision = experiment.decide(&inputs);
         let variant = &experiment.variants[decision.variant];
         if decision.exposed {
-            variant.counters.exposures.inc();
+            variant.counts.expose();
         }
         match (decision.newly_assigned_in_run, pinned_entry) {
             (Some(run), _) => {
                 let run = if pins_known { run } else { UNCOUNTED_RUN };
                 if pins_known {
-                    newly_counted.push((next.entries.len(), &variant.counters.assignments));
+                    newly_counted.push((next.entries.len(), &*variant.counts));
                 }
                 next.entries.push(Entry {
                     experiment: experiment.key.clone(),

@@ -37,6 +37,7 @@ pub struct Listeners {
 /// The admin listener stays up until the proxy's connections have drained, so a last
 /// scrape during the drain still sees every count.
 pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let flusher = app.counts.start_flusher();
     let (stop_proxy, stop_proxy_rx) = watch::channel(false);
     let (stop_admin, stop_admin_rx) = watch::channel(false);
     let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {
@@ -73,6 +74,10 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
             grace.as_secs_f64()
         );
     }
+    // Every request has finished counting: write the last of it.
+    tokio::task::spawn_blocking(move || flusher.stop())
+        .await
+        .expect("the flusher does not panic");
     let _ = stop_admin.send(true);
     let admin_connections = admin_task.await.expect("the accept loop does not panic");
     let _ = tokio::time::timeout(ADMIN_LINGER, admin_connections.shutdown()).await;

@@ -67,6 +67,7 @@ impl Snapshot {
         signer: Signer,
         admin_token: Option<crate::admin::auth::AdminToken>,
         metrics: &Metrics,
+        counts: &crate::counts::CountBook,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
         let upstreams: Vec<UpstreamTarget> = config
@@ -85,11 +86,11 @@ impl Snapshot {
             .experiments
             .iter()
             .map(|e| {
-                let run = runs
+                let last_run = runs
                     .get(&e.key)
-                    .and_then(|r| r.current_run())
+                    .and_then(|r| r.last_run())
                     .map(|r| r.number);
-                ExperimentPlan::new(e, run, metrics, upstream_index)
+                ExperimentPlan::new(e, last_run, counts, upstream_index)
             })
             .collect();
         let default_upstream = config.default_upstream.as_deref().and_then(upstream_index);

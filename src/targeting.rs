@@ -211,7 +211,11 @@ mod tests {
         assert_eq!(classify(Some(bing)), DeviceClass::Bot);
         assert_eq!(classify(Some(facebook)), DeviceClass::Bot);
         assert_eq!(classify(None), DeviceClass::Desktop);
-        assert_eq!(classify(Some("SOME-CRAWLER/1.0")), DeviceClass::Bot, "markers match in any case");
+        assert_eq!(
+            classify(Some("SOME-CRAWLER/1.0")),
+            DeviceClass::Bot,
+            "markers match in any case"
+        );
         assert_eq!(classify(Some("x (IPHONE)")), DeviceClass::Mobile);
         assert_eq!(classify(Some("")), DeviceClass::Desktop);
     }

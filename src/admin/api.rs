@@ -68,10 +68,9 @@ pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
                 "name": v.name,
                 "weight": v.weight,
                 "upstream": v.upstream,
-                // Since this process started; persistent per-run counts come with the
-                // events work.
-                "assigned": p.counters.assignments.get(),
-                "exposed": p.counters.exposures.get(),
+                // In the last run (`last_run`), from the counts log: they survive restarts.
+                "assigned": p.counts.totals().assigned,
+                "exposed": p.counts.totals().exposures,
             })
         })
         .collect();
@@ -82,6 +81,7 @@ pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
         "allowed_states": allowed_targets(config.state).iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "routing": config.is_routing(),
         "fallback": config.fallback,
+        "control": config.control,
         "rollout_variant": config.rollout_variant,
         "traffic": config.traffic_bp as f64 / 100.0,
         "match": { "path_prefix": config.matcher.path_prefix, "host": config.matcher.host },

@@ -63,7 +63,7 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
         "/metrics" if read => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(),
+            app.metrics.render(&app.snapshot()),
         ),
         "/healthz" if read => text(
             StatusCode::OK,

@@ -99,6 +99,8 @@ pub struct Experiment {
     /// In file order (the hash walks them sorted by name; see `assign`).
     pub variants: Vec<Variant>,
     pub fallback: String,
+    /// What the other variants are compared with in the analysis (default: the fallback).
+    pub control: String,
     pub rollout_variant: Option<String>,
     pub matcher: Match,
     /// Share of devices enrolled, in basis points (10 000 = 100 %).

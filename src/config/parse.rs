@@ -615,6 +615,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
             "state",
             "variants",
             "fallback",
+            "control",
             "rollout_variant",
             "match",
             "traffic",
@@ -672,6 +673,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
             "missing key `fallback` (the variant served when the experiment is inactive)",
         );
     };
+    let control = variant_named("control")?.unwrap_or_else(|| fallback.clone());
     let rollout_variant = variant_named("rollout_variant")?;
     if state == State::Rollout && rollout_variant.is_none() {
         return error(
@@ -734,6 +736,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
         state_pos: state_key.pos,
         variants,
         fallback,
+        control,
         rollout_variant,
         matcher,
         traffic_bp,

@@ -4,6 +4,7 @@
 //! - `admin`: the admin API and page: auth, PATCH through the YAML file, sessions, CSRF.
 //! - `analyze`: `abproxy analyze --counts` and `abproxy plan`.
 //! - `assignment`: the golden-vector hash through the proxy, weight splits, stickiness.
+//! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
@@ -19,6 +20,7 @@ mod analyze;
 mod assignment;
 mod browser;
 mod cli;
+mod durability;
 mod events;
 mod experiments;
 mod forwarding;

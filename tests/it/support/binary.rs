@@ -17,6 +17,8 @@ pub struct ProxyProcess {
     pub admin: SocketAddr,
     /// Every stderr line, as it comes.
     pub log: mpsc::Receiver<String>,
+    /// The lines up to and including the "listening" line.
+    pub startup_log: Vec<String>,
 }
 
 impl ProxyProcess {
@@ -40,10 +42,12 @@ impl ProxyProcess {
                 }
             }
         });
+        let mut startup_log = Vec::new();
         let (addr, admin) = loop {
             let line = log
                 .recv_timeout(Duration::from_secs(20))
                 .expect("abproxy prints its listening line");
+            startup_log.push(line.clone());
             if let Some(rest) = line.split("proxy listening on http://").nth(1) {
                 let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
                 let admin = rest
@@ -63,6 +67,7 @@ impl ProxyProcess {
             addr,
             admin,
             log,
+            startup_log,
         }
     }
 

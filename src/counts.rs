@@ -1,0 +1,683 @@
+//! What abproxy counts, per experiment run: assignments and exposures per variant,
+//! conversions and value sums per goal.
+//!
+//! The request path adds to atomics handed out by the [`CountBook`] (resolved once per
+//! snapshot, so counting is one atomic add). `count_store` asks the book once a second
+//! which totals changed and appends them to the log in the data directory. Records carry
+//! *totals*, not increments: the last good record of a cell is its value, so a lost or
+//! corrupt record costs nothing that a later one does not restore.
+//!
+//! No I/O here: the log's line format and the in-memory book are unit-tested without
+//! files.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Points kept per counter for the "over time" charts. A series keeps the latest point
+/// of each time bucket; when it grows past this, the buckets double in width. A long
+/// run thus keeps an even sketch of its whole history in bounded memory and log space.
+pub const SERIES_POINTS: usize = 256;
+/// The narrowest bucket: the flush interval.
+const SERIES_FIRST_BUCKET_MS: u64 = 1_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VariantKey {
+    pub experiment: String,
+    pub run: u32,
+    pub variant: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GoalKey {
+    pub variant: VariantKey,
+    pub goal: String,
+}
+
+/// A variant's live counters in one run.
+#[derive(Debug, Default)]
+pub struct VariantCounters {
+    assigned: AtomicU64,
+    exposures: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VariantTotals {
+    /// Devices newly assigned in the run (the analysis population).
+    pub assigned: u64,
+    /// Requests served under the experiment.
+    pub exposures: u64,
+}
+
+impl VariantCounters {
+    pub fn assign(&self) {
+        self.assigned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn expose(&self) {
+        self.exposures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn totals(&self) -> VariantTotals {
+        VariantTotals {
+            assigned: self.assigned.load(Ordering::Relaxed),
+            exposures: self.exposures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn restore(&self, t: VariantTotals) {
+        self.assigned.store(t.assigned, Ordering::Relaxed);
+        self.exposures.store(t.exposures, Ordering::Relaxed);
+    }
+}
+
+/// A goal's live counters for one variant in one run.
+#[derive(Debug, Default)]
+pub struct GoalCounters {
+    conversions: AtomicU64,
+    /// f64 bits.
+    value_sum: AtomicU64,
+    value_sum_sq: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GoalTotals {
+    pub conversions: u64,
+    /// Sum and sum of squares of the converting devices' values (value goals only).
+    pub value_sum: f64,
+    pub value_sum_sq: f64,
+}
+
+impl GoalCounters {
+    /// One device converted, with its value for value goals. Counters only grow: a
+    /// negative value counts as 0 (in both sums, consistently).
+    pub fn convert(&self, value: Option<f64>) {
+        self.conversions.fetch_add(1, Ordering::Relaxed);
+        if let Some(v) = value {
+            let v = v.max(0.0);
+            add_f64(&self.value_sum, v);
+            add_f64(&self.value_sum_sq, v * v);
+        }
+    }
+
+    pub fn totals(&self) -> GoalTotals {
+        GoalTotals {
+            conversions: self.conversions.load(Ordering::Relaxed),
+            value_sum: f64::from_bits(self.value_sum.load(Ordering::Relaxed)),
+            value_sum_sq: f64::from_bits(self.value_sum_sq.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn restore(&self, t: GoalTotals) {
+        self.conversions.store(t.conversions, Ordering::Relaxed);
+        self.value_sum
+            .store(t.value_sum.to_bits(), Ordering::Relaxed);
+        self.value_sum_sq
+            .store(t.value_sum_sq.to_bits(), Ordering::Relaxed);
+    }
+}
+
+fn add_f64(cell: &AtomicU64, v: f64) {
+    let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+        Some((f64::from_bits(bits) + v).to_bits())
+    });
+}
+
+/// Totals over time, at most [`SERIES_POINTS`], one per time bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series<T> {
+    bucket_ms: u64,
+    points: Vec<(u64, T)>,
+}
+
+impl<T> Default for Series<T> {
+    fn default() -> Self {
+        Series {
+            bucket_ms: SERIES_FIRST_BUCKET_MS,
+            points: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy> Series<T> {
+    /// Add the totals at `at_ms` (not earlier than any point before). They replace the
+    /// last point when both fall in one bucket.
+    pub fn push(&mut self, at_ms: u64, totals: T) {
+        let bucket = self.bucket_ms;
+        match self.points.last_mut() {
+            Some(last) if last.0 / bucket >= at_ms / bucket => *last = (at_ms.max(last.0), totals),
+            _ => self.points.push((at_ms, totals)),
+        }
+        if self.points.len() > SERIES_POINTS {
+            self.bucket_ms *= 2;
+            let bucket = self.bucket_ms;
+            let mut merged: Vec<(u64, T)> = Vec::with_capacity(SERIES_POINTS);
+            for point in self.points.drain(..) {
+                match merged.last_mut() {
+                    Some(last) if last.0 / bucket == point.0 / bucket => *last = point,
+                    _ => merged.push(point),
+                }
+            }
+            self.points = merged;
+        }
+    }
+
+    /// `(unix ms, totals)`, oldest first.
+    pub fn points(&self) -> &[(u64, T)] {
+        &self.points
+    }
+}
+
+/// A counter's live value, what the log holds of it, and its history.
+#[derive(Debug)]
+struct Tracked<C, T> {
+    live: Arc<C>,
+    flushed: T,
+    series: Series<T>,
+}
+
+impl<C: Default, T: Default> Default for Tracked<C, T> {
+    fn default() -> Self {
+        Tracked {
+            live: Arc::default(),
+            flushed: T::default(),
+            series: Series::default(),
+        }
+    }
+}
+
+/// One line of the counts log: a counter's totals at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Variant {
+        at_ms: u64,
+        key: VariantKey,
+        totals: VariantTotals,
+    },
+    Goal {
+        at_ms: u64,
+        key: GoalKey,
+        totals: GoalTotals,
+    },
+}
+
+/// Why a log line was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+}
+
+impl Record {
+    /// Append the record as one line:
+    ///
+    /// ```text
+    /// v <unix ms> <experiment> <run> <variant> <assigned> <exposures> <crc32>
+    /// g <unix ms> <experiment> <run> <variant> <goal> <conversions> <value sum> <value sum of squares> <crc32>
+    /// ```
+    ///
+    /// Names never hold spaces (see `names`); the CRC-32 (8 hex digits) covers the line
+    /// before it, so a torn or damaged line is detected rather than misread.
+    pub fn encode(&self, out: &mut String) {
+        use std::fmt::Write;
+        let start = out.len();
+        match self {
+            Record::Variant { at_ms, key, totals } => {
+                let _ = write!(
+                    out,
+                    "v {at_ms} {} {} {} {} {}",
+                    key.experiment, key.run, key.variant, totals.assigned, totals.exposures
+                );
+            }
+            Record::Goal { at_ms, key, totals } => {
+                // `{:e}` is the shortest text that parses back to the same f64.
+                let _ = write!(
+                    out,
+                    "g {at_ms} {} {} {} {} {} {:e} {:e}",
+                    key.variant.experiment,
+                    key.variant.run,
+                    key.variant.variant,
+                    key.goal,
+                    totals.conversions,
+                    totals.value_sum,
+                    totals.value_sum_sq
+                );
+            }
+        }
+        let crc = crc32fast::hash(&out.as_bytes()[start..]);
+        let _ = writeln!(out, " {crc:08x}");
+    }
+
+    /// Parse one line (without its newline).
+    pub fn parse(line: &str) -> Result<Record, LineError> {
+        let (body, crc) = line
+            .rsplit_once(' ')
+            .ok_or(LineError::Malformed("no checksum"))?;
+        let crc = u32::from_str_radix(crc, 16).map_err(|_| LineError::Malformed("checksum"))?;
+        if crc32fast::hash(body.as_bytes()) != crc {
+            return Err(LineError::Checksum);
+        }
+        let mut fields = body.split(' ');
+        let mut next = |what: &'static str| {
+            fields
+                .next()
+                .filter(|f| !f.is_empty())
+                .ok_or(LineError::Malformed(what))
+        };
+        let kind = next("kind")?;
+        let at_ms = number(next("time")?, "time")?;
+        let variant = VariantKey {
+            experiment: next("experiment")?.to_string(),
+            run: number(next("run")?, "run")?,
+            variant: next("variant")?.to_string(),
+        };
+        let record = match kind {
+            "v" => Record::Variant {
+                at_ms,
+                key: variant,
+                totals: VariantTotals {
+                    assigned: number(next("assigned")?, "assigned")?,
+                    exposures: number(next("exposures")?, "exposures")?,
+                },
+            },
+            "g" => Record::Goal {
+                at_ms,
+                key: GoalKey {
+                    variant,
+                    goal: next("goal")?.to_string(),
+                },
+                totals: GoalTotals {
+                    conversions: number(next("conversions")?, "conversions")?,
+                    value_sum: number(next("value sum")?, "value sum")?,
+                    value_sum_sq: number(next("value sum of squares")?, "value sum of squares")?,
+                },
+            },
+            _ => return Err(LineError::Malformed("kind")),
+        };
+        if fields.next().is_some() {
+            return Err(LineError::Malformed("trailing fields"));
+        }
+        Ok(record)
+    }
+}
+
+fn number<N: std::str::FromStr>(text: &str, what: &'static str) -> Result<N, LineError> {
+    text.parse().map_err(|_| LineError::Malformed(what))
+}
+
+/// Every counter of every run, by name. The request path holds `Arc`s to the live
+/// counters; the lock is taken only to hand them out (snapshot builds), to flush, and
+/// to read results.
+#[derive(Debug, Default)]
+pub struct CountBook {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    variants: BTreeMap<VariantKey, Tracked<VariantCounters, VariantTotals>>,
+    goals: BTreeMap<GoalKey, Tracked<GoalCounters, GoalTotals>>,
+}
+
+/// A run's counts as read for results: totals now, and history.
+#[derive(Debug, Clone, Default)]
+pub struct RunCounts {
+    /// By variant name.
+    pub variants: BTreeMap<String, VariantCounts>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VariantCounts {
+    pub totals: VariantTotals,
+    pub series: Vec<(u64, VariantTotals)>,
+    /// By goal name.
+    pub goals: BTreeMap<String, GoalCounts>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GoalCounts {
+    pub totals: GoalTotals,
+    pub series: Vec<(u64, GoalTotals)>,
+}
+
+impl CountBook {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves plain data behind; keep counting.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live counters of a variant in a run (created at zero).
+    pub fn variant(&self, key: VariantKey) -> Arc<VariantCounters> {
+        self.lock().variants.entry(key).or_default().live.clone()
+    }
+
+    /// The live counters of a goal of a variant in a run (created at zero).
+    pub fn goal(&self, key: GoalKey) -> Arc<GoalCounters> {
+        self.lock().goals.entry(key).or_default().live.clone()
+    }
+
+    /// Take a record read from the log: its totals become the counter's (records are
+    /// read oldest first, so the last one wins).
+    pub fn restore(&self, record: &Record) {
+        let mut inner = self.lock();
+        match record {
+            Record::Variant { at_ms, key, totals } => {
+                let t = inner.variants.entry(key.clone()).or_default();
+                t.live.restore(*totals);
+                t.flushed = *totals;
+                t.series.push(*at_ms, *totals);
+            }
+            Record::Goal { at_ms, key, totals } => {
+                let t = inner.goals.entry(key.clone()).or_default();
+                t.live.restore(*totals);
+                t.flushed = *totals;
+                t.series.push(*at_ms, *totals);
+            }
+        }
+    }
+
+    /// The counters whose totals differ from what the log holds, as records stamped
+    /// `at_ms`. Nothing is marked written until [`CountBook::mark_flushed`].
+    pub fn changes(&self, at_ms: u64) -> Vec<Record> {
+        let inner = self.lock();
+        let variants = inner.variants.iter().filter_map(|(key, t)| {
+            let totals = t.live.totals();
+            (totals != t.flushed).then(|| Record::Variant {
+                at_ms,
+                key: key.clone(),
+                totals,
+            })
+        });
+        let goals = inner.goals.iter().filter_map(|(key, t)| {
+            let totals = t.live.totals();
+            (totals != t.flushed).then(|| Record::Goal {
+                at_ms,
+                key: key.clone(),
+                totals,
+            })
+        });
+        variants.chain(goals).collect()
+    }
+
+    /// `records` are durable: remember them as what the log holds.
+    pub fn mark_flushed(&self, records: &[Record]) {
+        let mut inner = self.lock();
+        for record in records {
+            match record {
+                Record::Variant { at_ms, key, totals } => {
+                    if let Some(t) = inner.variants.get_mut(key) {
+                        t.flushed = *totals;
+                        t.series.push(*at_ms, *totals);
+                    }
+                }
+                Record::Goal { at_ms, key, totals } => {
+                    if let Some(t) = inner.goals.get_mut(key) {
+                        t.flushed = *totals;
+                        t.series.push(*at_ms, *totals);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Everything the log holds, as the fewest records that keep each counter's
+    /// history: what a compacted log is made of.
+    pub fn flushed_history(&self) -> Vec<Record> {
+        let inner = self.lock();
+        let variants = inner.variants.iter().flat_map(|(key, t)| {
+            t.series
+                .points()
+                .iter()
+                .map(|&(at_ms, totals)| Record::Variant {
+                    at_ms,
+                    key: key.clone(),
+                    totals,
+                })
+        });
+        let goals = inner.goals.iter().flat_map(|(key, t)| {
+            t.series
+                .points()
+                .iter()
+                .map(|&(at_ms, totals)| Record::Goal {
+                    at_ms,
+                    key: key.clone(),
+                    totals,
+                })
+        });
+        variants.chain(goals).collect()
+    }
+
+    /// One run of one experiment, with the live totals (counted but perhaps not yet
+    /// flushed) as the last point of each series, stamped `now_ms`.
+    pub fn run(&self, experiment: &str, run: u32, now_ms: u64) -> RunCounts {
+        let inner = self.lock();
+        let mut counts = RunCounts::default();
+        let in_run = |k: &VariantKey| k.experiment == experiment && k.run == run;
+        for (key, t) in inner.variants.iter().filter(|(k, _)| in_run(k)) {
+            let v = counts.variants.entry(key.variant.clone()).or_default();
+            v.totals = t.live.totals();
+            v.series = with_live_point(&t.series, now_ms, v.totals);
+        }
+        for (key, t) in inner.goals.iter().filter(|(k, _)| in_run(&k.variant)) {
+            let v = counts
+                .variants
+                .entry(key.variant.variant.clone())
+                .or_default();
+            let totals = t.live.totals();
+            v.goals.insert(
+                key.goal.clone(),
+                GoalCounts {
+                    totals,
+                    series: with_live_point(&t.series, now_ms, totals),
+                },
+            );
+        }
+        counts
+    }
+}
+
+fn with_live_point<T: Copy + PartialEq>(series: &Series<T>, now_ms: u64, live: T) -> Vec<(u64, T)> {
+    let mut points = series.points().to_vec();
+    if points.last().map(|p| p.1) != Some(live) {
+        points.push((now_ms, live));
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vkey(variant: &str) -> VariantKey {
+        VariantKey {
+            experiment: "moon_mars".into(),
+            run: 3,
+            variant: variant.into(),
+        }
+    }
+
+    fn gkey(variant: &str, goal: &str) -> GoalKey {
+        GoalKey {
+            variant: vkey(variant),
+            goal: goal.into(),
+        }
+    }
+
+    fn line(record: &Record) -> String {
+        let mut s = String::new();
+        record.encode(&mut s);
+        s
+    }
+
+    #[test]
+    fn records_round_trip_through_their_line() {
+        let records = [
+            Record::Variant {
+                at_ms: 1_790_000_000_123,
+                key: vkey("Mars"),
+                totals: VariantTotals {
+                    assigned: 120,
+                    exposures: 4_500,
+                },
+            },
+            Record::Goal {
+                at_ms: 1_790_000_000_124,
+                key: gkey("Mars", "revenue"),
+                totals: GoalTotals {
+                    conversions: 12,
+                    value_sum: 0.1 + 0.2,
+                    value_sum_sq: 1e300,
+                },
+            },
+        ];
+        for record in records {
+            let text = line(&record);
+            assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
+            assert_eq!(Record::parse(text.trim_end()), Ok(record.clone()), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_changed_or_torn_line_is_detected_not_misread() {
+        let text = line(&Record::Variant {
+            at_ms: 5,
+            key: vkey("Mars"),
+            totals: VariantTotals {
+                assigned: 120,
+                exposures: 4_500,
+            },
+        });
+        let text = text.trim_end();
+        let changed = text.replacen(" 120 ", " 920 ", 1);
+        assert_eq!(Record::parse(&changed), Err(LineError::Checksum));
+        for cut in 1..text.len() {
+            assert!(
+                Record::parse(&text[..cut]).is_err(),
+                "a line torn after {cut} bytes parsed: {:?}",
+                &text[..cut]
+            );
+        }
+        assert!(matches!(Record::parse(""), Err(LineError::Malformed(_))));
+        let unknown_kind = "x 5 moon_mars 3 Mars 1 2";
+        let with_crc = format!(
+            "{unknown_kind} {:08x}",
+            crc32fast::hash(unknown_kind.as_bytes())
+        );
+        assert_eq!(Record::parse(&with_crc), Err(LineError::Malformed("kind")));
+    }
+
+    #[test]
+    fn series_thin_to_a_bounded_even_sketch_ending_with_the_latest() {
+        let mut series = Series::default();
+        // A flush a second for 10 000 seconds.
+        for t in 0..10_000u64 {
+            series.push(t * 1_000, t);
+        }
+        let points = series.points();
+        assert!(points.len() <= SERIES_POINTS && points.len() > SERIES_POINTS / 2);
+        assert_eq!(points.last(), Some(&(9_999_000, 9_999)));
+        assert!(
+            points[0].0 < 64_000,
+            "the start of the run is still sketched"
+        );
+        let gaps: Vec<u64> = points.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let widest = *gaps.iter().max().unwrap();
+        let narrowest = *gaps[..gaps.len() - 1].iter().min().unwrap();
+        assert!(
+            widest <= 2 * narrowest,
+            "uneven sketch: {narrowest}..{widest}"
+        );
+        // Two flushes in one bucket keep one point, with the later totals.
+        let mut s = Series::default();
+        s.push(7, 1);
+        s.push(9, 2);
+        assert_eq!(s.points(), &[(9, 2)]);
+    }
+
+    #[test]
+    fn only_changed_counters_are_flushed_and_restored_totals_are_live() {
+        let book = CountBook::default();
+        let mars = book.variant(vkey("Mars"));
+        let moon = book.variant(vkey("Moon"));
+        let click = book.goal(gkey("Mars", "click"));
+        assert!(
+            book.changes(1).is_empty(),
+            "nothing counted, nothing to write"
+        );
+        mars.assign();
+        mars.expose();
+        click.convert(Some(2.5));
+        let changes = book.changes(10);
+        assert_eq!(changes.len(), 2);
+        book.mark_flushed(&changes);
+        assert!(book.changes(11).is_empty());
+        moon.expose();
+        assert_eq!(book.changes(12).len(), 1);
+
+        // A second book restored from the records holds the same totals.
+        let restored = CountBook::default();
+        for r in book.flushed_history() {
+            restored.restore(&r);
+        }
+        let run = restored.run("moon_mars", 3, 99);
+        assert_eq!(
+            run.variants["Mars"].totals,
+            VariantTotals {
+                assigned: 1,
+                exposures: 1
+            }
+        );
+        let click = &run.variants["Mars"].goals["click"].totals;
+        assert_eq!(
+            (click.conversions, click.value_sum, click.value_sum_sq),
+            (1, 2.5, 6.25)
+        );
+        assert!(
+            !run.variants.contains_key("Moon"),
+            "Moon's exposure was never flushed"
+        );
+        assert!(
+            restored.changes(100).is_empty(),
+            "restored totals count as written"
+        );
+        assert_eq!(restored.variant(vkey("Mars")).totals().assigned, 1);
+    }
+
+    #[test]
+    fn a_run_shows_unflushed_counts_as_its_last_point() {
+        let book = CountBook::default();
+        let mars = book.variant(vkey("Mars"));
+        mars.assign();
+        book.mark_flushed(&book.changes(10_000));
+        mars.assign();
+        let run = book.run("moon_mars", 3, 20_000);
+        let series: Vec<(u64, u64)> = run.variants["Mars"]
+            .series
+            .iter()
+            .map(|(t, v)| (*t, v.assigned))
+            .collect();
+        assert_eq!(series, [(10_000, 1), (20_000, 2)]);
+        assert!(
+            book.run("moon_mars", 2, 20).variants.is_empty(),
+            "other runs apart"
+        );
+    }
+
+    #[test]
+    fn negative_values_count_as_zero_in_both_sums() {
+        let goal = GoalCounters::default();
+        goal.convert(Some(-4.0));
+        goal.convert(Some(3.0));
+        goal.convert(None);
+        assert_eq!(
+            goal.totals(),
+            GoalTotals {
+                conversions: 3,
+                value_sum: 3.0,
+                value_sum_sq: 9.0
+            }
+        );
+    }
+}
