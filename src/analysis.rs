@@ -23,17 +23,19 @@ use crate::stats::{self, Proportion, ValueSums};
 /// Sample-ratio mismatch is flagged below this p-value.
 pub const SRM_THRESHOLD: f64 = 0.001;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Counts {
     pub experiment: String,
     /// Defaults to the first variant in the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub control: Option<String>,
     pub variants: indexmap_like::OrderedMap<VariantCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<BTreeMap<String, f64>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariantCounts {
     pub users: u64,
@@ -41,11 +43,13 @@ pub struct VariantCounts {
     pub goals: BTreeMap<String, GoalCounts>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoalCounts {
     pub conversions: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value_sum: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value_sum_sq: Option<f64>,
 }
 

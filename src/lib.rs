@@ -46,6 +46,8 @@ pub mod proxy;
 pub mod qa;
 pub mod random;
 pub mod reload;
+pub mod remote;
+pub mod results;
 pub mod routing;
 pub mod runs;
 pub mod secret;

@@ -49,10 +49,27 @@ enum Command {
         config: PathBuf,
     },
     /// Analyse an experiment's counts: every goal, every variant against the control.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["counts", "admin", "prometheus"])))]
     Analyze {
         /// A JSON file of counts (format in the README, "Analysing results").
         #[arg(long)]
-        counts: PathBuf,
+        counts: Option<PathBuf>,
+        /// A running proxy's admin URL, e.g. http://127.0.0.1:8081 (token from
+        /// ABPROXY_ADMIN_TOKEN or --token when it has one).
+        #[arg(long)]
+        admin: Option<String>,
+        /// A Prometheus server scraping the replicas, e.g. http://127.0.0.1:9090.
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// The experiment (default: every one the source knows).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// The admin token (default: ABPROXY_ADMIN_TOKEN).
+        #[arg(long)]
+        token: Option<String>,
+        /// With --prometheus: how far back a replica that went away is remembered.
+        #[arg(long, default_value = "30d")]
+        lookback: String,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Confidence of the intervals (1 − the significance level).
@@ -133,10 +150,26 @@ fn main() {
         Command::Check { config } => check(&config),
         Command::Analyze {
             counts,
+            admin,
+            prometheus,
+            experiment,
+            token,
+            lookback,
             format,
             confidence,
             tuned_for,
-        } => analyze(&counts, format, confidence, tuned_for),
+        } => {
+            let source = match (counts, admin, prometheus) {
+                (Some(path), _, _) => Source::File(path),
+                (_, Some(url), _) => Source::Admin {
+                    url,
+                    token: token.or_else(|| std::env::var(abproxy::admin::auth::TOKEN_ENV).ok()),
+                },
+                (_, _, Some(url)) => Source::Prometheus { url, lookback },
+                _ => unreachable!("clap requires one source"),
+            };
+            analyze(source, experiment, format, confidence, tuned_for)
+        }
         Command::Plan {
             baseline,
             mde,
@@ -218,25 +251,103 @@ fn check(path: &Path) -> Result<()> {
     }
 }
 
-fn analyze(path: &Path, format: Format, confidence: f64, tuned_for: u64) -> Result<()> {
+/// Where `analyze` reads counts.
+enum Source {
+    File(PathBuf),
+    Admin { url: String, token: Option<String> },
+    Prometheus { url: String, lookback: String },
+}
+
+fn analyze(
+    source: Source,
+    experiment: Option<String>,
+    format: Format,
+    confidence: f64,
+    tuned_for: u64,
+) -> Result<()> {
+    use abproxy::remote::{self, Fetched};
     if !(confidence > 0.0 && confidence < 1.0) {
         bail!("--confidence must be between 0 and 1 (e.g. 0.95)");
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let counts: abproxy::analysis::Counts = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a counts file", path.display()))?;
+    let (origin, fetched) = match &source {
+        Source::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let counts: abproxy::analysis::Counts = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a counts file", path.display()))?;
+            (
+                path.display().to_string(),
+                vec![Fetched { counts, run: None }],
+            )
+        }
+        Source::Admin { url, token } => {
+            let fetched = runtime(Some(1))?
+                .block_on(remote::from_admin(
+                    url,
+                    token.as_deref(),
+                    experiment.as_deref(),
+                ))
+                .map_err(anyhow::Error::msg)?;
+            (url.clone(), fetched)
+        }
+        Source::Prometheus { url, lookback } => {
+            let fetched = runtime(Some(1))?
+                .block_on(remote::from_prometheus(
+                    url,
+                    experiment.as_deref(),
+                    lookback,
+                ))
+                .map_err(anyhow::Error::msg)?;
+            (url.clone(), fetched)
+        }
+    };
     let settings = abproxy::analysis::Settings {
         confidence,
         sequential_tuned_for: tuned_for.max(1),
     };
-    let report = abproxy::analysis::analyze(&counts, settings)
-        .with_context(|| format!("{}", path.display()))?;
+    let mut reports = Vec::new();
+    for f in &fetched {
+        let report = abproxy::analysis::analyze(&f.counts, settings)
+            .with_context(|| format!("{origin}: experiment {}", f.counts.experiment))?;
+        reports.push((report, &f.run));
+    }
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Table => print!("{}", abproxy::analysis::render_table(&report)),
+        // One experiment asked for (or a file): one object; otherwise an array.
+        Format::Json
+            if reports.len() == 1
+                && (experiment.is_some() || matches!(source, Source::File(_))) =>
+        {
+            println!("{}", serde_json::to_string_pretty(&reports[0].0)?)
+        }
+        Format::Json => {
+            let all: Vec<_> = reports.iter().map(|(r, _)| r).collect();
+            println!("{}", serde_json::to_string_pretty(&all)?)
+        }
+        Format::Table => {
+            for (i, (report, run)) in reports.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                if let Some(run) = run {
+                    println!("{}", describe_run(run, &origin));
+                }
+                print!("{}", abproxy::analysis::render_table(report));
+            }
+        }
     }
     Ok(())
+}
+
+/// `run 2 (since 2026-11-23T10:00:00Z) from URL`
+fn describe_run(run: &serde_json::Value, origin: &str) -> String {
+    let mut line = format!("run {}", run["number"]);
+    match (run["started_at"].as_str(), run["ended_at"].as_str()) {
+        (Some(start), Some(end)) => line.push_str(&format!(" ({start} to {end})")),
+        (Some(start), None) => line.push_str(&format!(" (since {start})")),
+        _ => {}
+    }
+    line.push_str(&format!(" from {origin}"));
+    line
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -78,6 +78,30 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                 Ok(_) => json(StatusCode::OK, &api::list(&snapshot)),
             }
         }
+        p if p.starts_with("/api/experiments/") && p.ends_with("/results") && read => {
+            let key = &p["/api/experiments/".len()..p.len() - "/results".len()];
+            let snapshot = app.snapshot();
+            if let Err(denied) = authorize(&snapshot, request.headers(), Need::Read) {
+                return denied;
+            }
+            let settings = match results_settings(request.uri().query()) {
+                Ok(settings) => settings,
+                Err(message) => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        &serde_json::json!({ "error": message }),
+                    )
+                }
+            };
+            let now = crate::count_store::unix_ms(std::time::SystemTime::now());
+            match crate::results::collect(&snapshot, &app.counts.book, key, now) {
+                Some(results) => json(StatusCode::OK, &crate::results::to_json(&results, settings)),
+                None => json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({ "error": format!("no experiment `{key}`") }),
+                ),
+            }
+        }
         p if p.starts_with("/api/experiments/") && method == Method::PATCH => {
             let key = p["/api/experiments/".len()..].to_string();
             let snapshot = app.snapshot();
@@ -109,6 +133,10 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                 b"method not allowed\n".to_vec(),
             )
         }
+        p if p.starts_with("/api/experiments/") && p.ends_with("/results") => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "use GET"}),
+        ),
         p if p.starts_with("/api/experiments/") => json(
             StatusCode::METHOD_NOT_ALLOWED,
             &serde_json::json!({"error": "use PATCH"}),
@@ -119,6 +147,25 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
             b"not found; try /experiments, /api/experiments or /metrics\n".to_vec(),
         ),
     }
+}
+
+/// `?confidence=0.99` (default 0.95).
+fn results_settings(query: Option<&str>) -> Result<crate::analysis::Settings, String> {
+    let mut settings = crate::analysis::Settings::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("confidence", value)) => match value.parse::<f64>() {
+                Ok(c) if c > 0.0 && c < 1.0 => settings.confidence = c,
+                _ => return Err(format!("confidence: `{value}` is not between 0 and 1")),
+            },
+            _ => {
+                return Err(format!(
+                    "unknown query parameter `{pair}` (only confidence)"
+                ))
+            }
+        }
+    }
+    Ok(settings)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

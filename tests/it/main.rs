@@ -9,6 +9,8 @@
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
 //! - `metrics`: the Prometheus series and their counts.
+//! - `results`: results from live counts: the admin API, `analyze --admin`, and
+//!   `analyze --prometheus` against a real Prometheus scraping two replicas.
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
 //! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
 //! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`.
@@ -26,3 +28,4 @@ mod experiments;
 mod forwarding;
 mod metrics;
 mod reload;
+mod results;

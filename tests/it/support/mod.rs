@@ -463,3 +463,21 @@ impl hyper::body::Body for ChannelBody {
             .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
+
+/// Is a tool missing? Skip (with the reason) on a developer's machine; fail in CI.
+pub fn require_tools(tools: &[&str], install: &str) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| !std::path::Path::new(t).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("missing {} (install: {install})", missing.join(", "));
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and {message}");
+    }
+    eprintln!("skipped: {message}");
+    false
+}

@@ -22,28 +22,10 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
-/// Is a tool missing? Skip (with the reason) on a developer's machine; fail in CI.
-pub fn require_tools(tools: &[&str], install: &str) -> bool {
-    let missing: Vec<&str> = tools
-        .iter()
-        .copied()
-        .filter(|t| !std::path::Path::new(t).exists())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!("missing {} (install: {install})", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {message}");
-    }
-    eprintln!("skipped: {message}");
-    false
-}
-
 impl Browser {
     /// A fresh headless Chromium, or `None` (skipped) when it is not installed outside CI.
     pub async fn start() -> Option<Browser> {
-        if !require_tools(
+        if !super::require_tools(
             &[CHROMIUM, CHROMEDRIVER],
             "apt-get install chromium chromium-driver",
         ) {

@@ -1,0 +1,317 @@
+//! Results from live traffic: `GET /api/experiments/{key}/results`, `abproxy analyze
+//! --admin`, and `abproxy analyze --prometheus` against Debian's Prometheus scraping two
+//! replicas, one of which goes away.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::binary::BIN;
+use crate::support::*;
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+fn goals_config(moon: &MockUpstream, mars: &MockUpstream) -> String {
+    moon_mars_config(moon, mars, 50, 50)
+        + "    control: Moon
+    goals:
+      click: { event: button_click }
+      revenue: { event: purchase, value: { param: amount } }
+"
+}
+
+/// What a replica was driven with, per variant: (users, clicks, revenue sum).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Driven {
+    moon: (u64, u64, f64),
+    mars: (u64, u64, f64),
+}
+
+/// `n` new visitors; every third clicks; every fifth buys for 4.
+async fn drive(proxy: &TestProxy, n: usize) -> Driven {
+    let mut driven = Driven::default();
+    for i in 0..n {
+        let (_, headers, _) = get(&proxy.url("/"), &[]).await;
+        let jar = cookies_after(&headers, "");
+        let arm = if headers["x-upstream"] == "moon" {
+            &mut driven.moon
+        } else {
+            &mut driven.mars
+        };
+        arm.0 += 1;
+        let mut events = Vec::new();
+        if i % 3 == 0 {
+            events.push(r#"{"event": "button_click"}"#);
+            arm.1 += 1;
+        }
+        if i % 5 == 0 {
+            events.push(r#"{"event": "purchase", "params": {"amount": 4}}"#);
+            arm.2 += 4.0;
+        }
+        if !events.is_empty() {
+            let (status, _, body) = send_text(
+                http::Request::post(proxy.url("/_ab/events")).header("cookie", jar),
+                &format!("[{}]", events.join(",")),
+            )
+            .await;
+            assert_eq!(status, 202, "{body}");
+        }
+    }
+    driven
+}
+
+fn analyze(args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .arg("analyze")
+        .args(args)
+        .output()
+        .expect("abproxy runs");
+    assert!(
+        out.status.success(),
+        "abproxy analyze {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// The users, conversions and value sums of a report (or of results) per variant.
+fn observed(report: &Value) -> Driven {
+    let arm = |name: &str| {
+        let click = &report["goals"]["click"]["variants"][name];
+        let revenue = &report["goals"]["revenue"]["variants"][name];
+        (
+            click["users"].as_u64().unwrap(),
+            click["conversions"].as_u64().unwrap(),
+            revenue["mean"].as_f64().unwrap() * revenue["users"].as_f64().unwrap(),
+        )
+    };
+    let round = |(u, c, r): (u64, u64, f64)| (u, c, (r * 1e6).round() / 1e6);
+    Driven {
+        moon: round(arm("Moon")),
+        mars: round(arm("Mars")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_come_from_the_live_counts_through_the_api_and_analyze_admin() {
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = TestProxy::start(&goals_config(&moon, &mars)).await;
+    let driven = drive(&proxy, 60).await;
+    let admin = format!("http://{}", proxy.admin);
+
+    let (status, _, body) = get(&format!("{admin}/api/experiments/moon_mars/results"), &[]).await;
+    assert_eq!(status, 200);
+    let results: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(observed(&results), driven);
+    assert_eq!(results["control"], "Moon");
+    assert_eq!(results["run"]["number"], 1);
+    assert_eq!(results["confidence"], 0.95);
+    assert!(results["srm_p_value"].is_number());
+    assert!(results["verdicts"]["click"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("Mars"));
+    assert_eq!(
+        results["counts"]["weights"],
+        serde_json::json!({"Mars": 50.0, "Moon": 50.0})
+    );
+
+    let (status, _, body) = get(
+        &format!("{admin}/api/experiments/moon_mars/results?confidence=0.99"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let strict: Value = serde_json::from_slice(&body).unwrap();
+    let width = |r: &Value| {
+        let m = &r["goals"]["click"]["variants"]["Mars"];
+        m["ci_high"].as_f64().unwrap() - m["ci_low"].as_f64().unwrap()
+    };
+    assert!(width(&strict) > width(&results), "99% intervals are wider");
+    let (status, _, _) = get(
+        &format!("{admin}/api/experiments/moon_mars/results?confidence=2"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _, _) = get(&format!("{admin}/api/experiments/nope/results"), &[]).await;
+    assert_eq!(status, 404);
+
+    let from_cli = tokio::task::block_in_place(|| {
+        analyze(&[
+            "--admin",
+            &admin,
+            "--experiment",
+            "moon_mars",
+            "--format",
+            "json",
+        ])
+    });
+    assert_eq!(observed(&from_cli), driven);
+    assert_eq!(
+        from_cli["goals"]["click"]["variants"]["Mars"]["p_value"],
+        results["goals"]["click"]["variants"]["Mars"]["p_value"]
+    );
+    let table = tokio::task::block_in_place(|| {
+        Command::new(BIN)
+            .args(["analyze", "--admin", &admin])
+            .output()
+            .unwrap()
+    });
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("run 1 (since "), "{table}");
+    assert!(
+        table.contains("goal click") && table.contains("goal revenue"),
+        "{table}"
+    );
+    proxy.stop().await;
+}
+
+/// A Prometheus server on loopback scraping the given admin listeners every second.
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    async fn start(targets: &[SocketAddr]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: abproxy\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let ready = format!("{url}/-/ready");
+        eventually(Duration::from_secs(30), "Prometheus is ready", || {
+            let ready = ready.clone();
+            async move {
+                let client = client();
+                match client.request(request(&ready, &[])).await {
+                    Ok(r) => r.status() == 200,
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+        Prometheus {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// An instant query's single value (or `None` for an empty vector).
+    async fn value(&self, promql: &str) -> Option<f64> {
+        let url = format!(
+            "{}/api/v1/query?query={}",
+            self.url,
+            promql
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                })
+                .collect::<String>()
+        );
+        let (status, _, body) = get(&url, &[]).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(|v| v.parse().unwrap())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_prometheus_sums_two_replicas_and_keeps_one_that_went_away() {
+    if !require_tools(&[PROMETHEUS], "apt-get install prometheus") {
+        return;
+    }
+    let (moon, mars) = moon_and_mars().await;
+    let a = TestProxy::start(&goals_config(&moon, &mars)).await;
+    let b = TestProxy::start(&goals_config(&moon, &mars)).await;
+    let prometheus = Prometheus::start(&[a.admin, b.admin]).await;
+    let (from_a, from_b) = (drive(&a, 50).await, drive(&b, 30).await);
+    let all = |f: fn(&Driven) -> u64| (f(&from_a) + f(&from_b)) as f64;
+    let users = all(|d| d.moon.0 + d.mars.0);
+    eventually(
+        Duration::from_secs(20),
+        "Prometheus has scraped both replicas' final counts",
+        || async {
+            prometheus.value("sum(abproxy_assignments_total)").await == Some(users)
+                && prometheus
+                    .value(r#"sum(abproxy_conversions_total{goal="click"})"#)
+                    .await
+                    == Some(all(|d| d.moon.1 + d.mars.1))
+        },
+    )
+    .await;
+
+    // Replica b goes away: its series go stale, and a plain sum forgets it.
+    b.stop().await;
+    eventually(Duration::from_secs(20), "b's series are stale", || async {
+        prometheus.value("sum(abproxy_assignments_total)").await
+            == Some((from_a.moon.0 + from_a.mars.0) as f64)
+    })
+    .await;
+
+    let url = prometheus.url.clone();
+    let report = tokio::task::block_in_place(|| {
+        analyze(&[
+            "--prometheus",
+            &url,
+            "--experiment",
+            "moon_mars",
+            "--format",
+            "json",
+        ])
+    });
+    let sum = |x: (u64, u64, f64), y: (u64, u64, f64)| (x.0 + y.0, x.1 + y.1, x.2 + y.2);
+    assert_eq!(
+        observed(&report),
+        Driven {
+            moon: sum(from_a.moon, from_b.moon),
+            mars: sum(from_a.mars, from_b.mars),
+        },
+        "both replicas' counts, b's included after it went away"
+    );
+    assert_eq!(report["control"], "Moon");
+    assert!(
+        report["srm_p_value"].is_number(),
+        "weights came from the replicas"
+    );
+    a.stop().await;
+}
