@@ -313,6 +313,9 @@ pub fn verdict(
     let (Some(diff), Some(low), Some(high)) = (row.diff, row.ci_low, row.ci_high) else {
         return format!("{name} vs {control}: no data");
     };
+    if !(low.is_finite() && high.is_finite()) {
+        return format!("{name} vs {control}: not enough data yet (no devices in one arm)");
+    }
     let relation = if diff > 0.0 {
         "beats"
     } else if diff < 0.0 {
@@ -320,9 +323,7 @@ pub fn verdict(
     } else {
         "ties"
     };
-    let p = row
-        .p_value
-        .map_or("p = n/a".to_string(), |p| format!("p = {}", format_p(p)));
+    let p = row.p_value.map_or("p = n/a".to_string(), p_is);
     let conclusion = if srm_p_value.is_some_and(|p| p < SRM_THRESHOLD) {
         "sample-ratio mismatch — do not trust".to_string()
     } else if row.p_value_sequential.is_some_and(|p| p < alpha) {
@@ -347,7 +348,17 @@ fn points(x: f64) -> String {
     format!("{:+.1}", if rounded == 0.0 { 0.0 } else { rounded })
 }
 
-fn format_p(p: f64) -> String {
+/// `p = 0.035`, or `p < 0.001`.
+fn p_is(p: f64) -> String {
+    if p < 0.001 {
+        "p < 0.001".to_string()
+    } else {
+        format!("p = {p:.3}")
+    }
+}
+
+/// A p-value for a table cell: `0.035`, or `< 0.001`.
+pub fn format_p(p: f64) -> String {
     if p < 0.001 {
         "< 0.001".to_string()
     } else {
@@ -364,11 +375,14 @@ pub fn render_table(report: &Report) -> String {
     ));
     match report.srm_p_value {
         Some(p) if p < SRM_THRESHOLD => out.push_str(&format!(
-            "sample-ratio mismatch: p = {} — the split is not what was configured; do not trust these results\n",
-            format_p(p)
+            "sample-ratio mismatch: {} — the split is not what was configured; do not trust these results\n",
+            p_is(p)
         )),
-        Some(p) => out.push_str(&format!("sample ratio: ok (p = {})\n", format_p(p))),
+        Some(p) => out.push_str(&format!("sample ratio: ok ({})\n", p_is(p))),
         None => {}
+    }
+    if report.goals.is_empty() {
+        out.push_str("no goals: add `goals` to the experiment to measure conversions\n");
     }
     for (goal, g) in &report.goals {
         out.push_str(&format!("\ngoal {goal}\n"));

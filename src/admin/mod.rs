@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chart;
 pub mod page;
 
 use std::convert::Infallible;
@@ -231,6 +232,24 @@ fn experiments_page(app: &App, request: &Request<Incoming>) -> Response<Full<Byt
         _ => None,
     };
     let experiments = api::list(&snapshot);
+    let now = crate::count_store::unix_ms(std::time::SystemTime::now());
+    let settings = crate::analysis::Settings::default();
+    let outcomes: Vec<page::Outcome> = snapshot
+        .config
+        .experiments
+        .iter()
+        .filter_map(|e| {
+            let results = crate::results::collect(&snapshot, &app.counts.book, &e.key, now)?;
+            let report =
+                crate::analysis::analyze(&results.counts, settings).map_err(|e| e.to_string());
+            Some(page::Outcome {
+                title: e.title.clone(),
+                results,
+                report,
+                confidence: settings.confidence,
+            })
+        })
+        .collect();
     let body = page::experiments_page(&page::PageContext {
         experiments: &experiments,
         csrf,
@@ -238,6 +257,7 @@ fn experiments_page(app: &App, request: &Request<Incoming>) -> Response<Full<Byt
         notice,
         logged_in: csrf.is_some(),
         nonce: &nonce,
+        results: &outcomes,
     });
     html(StatusCode::OK, body, &nonce)
 }

@@ -3,7 +3,10 @@
 
 use serde_json::Value;
 
+use super::chart;
+use crate::analysis::Report;
 use crate::html::escape;
+use crate::results::ExperimentResults;
 
 /// Everything the page shows, from `api::list`.
 pub struct PageContext<'a> {
@@ -18,6 +21,16 @@ pub struct PageContext<'a> {
     pub logged_in: bool,
     /// A per-response nonce for the Content-Security-Policy.
     pub nonce: &'a str,
+    /// Each experiment's results, in config order.
+    pub results: &'a [Outcome],
+}
+
+/// An experiment's last-run results and their analysis (or why there is none).
+pub struct Outcome {
+    pub title: String,
+    pub results: ExperimentResults,
+    pub report: Result<Report, String>,
+    pub confidence: f64,
 }
 
 const PALETTE: &[&str] = &[
@@ -64,6 +77,23 @@ const STYLE: &str = r#"
   .login { max-width: 360px; margin: 12vh auto; background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 24px; }
   .login form { flex-direction: column; align-items: stretch; }
   .login input { padding: 6px 8px; border: 1px solid #cfd4dc; border-radius: 4px; }
+  h2 { font-size: 16px; margin: 28px 0 10px; }
+  section.results { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; margin-bottom: 14px; }
+  section.results h3 { font-size: 15px; margin: 0 0 6px; }
+  .goal { border-top: 1px solid var(--line); padding-top: 10px; margin-top: 10px; }
+  .goal h4 { margin: 0 0 4px; font-size: 14px; }
+  .verdict { margin: 2px 0; font-weight: 600; }
+  .verdict.significant { color: #2b8a3e; }
+  .verdict.srm { color: #c92a2a; }
+  table.report { border-collapse: collapse; margin: 8px 0; }
+  table.report th, table.report td { padding: 3px 12px 3px 0; text-align: right; font-size: 13px; white-space: nowrap; }
+  table.report th:first-child, table.report td:first-child { text-align: left; }
+  table.report th { color: var(--muted); font-weight: 500; font-size: 12px; }
+  .charts { display: flex; flex-wrap: wrap; gap: 12px; }
+  svg.chart { background: #fbfcfd; border: 1px solid var(--line); border-radius: 6px; max-width: 100%; height: auto; }
+  svg.chart .grid { stroke: #e4e7ec; stroke-width: 1; }
+  svg.chart .tick, svg.chart .label { font: 11px system-ui, sans-serif; fill: #667085; }
+  svg.chart .label { fill: #1f2430; font-size: 12px; }
 "#;
 
 const SCRIPT: &str = r#"
@@ -142,9 +172,12 @@ pub fn experiments_page(ctx: &PageContext) -> String {
 {rows}
 </tbody>
 </table>
+<h2>Results</h2>
+{results}
 </main>
 <script nonce="{nonce}">{SCRIPT}</script>"#,
         nonce = escape(ctx.nonce),
+        results = ctx.results.iter().map(results_section).collect::<String>(),
     );
     document("abproxy · experiments", &csrf_meta, &body)
 }
@@ -296,6 +329,159 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
             " · tag-only"
         },
     )
+}
+
+/// One experiment's results: per goal the verdicts, the table and the two charts.
+fn results_section(outcome: &Outcome) -> String {
+    let counts = &outcome.results.counts;
+    let key = escape(&counts.experiment);
+    let run = match &outcome.results.run {
+        Some(r) => match &r.ended_at {
+            Some(end) => format!(
+                "run {} · <time>{}</time> – <time>{}</time>",
+                r.number,
+                escape(&r.started_at),
+                escape(end)
+            ),
+            None => format!(
+                "run {} · since <time>{}</time>",
+                r.number,
+                escape(&r.started_at)
+            ),
+        },
+        None => "never run".to_string(),
+    };
+    let mut out = format!(
+        r#"<section class="results" data-key="{key}"><h3>{title} <code>{key}</code></h3><div class="muted">{run} · control {control}</div>"#,
+        title = escape(&outcome.title),
+        control = escape(counts.control.as_deref().unwrap_or("")),
+    );
+    let report = match &outcome.report {
+        Err(why) => {
+            out.push_str(&format!(
+                r#"<p class="muted">{}</p></section>"#,
+                escape(why)
+            ));
+            return out;
+        }
+        Ok(report) => report,
+    };
+    if report.goals.is_empty() {
+        out.push_str(
+            r#"<p class="muted">No goals configured: add <code>goals</code> to the experiment to measure conversions.</p></section>"#,
+        );
+        return out;
+    }
+    let srm = match report.srm_p_value {
+        Some(p) if p < crate::analysis::SRM_THRESHOLD => format!(
+            r#"<p class="verdict srm">Sample-ratio mismatch (p = {p:.1e}): the split does not match the weights — do not trust these results.</p>"#
+        ),
+        Some(p) => format!(r#"<div class="muted">sample ratio ok (p = {p:.3})</div>"#),
+        None => String::new(),
+    };
+    out.push_str(&srm);
+    let color_of = |name: &str| {
+        let index = counts.variants.keys().position(|k| k == name).unwrap_or(0);
+        PALETTE[index % PALETTE.len()]
+    };
+    let z = crate::stats::z_critical(outcome.confidence);
+    for (goal, g) in &report.goals {
+        out.push_str(&format!(
+            r#"<div class="goal"><h4>goal {}</h4>"#,
+            escape(goal)
+        ));
+        for verdict in &g.verdicts {
+            let class = if verdict.contains("do not trust") {
+                " srm"
+            } else if verdict.ends_with("; significant") {
+                " significant"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                r#"<p class="verdict{class}">{}</p>"#,
+                escape(verdict)
+            ));
+        }
+        out.push_str(&format!(
+            r#"<table class="report"><tr><th>variant</th><th>users</th><th>conversions</th><th>rate</th><th>diff [{conf:.0}% CI]</th><th>p</th><th>p holm</th><th>p seq</th><th>P(beat)</th></tr>"#,
+            conf = outcome.confidence * 100.0
+        ));
+        let mut rate_rows = Vec::new();
+        let mut lines = Vec::new();
+        for (name, row) in g.variants.iter() {
+            let cell = |x: Option<f64>, f: &dyn Fn(f64) -> String| {
+                x.filter(|x| x.is_finite()).map_or(String::new(), f)
+            };
+            let pts = |x: f64| format!("{:+.1}", 100.0 * x);
+            let diff = match (row.diff, row.ci_low, row.ci_high) {
+                (Some(d), Some(l), Some(h)) if l.is_finite() && h.is_finite() => {
+                    format!("{} [{}, {}]", pts(d), pts(l), pts(h))
+                }
+                _ if name == &report.control => "control".to_string(),
+                _ => String::new(),
+            };
+            let p = |x: f64| escape(&crate::analysis::format_p(x));
+            out.push_str(&format!(
+                r#"<tr><td><span class="swatch" style="background:{color}"></span>{name}</td><td>{users}</td><td>{conversions}</td><td>{rate:.2}%</td><td>{diff}</td><td>{pv}</td><td>{ph}</td><td>{ps}</td><td>{beat}</td></tr>"#,
+                color = color_of(name),
+                name = escape(name),
+                users = row.users,
+                conversions = row.conversions,
+                rate = 100.0 * row.rate,
+                pv = cell(row.p_value, &p),
+                ph = cell(row.p_value_holm, &p),
+                ps = cell(row.p_value_sequential, &p),
+                beat = cell(row.chance_to_beat_control, &|x| format!("{:.1}%", 100.0 * x)),
+            ));
+            let half = if row.users > 0 {
+                z * (row.rate * (1.0 - row.rate) / row.users as f64).sqrt()
+            } else {
+                f64::NAN
+            };
+            rate_rows.push((
+                name.as_str(),
+                row.rate,
+                (row.rate - half).max(0.0),
+                (row.rate + half).min(1.0),
+            ));
+            let history = outcome.results.history.variants.get(name.as_str());
+            let assigned: Vec<(u64, u64)> = history
+                .map(|h| h.series.iter().map(|(t, v)| (*t, v.assigned)).collect())
+                .unwrap_or_default();
+            let converted: Vec<(u64, u64)> = history
+                .and_then(|h| h.goals.get(goal))
+                .map(|g| g.series.iter().map(|(t, v)| (*t, v.conversions)).collect())
+                .unwrap_or_default();
+            lines.push((name.as_str(), chart::cumulative_rate(&assigned, &converted)));
+        }
+        out.push_str("</table>");
+        let rows: Vec<chart::RateRow> = rate_rows
+            .iter()
+            .map(|&(name, rate, low, high)| chart::RateRow {
+                name,
+                color: color_of(name),
+                rate,
+                low,
+                high,
+            })
+            .collect();
+        let lines: Vec<chart::Line> = lines
+            .into_iter()
+            .map(|(name, points)| chart::Line {
+                name,
+                color: color_of(name),
+                points,
+            })
+            .collect();
+        out.push_str(&format!(
+            r#"<div class="charts">{}{}</div></div>"#,
+            chart::rates_with_intervals(&rows, outcome.confidence),
+            chart::rates_over_time(&lines)
+        ));
+    }
+    out.push_str("</section>");
+    out
 }
 
 pub fn login_page(error: Option<&str>) -> String {

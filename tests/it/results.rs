@@ -315,3 +315,42 @@ async fn analyze_prometheus_sums_two_replicas_and_keeps_one_that_went_away() {
     );
     a.stop().await;
 }
+
+/// The admin page shows, per goal, the verdicts, the table and two server-drawn SVG
+/// charts (the rate over time needs the history the flusher writes each second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_shows_results_tables_and_charts() {
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = TestProxy::start(&goals_config(&moon, &mars)).await;
+    let first = drive(&proxy, 30).await;
+    tokio::time::sleep(abproxy::count_store::FLUSH_INTERVAL + Duration::from_millis(300)).await;
+    let second = drive(&proxy, 30).await;
+    let (status, headers, body) = get(&format!("http://{}/experiments", proxy.admin), &[]).await;
+    assert_eq!(status, 200);
+    let page = String::from_utf8(body.to_vec()).unwrap();
+    let section = &page[page
+        .find(r#"<section class="results" data-key="moon_mars">"#)
+        .expect("a results section")..];
+    assert!(section.contains("goal click") && section.contains("goal revenue"));
+    let verdicts = section.matches(r#"<p class="verdict"#).count();
+    assert_eq!(
+        verdicts, 2,
+        "one verdict per goal (one variant against the control)"
+    );
+    let moon_users = first.moon.0 + second.moon.0;
+    assert!(
+        section.contains(&format!("Moon</td><td>{moon_users}</td>")),
+        "Moon's users in the table"
+    );
+    assert_eq!(section.matches("<svg").count(), 4, "two charts per goal");
+    assert_eq!(
+        section.matches("<polyline").count(),
+        4,
+        "a line per variant and goal"
+    );
+    assert!(!section.contains("not enough history yet"));
+    assert!(!page.contains("src=\"http"), "no external resources");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    proxy.stop().await;
+}
