@@ -22,6 +22,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Every count of every run, durable in `<data_dir>/counts/` (fixed at start-up).
     pub counts: Arc<CountStore>,
+    /// The JSON-lines export, when configured (fixed at start-up).
+    pub export: Option<Arc<crate::export::Exporter>>,
     config_path: PathBuf,
     /// Fixed at start-up, like the listen addresses.
     runs_store: RunStore,
@@ -123,6 +125,19 @@ impl App {
         );
         let counts = Arc::new(counts);
         let metrics = Metrics::new();
+        let export = match &config.export {
+            None => None,
+            Some(export) => Some(Arc::new(
+                crate::export::Exporter::start(export, metrics.export_dropped.clone()).map_err(
+                    |e| {
+                        whole_file(format!(
+                            "cannot write the export in {}: {e}",
+                            export.dir.display()
+                        ))
+                    },
+                )?,
+            )),
+        };
         let prepared = prepare(config_path, config, &book, &env)?;
         if let crate::secret::Source::Generated(file) = &prepared.secret_source {
             tracing::warn!(
@@ -146,12 +161,14 @@ impl App {
             prepared.admin_token,
             &metrics,
             &counts.book,
+            export.clone(),
             None,
         );
         Ok(App {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             counts,
+            export,
             config_path: config_path.to_path_buf(),
             runs_store,
             env,
@@ -223,9 +240,10 @@ impl App {
         if config.listen != previous.config.listen
             || config.admin_listen != previous.config.admin_listen
             || config.data_dir != previous.config.data_dir
+            || config.export != previous.config.export
         {
             tracing::warn!(
-                "config {}: listen addresses or data_dir changed; they take effect only after a restart \
+                "config {}: listen addresses, data_dir or export changed; they take effect only after a restart \
                  (still listening on {} and admin {}, data in {})",
                 self.config_path.display(),
                 previous.config.listen,
@@ -235,6 +253,7 @@ impl App {
         }
         // The data directory in force is the one the run book was read from.
         config.data_dir = previous.config.data_dir.clone();
+        config.export = previous.config.export.clone();
         prepare(&self.config_path, config, &previous.runs, &self.env)
     }
 
@@ -268,6 +287,7 @@ impl App {
             prepared.admin_token,
             &self.metrics,
             &self.counts.book,
+            self.export.clone(),
             Some(&previous),
         );
         self.snapshot.store(Arc::new(snapshot));

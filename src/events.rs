@@ -88,7 +88,7 @@ pub async fn handle(
             snapshot.events_unmatched.inc();
         }
         if pins.known {
-            conversions += pins.record_goals(snapshot, |e| {
+            conversions += pins.record_goals(snapshot, &device.id, |e| {
                 crate::goals::reached_by_event(e, &event.name, &event.params)
             });
         }

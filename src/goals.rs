@@ -91,23 +91,21 @@ pub fn event_is_known<'a>(
 
 /// Count goal `goal` (with `value`) for the device pinned in `entry`, if it belongs to
 /// the current run's population and has not converted on that goal in this run. Returns
-/// whether it counted (then `entry` records it).
+/// the variant it counted for (then `entry` records it), or `None`.
 pub fn convert(
     experiment: &ExperimentPlan,
     entry: &mut Entry,
     goal: usize,
     value: Option<f64>,
-) -> bool {
+) -> Option<usize> {
     let name = &experiment.goals[goal].name;
     if experiment.run != Some(entry.run) || entry.goals.iter().any(|g| g == name) {
-        return false;
+        return None;
     }
-    let Some(variant) = experiment.variant_index(&entry.variant) else {
-        return false;
-    };
+    let variant = experiment.variant_index(&entry.variant)?;
     experiment.variants[variant].goals[goal].convert(value);
     entry.goals.push(name.clone());
-    true
+    Some(variant)
 }
 
 /// An event parameter as text, for `params` filters (`"a"` → a, `3` → 3, `true` → true).
@@ -247,9 +245,9 @@ mod tests {
             run: 2,
             goals: vec![],
         };
-        assert!(convert(&p, &mut entry, 1, Some(10.0)));
+        assert_eq!(convert(&p, &mut entry, 1, Some(10.0)), Some(1));
         assert!(
-            !convert(&p, &mut entry, 1, Some(10.0)),
+            convert(&p, &mut entry, 1, Some(10.0)).is_none(),
             "the second time is not counted"
         );
         assert_eq!(entry.goals, vec!["revenue".to_string()]);
@@ -268,17 +266,17 @@ mod tests {
             goals: vec![],
         };
         assert!(
-            !convert(&p, &mut earlier_run, 0, None),
+            convert(&p, &mut earlier_run, 0, None).is_none(),
             "devices of an earlier run are not counted"
         );
         let mut uncounted = Entry {
             run: crate::sticky::UNCOUNTED_RUN,
             ..earlier_run.clone()
         };
-        assert!(!convert(&p, &mut uncounted, 0, None));
+        assert!(convert(&p, &mut uncounted, 0, None).is_none());
         let (inactive, _) = plan(None);
         assert!(
-            !convert(
+            convert(
                 &inactive,
                 &mut Entry {
                     run: 2,
@@ -286,7 +284,8 @@ mod tests {
                 },
                 0,
                 None
-            ),
+            )
+            .is_none(),
             "no run in force, nothing counts"
         );
     }

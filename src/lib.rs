@@ -34,6 +34,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod experiment;
+pub mod export;
 pub mod frontend;
 pub mod fsutil;
 pub mod goals;

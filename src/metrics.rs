@@ -34,6 +34,7 @@ pub const EVENTS_UNMATCHED: &str = "abproxy_events_unmatched_total";
 pub const ASSIGNMENT_COOKIE_REJECTED: &str = "abproxy_assignment_cookie_rejected_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "abproxy_config_last_reload_success_timestamp_seconds";
 pub const EXPERIMENT_RUN: &str = "abproxy_experiment_run";
+pub const EXPORT_DROPPED: &str = "abproxy_export_dropped_total";
 
 /// The `code_class` label values, indexed by [`code_class_index`].
 pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
@@ -55,6 +56,7 @@ pub struct Metrics {
     pub assignment_cookie_rejected: IntCounterVec,
     pub events_received: IntCounter,
     pub events_unmatched: IntCounter,
+    pub export_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -84,6 +86,10 @@ impl Metrics {
         let events_unmatched = plain(
             EVENTS_UNMATCHED,
             "Accepted events whose name no goal uses (names are never labels).",
+        );
+        let export_dropped = plain(
+            EXPORT_DROPPED,
+            "Export lines dropped because the export writer fell behind (the counts are unaffected).",
         );
         let assignment_cookie_rejected = counter(
             ASSIGNMENT_COOKIE_REJECTED,
@@ -143,6 +149,7 @@ impl Metrics {
             assignment_cookie_rejected,
             events_received,
             events_unmatched,
+            export_dropped,
         }
     }
 

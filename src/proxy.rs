@@ -96,7 +96,7 @@ async fn handle(
         };
         if let Some((method, path)) = goal_request {
             let (status, response_headers) = (response.status(), response.headers());
-            routing.pins.record_goals(snapshot, |e| {
+            routing.pins.record_goals(snapshot, &device.id, |e| {
                 crate::goals::reached_by_request(e, &method, &path, status, response_headers)
             });
         }

@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::device::{cookie_value, set_cookie, Device};
 use crate::experiment::{ExperimentPlan, Inputs};
+use crate::export::Kind;
 use crate::snapshot::Snapshot;
 use crate::sticky::{Assignments, Entry, UNCOUNTED_RUN};
 use crate::targeting::RequestFacts;
@@ -19,7 +20,8 @@ pub struct Routing<'s> {
     /// The device's pins after this request (written back by `finish`).
     pub pins: Pins,
     /// Assignments to count once the cookie that pins them is known to hold them.
-    newly_counted: Vec<(usize, &'s crate::counts::VariantCounters)>,
+    /// (index of the cookie entry, experiment, variant index).
+    newly_counted: Vec<(usize, &'s ExperimentPlan, usize)>,
     qa_cookie: Option<HeaderValue>,
 }
 
@@ -75,6 +77,7 @@ impl Pins {
     pub fn record_goals(
         &mut self,
         snapshot: &Snapshot,
+        device_id: &str,
         reached: impl Fn(&ExperimentPlan) -> Vec<(usize, Option<f64>)>,
     ) -> usize {
         let mut counted = 0;
@@ -88,7 +91,14 @@ impl Pins {
                 continue;
             };
             for (goal, value) in reached(experiment) {
-                if crate::goals::convert(experiment, entry, goal, value) {
+                if let Some(variant) = crate::goals::convert(experiment, entry, goal, value) {
+                    snapshot.export(
+                        Kind::Conversion,
+                        experiment,
+                        variant,
+                        device_id,
+                        Some((goal, value)),
+                    );
                     counted += 1;
                     self.changed = true;
                 }
@@ -120,9 +130,10 @@ impl Routing<'_> {
             let (cookie, kept) = self.pins.cookie(snapshot, device);
             cookies.push(cookie);
             // Only pins that fit in the cookie are counted: the others will be assigned again.
-            for (index, counter) in self.newly_counted {
+            for (index, experiment, variant) in self.newly_counted {
                 if index < kept {
-                    counter.assign();
+                    experiment.variants[variant].counts.assign();
+                    snapshot.export(Kind::Assignment, experiment, variant, &device.id, None);
                 }
             }
         }
@@ -203,12 +214,19 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         let variant = &experiment.variants[decision.variant];
         if decision.exposed {
             variant.counts.expose();
+            snapshot.export(
+                Kind::Exposure,
+                experiment,
+                decision.variant,
+                &device.id,
+                None,
+            );
         }
         match (decision.newly_assigned_in_run, pinned_entry) {
             (Some(run), _) => {
                 let run = if pins_known { run } else { UNCOUNTED_RUN };
                 if pins_known {
-                    newly_counted.push((next.entries.len(), &*variant.counts));
+                    newly_counted.push((next.entries.len(), experiment, decision.variant));
                 }
                 next.entries.push(Entry {
                     experiment: experiment.key.clone(),

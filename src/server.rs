@@ -75,9 +75,15 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         );
     }
     // Every request has finished counting: write the last of it.
-    tokio::task::spawn_blocking(move || flusher.stop())
-        .await
-        .expect("the flusher does not panic");
+    let export = app.export.clone();
+    tokio::task::spawn_blocking(move || {
+        flusher.stop();
+        if let Some(export) = export {
+            export.stop();
+        }
+    })
+    .await
+    .expect("the flusher does not panic");
     let _ = stop_admin.send(true);
     let admin_connections = admin_task.await.expect("the accept loop does not panic");
     let _ = tokio::time::timeout(ADMIN_LINGER, admin_connections.shutdown()).await;

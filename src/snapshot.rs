@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub admin_token: Option<crate::admin::auth::AdminToken>,
     /// `abproxy_assignment_cookie_rejected_total`, by `Rejected` discriminant.
     pub rejected_cookies: [prometheus::IntCounter; 2],
+    /// The JSON-lines export, when configured.
+    pub export: Option<Arc<crate::export::Exporter>>,
 }
 
 pub struct UpstreamTarget {
@@ -68,6 +70,7 @@ impl Snapshot {
         admin_token: Option<crate::admin::auth::AdminToken>,
         metrics: &Metrics,
         counts: &crate::counts::CountBook,
+        export: Option<Arc<crate::export::Exporter>>,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
         let upstreams: Vec<UpstreamTarget> = config
@@ -117,6 +120,7 @@ impl Snapshot {
             events_unmatched: metrics.events_unmatched.clone(),
             runs,
             admin_token,
+            export,
             rejected_cookies: crate::sticky::Rejected::LABELS.map(|reason| {
                 metrics
                     .assignment_cookie_rejected
@@ -127,6 +131,29 @@ impl Snapshot {
 
     pub fn host_policy(&self) -> HostPolicy {
         self.config.host_header
+    }
+
+    /// Hand one counted event to the export, if there is one. `variant` indexes
+    /// `plan.variants`; `goal` indexes `plan.goals`.
+    pub fn export(
+        &self,
+        kind: crate::export::Kind,
+        plan: &ExperimentPlan,
+        variant: usize,
+        device_id: &str,
+        goal: Option<(usize, Option<f64>)>,
+    ) {
+        let Some(export) = &self.export else { return };
+        export.send(crate::export::ExportEvent {
+            ts: std::time::SystemTime::now(),
+            kind,
+            experiment: plan.key.clone(),
+            run: plan.run.unwrap_or(0),
+            variant: plan.variants[variant].name.clone(),
+            device_id: device_id.to_string(),
+            goal: goal.map(|(g, _)| plan.goals[g].name.clone()),
+            value: goal.and_then(|(_, v)| v),
+        });
     }
 }
 

@@ -37,9 +37,22 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// QA overrides, off unless configured.
     pub qa_override: Option<QaOverride>,
+    /// The JSON-lines export of every exposure, assignment and conversion (off unless
+    /// configured; fixed at start-up, like `data_dir`).
+    pub export: Option<ExportConfig>,
     /// In file order: the first routing experiment that applies picks the upstream, and
     /// `X-AB-Assignments` lists experiments in this order.
     pub experiments: Vec<Experiment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// `events.jsonl` and the rotated `events-<unix ms>.jsonl` go here.
+    pub dir: PathBuf,
+    /// Rotate once the current file is past this many bytes.
+    pub max_file_size: u64,
+    /// Rotated files kept (the oldest are removed); 0 keeps them all.
+    pub keep_files: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::yaml::{Key, Node, Pos, Value};
 use super::{
-    Config, CookieConfig, Experiment, Goal, HostPolicy, Match, PoolConfig, QaOverride, State,
-    Timeouts, Trigger, Upstream, ValueSource, Variant,
+    Config, CookieConfig, Experiment, ExportConfig, Goal, HostPolicy, Match, PoolConfig,
+    QaOverride, State, Timeouts, Trigger, Upstream, ValueSource, Variant,
 };
 use crate::names;
 use crate::targeting::{DeviceClass, Pattern, Target};
@@ -221,6 +221,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
             "data_dir",
             "secret_file",
             "qa_override",
+            "export",
             "experiments",
         ],
     )?;
@@ -333,6 +334,10 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         None => None,
         Some((key, node)) => Some(qa_override(key, node)?),
     };
+    let export = match top.get("export") {
+        None => None,
+        Some((key, node)) => Some(export(key, node)?),
+    };
     Ok(Config {
         listen,
         admin_listen,
@@ -346,6 +351,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         secret_file,
         admin_token_file,
         qa_override,
+        export,
         experiments,
     })
 }
@@ -436,6 +442,70 @@ fn unknown_upstream(name: &str, upstreams: &[Upstream]) -> String {
             known.join(", ")
         }
     )
+}
+
+/// `export: { dir: …, max_file_size: 64MiB, keep_files: 10 }`
+fn export(key: &Key, node: &Node) -> Result<ExportConfig> {
+    let f = Fields::new(
+        node,
+        "export",
+        key.pos,
+        &["dir", "max_file_size", "keep_files"],
+    )?;
+    let Some(dir) = f.path("dir")? else {
+        return error(
+            key.pos,
+            "export",
+            "missing key `dir` (where the JSON-lines files go)",
+        );
+    };
+    let max_file_size = match f.get("max_file_size") {
+        None => DEFAULT_EXPORT_FILE_SIZE,
+        Some((key, node)) => {
+            let path = f.child_path(key);
+            let text = scalar(key, node, &path)?;
+            match parse_size(text) {
+                Some(n) if (MIN_EXPORT_FILE_SIZE..=MAX_EXPORT_FILE_SIZE).contains(&n) => n,
+                _ => return error(
+                    key.pos,
+                    &path,
+                    format!(
+                        "`{text}` is not a size from 1KiB to 4GiB (e.g. 64MiB, 512KiB, 1000000)"
+                    ),
+                ),
+            }
+        }
+    };
+    let keep_files = match f.get("keep_files") {
+        None => DEFAULT_EXPORT_KEEP_FILES,
+        Some((key, node)) => integer(key, node, &f.child_path(key), 0, 100_000)? as usize,
+    };
+    Ok(ExportConfig {
+        dir,
+        max_file_size,
+        keep_files,
+    })
+}
+
+const DEFAULT_EXPORT_FILE_SIZE: u64 = 64 * 1024 * 1024;
+const MIN_EXPORT_FILE_SIZE: u64 = 1024;
+const MAX_EXPORT_FILE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
+const DEFAULT_EXPORT_KEEP_FILES: usize = 10;
+
+/// `1000000`, `512KiB`, `64MiB`, `1GiB` (binary units; `KB`/`MB`/`GB` are decimal).
+fn parse_size(text: &str) -> Option<u64> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &text[digits.len()..] {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(unit)
 }
 
 fn integer(key: &Key, node: &Node, path: &str, min: u64, max: u64) -> Result<u64> {

@@ -346,3 +346,50 @@ fn experiment_lifecycle_settings_are_validated() {
             .contains("must differ")
     );
 }
+
+#[test]
+fn export_and_control_are_optional_and_checked() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.export, None);
+    assert_eq!(c.experiments[0].control, "Moon", "the fallback by default");
+    let with = format!(
+        "{MINIMAL}export:\n  dir: /var/lib/abproxy/export\n  max_file_size: 512KiB\n  keep_files: 0\n"
+    );
+    assert_eq!(
+        parse(&with).unwrap().export,
+        Some(ExportConfig {
+            dir: "/var/lib/abproxy/export".into(),
+            max_file_size: 512 * 1024,
+            keep_files: 0
+        })
+    );
+    let defaults = parse(&format!("{MINIMAL}export:\n  dir: out\n"))
+        .unwrap()
+        .export
+        .unwrap();
+    assert_eq!(
+        (defaults.max_file_size, defaults.keep_files),
+        (64 << 20, 10)
+    );
+    let lines = MINIMAL.lines().count();
+    assert_eq!(
+        error(&format!("{MINIMAL}export:\n  dir: out\n  max_file_size: 12 parsecs\n")),
+        format!(
+            "test.yaml:{}:3: export.max_file_size: `12 parsecs` is not a size from 1KiB to 4GiB (e.g. 64MiB, 512KiB, 1000000)",
+            lines + 3
+        )
+    );
+    assert!(
+        error(&format!("{MINIMAL}export:\n  max_file_size: 1MiB\n")).contains("missing key `dir`")
+    );
+    let control = MINIMAL.replace(
+        "    fallback: Moon\n",
+        "    fallback: Moon\n    control: Mars\n",
+    );
+    assert_eq!(parse(&control).unwrap().experiments[0].control, "Mars");
+    let unknown = MINIMAL.replace(
+        "    fallback: Moon\n",
+        "    fallback: Moon\n    control: Venus\n",
+    );
+    assert!(error(&unknown).contains("experiments.moon_mars.control: `Venus` is not a variant"));
+}

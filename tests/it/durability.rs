@@ -220,3 +220,84 @@ fn million_event_log(events: u64) -> (String, (f64, f64)) {
     }
     (text, ((moon + mars) as f64, clicks as f64))
 }
+
+/// `export:` writes every exposure, assignment and conversion as a JSON line, rotating
+/// by size; a graceful stop flushes the last lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_lines_export_holds_every_counted_event() {
+    let (moon, mars) = moon_and_mars().await;
+    let dir = tempfile::tempdir().unwrap();
+    let export_dir = dir.path().join("export");
+    let yaml = moon_mars_config(&moon, &mars, 50, 50)
+        + &format!(
+            "    goals:
+      click: {{ event: button_click }}
+      revenue: {{ event: purchase, value: {{ param: amount }} }}
+export:
+  dir: {}
+  max_file_size: 2KiB
+  keep_files: 0
+",
+            export_dir.display()
+        );
+    let config_path = dir.path().join("abproxy.yaml");
+    std::fs::write(&config_path, with_data_dir(&yaml, dir.path())).unwrap();
+    let proxy = TestProxy::start_at(dir, config_path).await;
+    visit_and_convert(proxy.addr, 25).await;
+    let counted = totals(proxy.admin).await;
+    let (_dir, _) = proxy.stop_keep_files().await;
+
+    let rotated = abproxy::export::rotated_files(&export_dir).unwrap();
+    assert!(rotated.len() >= 2, "rotated by size: {rotated:?}");
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    files.push(export_dir.join("events.jsonl"));
+    let mut by_type = std::collections::HashMap::<String, usize>::new();
+    let mut assigned = std::collections::HashMap::<String, String>::new();
+    let mut revenue = 0.0;
+    let mut lines = Vec::new();
+    for file in &files {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            lines.push(serde_json::from_str::<serde_json::Value>(line).expect("a JSON line"));
+        }
+    }
+    for l in &lines {
+        let kind = l["type"].as_str().unwrap().to_string();
+        assert_eq!(
+            (l["experiment"].as_str(), l["run"].as_u64()),
+            (Some("moon_mars"), Some(1))
+        );
+        assert!(l["ts"].as_str().unwrap().ends_with('Z'));
+        let (device, variant) = (
+            l["device_id"].as_str().unwrap(),
+            l["variant"].as_str().unwrap(),
+        );
+        match kind.as_str() {
+            "assignment" => {
+                assigned.insert(device.to_string(), variant.to_string());
+            }
+            "conversion" => {
+                assert_eq!(
+                    assigned.get(device).map(String::as_str),
+                    Some(variant),
+                    "converted as assigned"
+                );
+                if l["goal"] == "revenue" {
+                    revenue += l["value"].as_f64().unwrap();
+                } else {
+                    assert_eq!(l["goal"], "click");
+                    assert!(l.get("value").is_none());
+                }
+            }
+            "exposure" => assert!(l.get("goal").is_none()),
+            other => panic!("unknown type {other}"),
+        }
+        *by_type.entry(kind).or_default() += 1;
+    }
+    assert_eq!(by_type["assignment"], 25);
+    assert_eq!(by_type["exposure"], 25, "one page each");
+    assert_eq!(by_type["conversion"], 50, "a click and a purchase each");
+    assert_eq!(
+        (counted.assigned, counted.clicks, counted.revenue),
+        (25.0, 25.0, revenue)
+    );
+}
