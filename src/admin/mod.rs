@@ -79,8 +79,8 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                 Ok(_) => json(StatusCode::OK, &api::list(&snapshot)),
             }
         }
-        p if p.starts_with("/api/experiments/") && p.ends_with("/results") && read => {
-            let key = &p["/api/experiments/".len()..p.len() - "/results".len()];
+        p if results_key(p).is_some() && read => {
+            let key = results_key(p).expect("matched");
             let snapshot = app.snapshot();
             if let Err(denied) = authorize(&snapshot, request.headers(), Need::Read) {
                 return denied;
@@ -134,7 +134,7 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                 b"method not allowed\n".to_vec(),
             )
         }
-        p if p.starts_with("/api/experiments/") && p.ends_with("/results") => json(
+        p if results_key(p).is_some() => json(
             StatusCode::METHOD_NOT_ALLOWED,
             &serde_json::json!({"error": "use GET"}),
         ),
@@ -148,6 +148,13 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
             b"not found; try /experiments, /api/experiments or /metrics\n".to_vec(),
         ),
     }
+}
+
+/// `/api/experiments/{key}/results` → `key` (not empty).
+fn results_key(path: &str) -> Option<&str> {
+    path.strip_prefix("/api/experiments/")?
+        .strip_suffix("/results")
+        .filter(|key| !key.is_empty())
 }
 
 /// `?confidence=0.99` (default 0.95).

@@ -466,13 +466,15 @@ fn export(key: &Key, node: &Node) -> Result<ExportConfig> {
             let text = scalar(key, node, &path)?;
             match parse_size(text) {
                 Some(n) if (MIN_EXPORT_FILE_SIZE..=MAX_EXPORT_FILE_SIZE).contains(&n) => n,
-                _ => return error(
-                    key.pos,
-                    &path,
-                    format!(
+                _ => {
+                    return error(
+                        key.pos,
+                        &path,
+                        format!(
                         "`{text}` is not a size from 1KiB to 4GiB (e.g. 64MiB, 512KiB, 1000000)"
                     ),
-                ),
+                    )
+                }
             }
         }
     };

@@ -138,6 +138,11 @@ async fn results_come_from_the_live_counts_through_the_api_and_analyze_admin() {
     assert_eq!(status, 400);
     let (status, _, _) = get(&format!("{admin}/api/experiments/nope/results"), &[]).await;
     assert_eq!(status, 404);
+    // Paths that only look like a results path get an answer, not a dropped connection.
+    for path in ["/api/experiments/results", "/api/experiments//results"] {
+        let (status, _, _) = get(&format!("{admin}{path}"), &[]).await;
+        assert_eq!(status, 405, "{path}");
+    }
 
     let from_cli = tokio::task::block_in_place(|| {
         analyze(&[
