@@ -4,13 +4,18 @@
 //!   counter, see `counts::Record`) to `counts-<generation>.log` and fsyncs it. A
 //!   `kill -9` or power loss therefore loses at most the last second; a graceful stop
 //!   flushes once more after the last request has finished, and loses nothing.
-//! - At start-up every log is read oldest generation first; each counter takes its last
-//!   good record. A line whose checksum does not match, or a torn last line, is reported
-//!   (file and line) and skipped; the file is kept as `*.corrupt` for inspection.
+//! - At start-up every log is read; a counter's value is the largest total any good
+//!   record gives it (counters only grow within a run), so the order files are read in,
+//!   or a generation left behind by a crash, cannot roll a count back. A line whose
+//!   checksum does not match, or a torn last line, is reported (file and line) and
+//!   skipped; once the compacted log is safely written the damaged file is kept as
+//!   `*.corrupt` for inspection.
 //! - Then, and whenever the log passes [`COMPACT_AT_BYTES`], the history is compacted
 //!   into a new generation (each counter's thinned series) written atomically, and the
-//!   older logs are removed. A crash half-way leaves either the old logs or both, and
-//!   reading both gives the same totals.
+//!   older logs are removed.
+//! - A failed append is cut back off the file, so the retry starts on a clean line.
+//! - `counts/LOCK` is held (an exclusive advisory lock) for as long as the store is open:
+//!   a second process on the same data directory is refused before it reads anything.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -31,6 +36,11 @@ const SUFFIX: &str = ".log";
 
 pub struct CountStore {
     dir: PathBuf,
+    /// Holds the exclusive lock on `counts/LOCK` while the store is open.
+    _lock: File,
+    /// This data directory's identity (`counts/REPLICA`, made once): the counts belong
+    /// to it wherever the process runs, whatever its address.
+    replica: String,
     pub book: Arc<CountBook>,
     log: Mutex<Log>,
     compact_at: u64,
@@ -71,9 +81,24 @@ impl CountStore {
         let started = Instant::now();
         let dir = data_dir.join("counts");
         std::fs::create_dir_all(&dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => std::io::Error::other(format!(
+                "{} is in use by another abproxy process (each replica needs its own data_dir)",
+                dir.display()
+            )),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
+        let replica = replica_id(&dir)?;
         let book = Arc::new(CountBook::default());
         let mut report = LoadReport::default();
         let mut generations = Vec::new();
+        // Numbers of set-aside files too, so a new generation never reuses their name.
+        let mut highest = 0;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -81,23 +106,29 @@ impl CountStore {
                 // A compaction that never reached its rename.
                 let _ = std::fs::remove_file(entry.path());
             } else if let Some(generation) = generation_of(&name) {
+                highest = highest.max(generation);
                 generations.push((generation, entry.path()));
+            } else if let Some(generation) = name.strip_suffix(".corrupt").and_then(generation_of) {
+                highest = highest.max(generation);
             }
         }
         generations.sort();
+        let mut damaged = Vec::new();
         for (_, path) in &generations {
             let skipped_before = report.skipped.len();
             report.records += read_log(path, &book, &mut report.skipped)?;
             if report.skipped.len() > skipped_before {
+                damaged.push(path.clone());
+            }
+        }
+        // The compacted log first: until it is durable, the old files stay as they are.
+        let log = write_compacted(&dir, highest + 1, &book)?;
+        for (_, path) in &generations {
+            if damaged.contains(path) {
                 let aside = path.with_extension("log.corrupt");
                 std::fs::rename(path, &aside)?;
                 report.set_aside.push(aside);
-            }
-        }
-        let next = generations.last().map_or(1, |(g, _)| g + 1);
-        let log = write_compacted(&dir, next, &book)?;
-        for (generation, path) in &generations {
-            if *generation < next && path.exists() {
+            } else {
                 std::fs::remove_file(path)?;
             }
         }
@@ -108,6 +139,8 @@ impl CountStore {
                 book,
                 log: Mutex::new(log),
                 compact_at,
+                _lock: lock,
+                replica,
             },
             report,
         ))
@@ -115,6 +148,11 @@ impl CountStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The replica id of this data directory (16 hex digits).
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 
     /// Append and fsync the totals that changed; compact when the log is large. Returns
@@ -130,8 +168,15 @@ impl CountStore {
         for record in &records {
             record.encode(&mut text);
         }
-        log.file.write_all(text.as_bytes())?;
-        log.file.sync_data()?;
+        if let Err(err) = log
+            .file
+            .write_all(text.as_bytes())
+            .and_then(|()| log.file.sync_data())
+        {
+            // A partial line would make the retry's first line unreadable: cut it off.
+            let _ = log.file.set_len(log.bytes);
+            return Err(err);
+        }
         log.bytes += text.len() as u64;
         self.book.mark_flushed(&records);
         if log.bytes > self.compact_at.max(2 * log.compacted_bytes) {
@@ -216,6 +261,23 @@ pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
+/// Read `dir/REPLICA`, or create it with a new random id.
+fn replica_id(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join("REPLICA");
+    match std::fs::read_to_string(&path) {
+        Ok(text)
+            if text.trim().len() == 16 && text.trim().bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(text.trim().to_string())
+        }
+        Ok(_) | Err(_) => {
+            let id = crate::random::token(8).map_err(|e| std::io::Error::other(e.to_string()))?;
+            crate::fsutil::write_atomically(&path, format!("{id}\n").as_bytes(), Some(0o644))?;
+            Ok(id)
+        }
+    }
+}
+
 fn generation_of(name: &str) -> Option<u64> {
     name.strip_prefix(PREFIX)?
         .strip_suffix(SUFFIX)?
@@ -295,6 +357,7 @@ mod tests {
         let mut names: Vec<String> = std::fs::read_dir(dir.join("counts"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "LOCK" && name != "REPLICA")
             .collect();
         names.sort();
         names
@@ -376,6 +439,45 @@ mod tests {
         let (store, report) = CountStore::open(data.path()).unwrap();
         assert!(report.skipped.is_empty());
         assert_eq!(store.book.variant(key("Moon")).totals().assigned, 2);
+    }
+
+    #[test]
+    fn an_older_generation_read_last_cannot_roll_a_count_back() {
+        let data = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = CountStore::open(data.path()).unwrap();
+            let mars = store.book.variant(key("Mars"));
+            mars.assign();
+            store.flush().unwrap();
+            // Generation 1 now says 1. Leave a copy of it as if a compaction had been
+            // interrupted after writing a later generation with older totals.
+            std::fs::copy(
+                data.path().join("counts/counts-000001.log"),
+                data.path().join("counts/counts-000009.log"),
+            )
+            .unwrap();
+            mars.assign();
+            mars.assign();
+            store.flush().unwrap();
+        }
+        let (store, _) = CountStore::open(data.path()).unwrap();
+        assert_eq!(store.book.variant(key("Mars")).totals().assigned, 3);
+    }
+
+    #[test]
+    fn a_second_process_on_the_same_data_dir_is_refused_before_touching_it() {
+        let data = tempfile::tempdir().unwrap();
+        let (first, _) = CountStore::open(data.path()).unwrap();
+        let before = logs(data.path());
+        let err = CountStore::open(data.path()).err().expect("refused");
+        assert!(
+            err.to_string()
+                .contains("in use by another abproxy process"),
+            "{err}"
+        );
+        assert_eq!(logs(data.path()), before, "nothing compacted or removed");
+        drop(first);
+        CountStore::open(data.path()).expect("free again once the first is closed");
     }
 
     #[test]

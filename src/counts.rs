@@ -358,22 +358,28 @@ impl CountBook {
         self.lock().goals.entry(key).or_default().live.clone()
     }
 
-    /// Take a record read from the log: its totals become the counter's (records are
-    /// read oldest first, so the last one wins).
+    /// Take a record read from the log. Counters only grow within a run, so a counter
+    /// keeps the largest totals any record gives it: whatever order records are read in
+    /// (a generation left behind by an interrupted compaction, say), none rolls it back.
     pub fn restore(&self, record: &Record) {
         let mut inner = self.lock();
         match record {
             Record::Variant { at_ms, key, totals } => {
                 let t = inner.variants.entry(key.clone()).or_default();
-                t.live.restore(*totals);
-                t.flushed = *totals;
-                t.series.push(*at_ms, *totals);
+                let merged = VariantTotals {
+                    assigned: t.flushed.assigned.max(totals.assigned),
+                    exposures: t.flushed.exposures.max(totals.exposures),
+                };
+                restore_into(t, *at_ms, merged, |c, v| c.restore(v));
             }
             Record::Goal { at_ms, key, totals } => {
                 let t = inner.goals.entry(key.clone()).or_default();
-                t.live.restore(*totals);
-                t.flushed = *totals;
-                t.series.push(*at_ms, *totals);
+                let merged = GoalTotals {
+                    conversions: t.flushed.conversions.max(totals.conversions),
+                    value_sum: t.flushed.value_sum.max(totals.value_sum),
+                    value_sum_sq: t.flushed.value_sum_sq.max(totals.value_sum_sq),
+                };
+                restore_into(t, *at_ms, merged, |c, v| c.restore(v));
             }
         }
     }
@@ -475,6 +481,15 @@ impl CountBook {
             );
         }
         counts
+    }
+}
+
+fn restore_into<C, T: Copy>(t: &mut Tracked<C, T>, at_ms: u64, totals: T, restore: impl Fn(&C, T)) {
+    restore(&t.live, totals);
+    t.flushed = totals;
+    // History only moves forward; an older record read late only raises the totals.
+    if t.series.points().last().is_none_or(|last| last.0 <= at_ms) {
+        t.series.push(at_ms, totals);
     }
 }
 

@@ -24,7 +24,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -137,25 +137,31 @@ impl Writer {
 
     fn run(mut self, rx: mpsc::Receiver<Message>) {
         let mut failing = false;
-        loop {
-            let (result, stop) = match rx.recv_timeout(FLUSH_INTERVAL) {
-                Ok(Message::Event(event)) => (self.write(&event), false),
-                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => (self.sync(), true),
-                Err(RecvTimeoutError::Timeout) => (self.sync(), false),
-            };
-            match result {
-                Err(err) if !failing => {
-                    tracing::error!(
-                        "export to {}: {err}; retrying (lines may be lost)",
-                        self.config.dir.display()
-                    );
-                    failing = true;
-                }
-                Err(_) => {}
-                Ok(()) => failing = false,
+        let mut report = |result: std::io::Result<()>, dir: &Path| match result {
+            Err(err) if !failing => {
+                tracing::error!(
+                    "export to {}: {err}; retrying (lines may be lost)",
+                    dir.display()
+                );
+                failing = true;
             }
-            if stop {
-                return;
+            Err(_) => {}
+            Ok(()) => failing = false,
+        };
+        let mut last_sync = Instant::now();
+        loop {
+            // However busy: lines are on disk at most a second after they arrive.
+            if last_sync.elapsed() >= FLUSH_INTERVAL {
+                report(self.sync(), &self.config.dir);
+                last_sync = Instant::now();
+            }
+            match rx.recv_timeout(FLUSH_INTERVAL.saturating_sub(last_sync.elapsed())) {
+                Ok(Message::Event(event)) => report(self.write(&event), &self.config.dir),
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    report(self.sync(), &self.config.dir);
+                    return;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
     }
@@ -260,6 +266,35 @@ mod tests {
         );
         let exposure = serde_json::to_string(&event(0)).unwrap();
         assert!(!exposure.contains("goal") && !exposure.contains("value"));
+    }
+
+    #[test]
+    fn lines_reach_the_disk_within_a_second_under_steady_traffic() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ExportConfig {
+            dir: dir.path().to_path_buf(),
+            max_file_size: 1 << 30,
+            keep_files: 0,
+        };
+        let exporter =
+            Exporter::start(&config, prometheus::IntCounter::new("d", "d").unwrap()).unwrap();
+        // An event every 50 ms never leaves the writer a quiet second.
+        let started = std::time::Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_millis(2_500) {
+            exporter.send(event(sent));
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let on_disk = std::fs::read_to_string(dir.path().join(CURRENT))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(
+            on_disk >= 20,
+            "{on_disk} of {sent} lines written while the traffic went on"
+        );
+        exporter.stop();
     }
 
     #[test]

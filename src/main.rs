@@ -62,7 +62,7 @@ enum Command {
         #[arg(long)]
         prometheus: Option<String>,
         /// The experiment (default: every one the source knows).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "counts")]
         experiment: Option<String>,
         /// The admin token (default: ABPROXY_ADMIN_TOKEN).
         #[arg(long)]

@@ -154,10 +154,10 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric, with the experiment counts of
-    /// `snapshot`'s experiments.
-    pub fn render(&self, snapshot: &Snapshot) -> Vec<u8> {
+    /// `snapshot`'s experiments, from the data directory whose id is `replica`.
+    pub fn render(&self, snapshot: &Snapshot, replica: &str) -> Vec<u8> {
         let mut families = self.registry.gather();
-        families.extend(count_families(snapshot));
+        families.extend(count_families(snapshot, replica));
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::with_capacity(8 * 1024);
         TextEncoder::new()
@@ -249,7 +249,7 @@ impl UpstreamMetrics {
 
 /// The experiment counts as metric families, read from the count book through the
 /// snapshot's plans (each experiment's last run; zeros before its first).
-fn count_families(snapshot: &Snapshot) -> Vec<prometheus::proto::MetricFamily> {
+fn count_families(snapshot: &Snapshot, replica: &str) -> Vec<prometheus::proto::MetricFamily> {
     let registry = Registry::new();
     let register = |c: Box<dyn prometheus::core::Collector>| {
         registry.register(c).expect("metric registered once")
@@ -292,15 +292,15 @@ fn count_families(snapshot: &Snapshot) -> Vec<prometheus::proto::MetricFamily> {
     let run = IntGaugeVec::new(
         Opts::new(
             EXPERIMENT_RUN,
-            "The run the count metrics of an experiment are for (0: never active); `control` is the variant the analysis compares with.",
+            "The run the count metrics of an experiment are for (0: never active); `control` is the variant the analysis compares with; `replica` identifies the data directory the counts come from.",
         ),
-        &["experiment", "control"],
+        &["experiment", "control", "replica"],
     )
     .expect("valid gauge definition");
     register(Box::new(run.clone()));
     for plan in &snapshot.experiments {
         let key = plan.key.as_str();
-        run.with_label_values(&[key, plan.variants[plan.control].name.as_str()])
+        run.with_label_values(&[key, plan.variants[plan.control].name.as_str(), replica])
             .set(plan.counts_run.unwrap_or(0) as i64);
         for variant in &plan.variants {
             let name = variant.name.as_str();

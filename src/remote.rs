@@ -103,7 +103,9 @@ pub async fn from_admin(
 /// scrapes. Each replica reports its own counts of the experiment's last run, durable
 /// across its restarts; `last_over_time` over `lookback` keeps the last value of a
 /// replica that has gone away, and only replicas whose last run is the latest one
-/// (`abproxy_experiment_run`) are summed.
+/// (`abproxy_experiment_run`) are summed. A replica is its data directory (the
+/// `replica` label of `abproxy_experiment_run`), not its address: one that came back
+/// under a new address is counted once.
 pub async fn from_prometheus(
     url: &str,
     experiment: Option<&str>,
@@ -165,11 +167,26 @@ pub async fn from_prometheus(
                 "Prometheus has no {run_metric} series for `{key}` in the last {lookback}"
             ));
         };
-        let control = control.to_string();
-        // Only the replicas whose last run of this experiment is `run`.
+        // The control of a live replica wins over one remembered from before a change.
+        let live_controls = query(format!(
+            r#"max by (control) ({run_metric}{{experiment="{key}"}} == {run})"#
+        ))
+        .await?;
+        let control = match live_controls.as_slice() {
+            [one] => one["metric"]["control"].as_str().unwrap_or(control),
+            _ => control,
+        }
+        .to_string();
+        // 1 for each (instance, job) whose last run of this experiment is `run`, with its
+        // replica id: multiplying by it keeps only those replicas and labels their counts
+        // with the replica, so that `max by (replica, …)` counts a replica seen under two
+        // addresses once (its counts only grow, so the max is its latest).
+        let on_run = format!(
+            r#"max by (instance, job, replica) (0 * (last_over_time({run_metric}{{experiment="{key}"}}[{lookback}]) == {run}) + 1)"#
+        );
         let latest = |metric: &str, by: &str, aggregate: &str| {
             format!(
-                r#"{aggregate} by ({by}) (last_over_time({metric}{{experiment="{key}"}}[{lookback}]) and on(instance, job) (last_over_time({run_metric}{{experiment="{key}"}}[{lookback}]) == {run}))"#
+                r#"{aggregate} by ({by}) (max by (replica, {by}) (last_over_time({metric}{{experiment="{key}"}}[{lookback}]) * on(instance, job) group_left(replica) {on_run}))"#
             )
         };
         let users = query(latest(metrics::ASSIGNMENTS, "variant", "sum")).await?;

@@ -260,39 +260,37 @@ impl Drop for Prometheus {
     }
 }
 
+/// Two replicas; one stops, then comes back (same data directory) under a new address.
+/// `analyze --prometheus` counts the stopped replica although its series went stale,
+/// and counts the one that came back once, not once per address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn analyze_prometheus_sums_two_replicas_and_keeps_one_that_went_away() {
+async fn analyze_prometheus_sums_replicas_including_gone_and_moved_ones() {
     if !require_tools(&[PROMETHEUS], "apt-get install prometheus") {
         return;
     }
     let (moon, mars) = moon_and_mars().await;
     let a = TestProxy::start(&goals_config(&moon, &mars)).await;
     let b = TestProxy::start(&goals_config(&moon, &mars)).await;
-    let prometheus = Prometheus::start(&[a.admin, b.admin]).await;
+    // Where b will come back: reserved now, so Prometheus can be told about it.
+    let b_moved_admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b_moved = b_moved_admin.local_addr().unwrap();
+    let prometheus = Prometheus::start(&[a.admin, b.admin, b_moved]).await;
     let (from_a, from_b) = (drive(&a, 50).await, drive(&b, 30).await);
-    let all = |f: fn(&Driven) -> u64| (f(&from_a) + f(&from_b)) as f64;
-    let users = all(|d| d.moon.0 + d.mars.0);
+    let users = |d: &Driven| (d.moon.0 + d.mars.0) as f64;
+    let all_users = users(&from_a) + users(&from_b);
     eventually(
         Duration::from_secs(20),
         "Prometheus has scraped both replicas' final counts",
-        || async {
-            prometheus.value("sum(abproxy_assignments_total)").await == Some(users)
-                && prometheus
-                    .value(r#"sum(abproxy_conversions_total{goal="click"})"#)
-                    .await
-                    == Some(all(|d| d.moon.1 + d.mars.1))
-        },
+        || async { prometheus.value("sum(abproxy_assignments_total)").await == Some(all_users) },
     )
     .await;
 
     // Replica b goes away: its series go stale, and a plain sum forgets it.
-    b.stop().await;
+    let (b_dir, b_config) = b.stop_keep_files().await;
     eventually(Duration::from_secs(20), "b's series are stale", || async {
-        prometheus.value("sum(abproxy_assignments_total)").await
-            == Some((from_a.moon.0 + from_a.mars.0) as f64)
+        prometheus.value("sum(abproxy_assignments_total)").await == Some(users(&from_a))
     })
     .await;
-
     let url = prometheus.url.clone();
     let report = tokio::task::block_in_place(|| {
         analyze(&[
@@ -305,20 +303,54 @@ async fn analyze_prometheus_sums_two_replicas_and_keeps_one_that_went_away() {
         ])
     });
     let sum = |x: (u64, u64, f64), y: (u64, u64, f64)| (x.0 + y.0, x.1 + y.1, x.2 + y.2);
+    let expected = Driven {
+        moon: sum(from_a.moon, from_b.moon),
+        mars: sum(from_a.mars, from_b.mars),
+    };
     assert_eq!(
         observed(&report),
-        Driven {
-            moon: sum(from_a.moon, from_b.moon),
-            mars: sum(from_a.mars, from_b.mars),
-        },
-        "both replicas' counts, b's included after it went away"
+        expected,
+        "b's counts kept after it went away"
     );
     assert_eq!(report["control"], "Moon");
     assert!(
         report["srm_p_value"].is_number(),
         "weights came from the replicas"
     );
+
+    // b comes back from its data directory under another address, and serves more.
+    b_moved_admin.set_nonblocking(true).unwrap();
+    let admin = tokio::net::TcpListener::from_std(b_moved_admin).unwrap();
+    let b = TestProxy::start_at_with_admin(b_dir, b_config, admin).await;
+    let more = drive(&b, 10).await;
+    let b_now = users(&from_b) + users(&more);
+    let on_new_address = format!(r#"sum(abproxy_assignments_total{{instance="{b_moved}"}})"#);
+    eventually(
+        Duration::from_secs(20),
+        "b scraped at its new address",
+        || async { prometheus.value(&on_new_address).await == Some(b_now) },
+    )
+    .await;
+    let report = tokio::task::block_in_place(|| {
+        analyze(&[
+            "--prometheus",
+            &url,
+            "--experiment",
+            "moon_mars",
+            "--format",
+            "json",
+        ])
+    });
+    assert_eq!(
+        observed(&report),
+        Driven {
+            moon: sum(expected.moon, more.moon),
+            mars: sum(expected.mars, more.mars),
+        },
+        "b counted once, with what it served at its new address"
+    );
     a.stop().await;
+    b.stop().await;
 }
 
 /// The admin page shows, per goal, the verdicts, the table and two server-drawn SVG

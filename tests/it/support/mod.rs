@@ -190,6 +190,16 @@ impl TestProxy {
 
     /// Start with a config already placed at `config_path` inside `dir`.
     pub async fn start_at(dir: tempfile::TempDir, config_path: PathBuf) -> TestProxy {
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestProxy::start_at_with_admin(dir, config_path, admin).await
+    }
+
+    /// As [`TestProxy::start_at`], with the admin listener given (a known address).
+    pub async fn start_at_with_admin(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        admin: TcpListener,
+    ) -> TestProxy {
         // `RUST_LOG=debug cargo test` shows the proxy's log for a failing test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -207,7 +217,7 @@ impl TestProxy {
         );
         let listeners = Listeners {
             proxy: TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin,
         };
         let addr = listeners.proxy.local_addr().unwrap();
         let admin = listeners.admin.local_addr().unwrap();
