@@ -39,7 +39,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> TransferCoding {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        // What browsers send (`keep-alive`, removed below anyway; `close`, an option and
+        // not a field): no field name to build for them.
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("keep-alive") && !token.eq_ignore_ascii_case("close")
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -150,10 +156,16 @@ pub fn without_userinfo(authority: &str) -> &str {
     authority.rsplit('@').next().unwrap_or(authority)
 }
 
-/// Append the peer to `X-Forwarded-For` (never replace: earlier proxies' entries stay,
-/// and the last entry is the one a downstream can trust). Several incoming fields are
-/// folded into one list, in order.
-pub fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
+/// The peer's address as a header value, made once per connection (formatting an IP
+/// per request showed in the profile).
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(peer.to_string()).expect("an IP address is a valid header value")
+}
+
+/// Append the peer (see [`peer_value`]) to `X-Forwarded-For` (never replace: earlier
+/// proxies' entries stay, and the last entry is the one a downstream can trust). Several
+/// incoming fields are folded into one list, in order.
+pub fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
     let mut list = String::new();
     for v in headers.get_all(&X_FORWARDED_FOR) {
         if let Ok(s) = v.to_str() {
@@ -164,7 +176,12 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
             }
         }
     }
-    list.push_str(&peer.to_string());
+    if list.is_empty() {
+        // The common case: the client is the first hop.
+        headers.insert(&X_FORWARDED_FOR, peer.clone());
+        return;
+    }
+    list.push_str(peer.to_str().expect("made from an IP address"));
     // Visible ASCII from valid header values plus an IP: always a valid value.
     let value = HeaderValue::try_from(list).expect("forwarded-for list is visible ASCII");
     headers.insert(&X_FORWARDED_FOR, value);
@@ -325,7 +342,7 @@ mod tests {
     #[test]
     fn forwarded_for_is_appended() {
         let mut h = HeaderMap::new();
-        append_forwarded_for(&mut h, "127.0.0.1".parse().unwrap());
+        append_forwarded_for(&mut h, &peer_value("127.0.0.1".parse().unwrap()));
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
         let mut h = HeaderMap::new();
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
@@ -333,7 +350,7 @@ mod tests {
             &X_FORWARDED_FOR,
             HeaderValue::from_static("198.51.100.1, 10.0.0.1"),
         );
-        append_forwarded_for(&mut h, "::1".parse().unwrap());
+        append_forwarded_for(&mut h, &peer_value("::1".parse().unwrap()));
         assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(
             h[&X_FORWARDED_FOR],

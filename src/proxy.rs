@@ -40,12 +40,16 @@ pub const RESERVED_PREFIX: &str = "/_ab/";
 #[derive(Clone)]
 pub struct ProxyService {
     app: Arc<App>,
-    peer: SocketAddr,
+    /// The peer's IP as an `X-Forwarded-For` value, formatted once per connection.
+    peer: HeaderValue,
 }
 
 impl ProxyService {
     pub fn new(app: Arc<App>, peer: SocketAddr) -> ProxyService {
-        ProxyService { app, peer }
+        ProxyService {
+            app,
+            peer: headers::peer_value(peer.ip()),
+        }
     }
 }
 
@@ -60,14 +64,14 @@ impl tower::Service<Request<Incoming>> for ProxyService {
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let snapshot = self.app.snapshot();
-        let peer = self.peer;
-        Box::pin(async move { Ok(handle(&snapshot, peer, request).await) })
+        let peer = self.peer.clone();
+        Box::pin(async move { Ok(handle(&snapshot, &peer, request).await) })
     }
 }
 
 async fn handle(
     snapshot: &Snapshot,
-    peer: SocketAddr,
+    peer: &HeaderValue,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let device = Device::from_headers(request.headers(), &snapshot.config.cookie.name);
@@ -127,72 +131,20 @@ async fn forward(
     snapshot: &Snapshot,
     upstream_index: usize,
     request: Request<Incoming>,
-    peer: SocketAddr,
+    peer: &HeaderValue,
     device: &Device,
     assignments: Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upstream = &snapshot.upstreams[upstream_index];
     let (mut parts, body) = request.into_parts();
-
-    // The name the client asked for: an absolute-form URI's authority wins over Host
-    // (RFC 9112 §3.2.2).
-    let client_host = match parts.uri.authority() {
-        Some(authority) => {
-            HeaderValue::from_str(headers::without_userinfo(authority.as_str())).ok()
-        }
-        None => parts.headers.get(header::HOST).cloned(),
-    };
-    let h = &mut parts.headers;
-    // hyper's server only accepts request bodies framed by `chunked` or a length.
-    headers::remove_hop_by_hop(h);
-    // Never let a client speak for the proxy: these are ours to set, or (X-Real-IP,
-    // which we do not set) an address an app might trust.
-    h.insert(
-        &headers::X_DEVICE_ID,
-        HeaderValue::from_str(&device.id).expect("validated device id"),
+    rewrite_for_upstream(
+        &mut parts,
+        upstream,
+        snapshot.host_policy(),
+        &device.id,
+        assignments,
+        peer,
     );
-    match assignments {
-        Some(value) => h.insert(&headers::X_AB_ASSIGNMENTS, value),
-        None => h.remove(&headers::X_AB_ASSIGNMENTS),
-    };
-    h.remove(&headers::X_REAL_IP);
-    // The admin session: browsers send it to every port of the host, and an upstream
-    // app must never be able to replay it against the admin listener.
-    headers::remove_cookie(h, crate::admin::auth::SESSION_COOKIE);
-    headers::append_forwarded_for(h, peer.ip());
-    h.insert(
-        &headers::X_FORWARDED_PROTO,
-        HeaderValue::from_static("http"),
-    );
-    let host = match (snapshot.host_policy(), client_host) {
-        (HostPolicy::Client, Some(client_host)) => {
-            h.insert(&headers::X_FORWARDED_HOST, client_host.clone());
-            client_host
-        }
-        (HostPolicy::Upstream, Some(client_host)) => {
-            h.insert(&headers::X_FORWARDED_HOST, client_host);
-            upstream.authority_header.clone()
-        }
-        (_, None) => {
-            h.remove(&headers::X_FORWARDED_HOST);
-            upstream.authority_header.clone()
-        }
-    };
-    h.insert(header::HOST, host);
-
-    // The pooled client needs an absolute URI; the path and query go through unchanged.
-    let mut uri_parts = http::uri::Parts::default();
-    uri_parts.scheme = Some(http::uri::Scheme::HTTP);
-    uri_parts.authority = Some(upstream.authority.clone());
-    uri_parts.path_and_query = Some(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    parts.uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a valid URI");
-    parts.version = http::Version::HTTP_11;
 
     let timeouts = snapshot.config.timeouts;
     let started = Instant::now();
@@ -257,4 +209,81 @@ pub fn plain_response(status: StatusCode, text: &str) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// Turn a client's request head into the one the upstream gets: hop-by-hop fields
+/// dropped, `X-Device-Id`, `X-AB-Assignments`, `X-Forwarded-*` set (never taken from the
+/// client), the admin session cookie removed, `Host` by the policy, and the absolute URI
+/// the pooled client needs. Pure: the benchmarks call it directly.
+pub fn rewrite_for_upstream(
+    parts: &mut http::request::Parts,
+    upstream: &crate::snapshot::UpstreamTarget,
+    host_policy: HostPolicy,
+    device_id: &str,
+    assignments: Option<HeaderValue>,
+    peer: &HeaderValue,
+) {
+    // hyper sizes the parsed map to the request's fields: make room for ours at once
+    // rather than regrowing (and rehashing) it on the first insert.
+    parts.headers.reserve(6);
+
+    // The name the client asked for: an absolute-form URI's authority wins over Host
+    // (RFC 9112 §3.2.2).
+    let client_host = match parts.uri.authority() {
+        Some(authority) => {
+            HeaderValue::from_str(headers::without_userinfo(authority.as_str())).ok()
+        }
+        None => parts.headers.get(header::HOST).cloned(),
+    };
+    let h = &mut parts.headers;
+    // hyper's server only accepts request bodies framed by `chunked` or a length.
+    headers::remove_hop_by_hop(h);
+    // Never let a client speak for the proxy: these are ours to set, or (X-Real-IP,
+    // which we do not set) an address an app might trust.
+    h.insert(
+        &headers::X_DEVICE_ID,
+        HeaderValue::from_str(device_id).expect("validated device id"),
+    );
+    match assignments {
+        Some(value) => h.insert(&headers::X_AB_ASSIGNMENTS, value),
+        None => h.remove(&headers::X_AB_ASSIGNMENTS),
+    };
+    h.remove(&headers::X_REAL_IP);
+    // The admin session: browsers send it to every port of the host, and an upstream
+    // app must never be able to replay it against the admin listener.
+    headers::remove_cookie(h, crate::admin::auth::SESSION_COOKIE);
+    headers::append_forwarded_for(h, peer);
+    h.insert(
+        &headers::X_FORWARDED_PROTO,
+        HeaderValue::from_static("http"),
+    );
+    let host = match (host_policy, client_host) {
+        (HostPolicy::Client, Some(client_host)) => {
+            h.insert(&headers::X_FORWARDED_HOST, client_host.clone());
+            client_host
+        }
+        (HostPolicy::Upstream, Some(client_host)) => {
+            h.insert(&headers::X_FORWARDED_HOST, client_host);
+            upstream.authority_header.clone()
+        }
+        (_, None) => {
+            h.remove(&headers::X_FORWARDED_HOST);
+            upstream.authority_header.clone()
+        }
+    };
+    h.insert(header::HOST, host);
+
+    // The pooled client needs an absolute URI; the path and query go through unchanged.
+    let mut uri_parts = http::uri::Parts::default();
+    uri_parts.scheme = Some(http::uri::Scheme::HTTP);
+    uri_parts.authority = Some(upstream.authority.clone());
+    uri_parts.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a valid URI");
+    parts.version = http::Version::HTTP_11;
 }
