@@ -215,14 +215,19 @@ fn main() {
 }
 
 fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
+    let mut builder = match threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        // One thread: the current-thread scheduler, without the work-stealing machinery
+        // (cross-thread queues, wake-ups of idle workers) a single worker cannot use.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
         }
-        builder.worker_threads(n);
-    }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all();
     builder.build().context("cannot start the tokio runtime")
 }
 

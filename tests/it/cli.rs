@@ -275,3 +275,33 @@ async fn demo_serves_moon_and_mars_pages() {
         "{out}"
     );
 }
+
+/// `--threads 1` runs on tokio's current-thread scheduler: it proxies, reloads the file,
+/// and drains on SIGTERM like the multi-thread one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_thread_serves_reloads_and_drains() {
+    let app = MockUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &app, "");
+    let mut proxy = ProxyProcess::serve_with(&config, &["--threads", "1"]);
+    let (status, _, body) = get(&format!("http://{}/", proxy.addr), &[]).await;
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"app"[..]));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text + "host_header: upstream\n").unwrap();
+    let metrics = format!("http://{}/metrics", proxy.admin);
+    eventually(
+        Duration::from_secs(5),
+        "the rewritten file is applied",
+        || async {
+            let (_, _, body) = get(&metrics, &[]).await;
+            parse_metrics(&String::from_utf8_lossy(&body))
+                .get(r#"abproxy_config_reloads_total{result="success"}"#)
+                .copied()
+                == Some(1.0)
+        },
+    )
+    .await;
+    proxy.signal(libc::SIGTERM);
+    let exit = tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
+    assert!(exit.success(), "{exit:?}");
+}

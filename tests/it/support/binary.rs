@@ -24,9 +24,15 @@ pub struct ProxyProcess {
 impl ProxyProcess {
     /// Start `abproxy serve --config PATH` and wait for its "listening" line.
     pub fn serve(config: &Path) -> ProxyProcess {
+        ProxyProcess::serve_with(config, &[])
+    }
+
+    /// As [`ProxyProcess::serve`], with more arguments (`--threads 1`).
+    pub fn serve_with(config: &Path, extra: &[&str]) -> ProxyProcess {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
