@@ -28,6 +28,7 @@ Installs nothing: it says what is missing and how to get it.
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -49,9 +50,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_listening(port, what, timeout=15.0):
+def wait_listening(port, what, proc, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode} before listening on port {port}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -61,11 +64,14 @@ def wait_listening(port, what, timeout=15.0):
 
 
 def rss_kib(pids):
+    """abproxy (one process): its resident set size. nginx (a master and workers): the
+    sum of their proportional set sizes, so pages they share are not counted twice."""
+    field = "Rss:" if len(pids) == 1 else "Pss:"
     total = 0
     for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     total += int(line.split()[1])
     return total
 
@@ -75,11 +81,11 @@ def open_fds(pid):
 
 
 def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        found = [int(p) for p in f.read().split()]
+    if not found:
+        raise SystemExit(f"nginx ({pid}) has no worker processes")
+    return found
 
 
 class Setup:
@@ -89,21 +95,29 @@ class Setup:
         self.args, self.tmp, self.procs = args, tmp, []
         self.moon_port, self.mars_port = free_port(), free_port()
         self.proxy_port, self.admin_port, self.nginx_port = free_port(), free_port(), free_port()
+
+    def start(self):
+        args, tmp = self.args, self.tmp
         for name, port in (("Moon", self.moon_port), ("Mars", self.mars_port)):
-            self.spawn([args.bin, "backend", "--name", name, "--listen", f"127.0.0.1:{port}",
-                        "--threads", "1"])
-            wait_listening(port, f"backend {name}")
+            backend = self.spawn([args.bin, "backend", "--name", name, "--listen",
+                                  f"127.0.0.1:{port}", "--threads", "1"])
+            wait_listening(port, f"backend {name}", backend)
         self.config = os.path.join(tmp, "abproxy.yaml")
         self.write_config(50, 50)
         self.abproxy = self.spawn([args.bin, "serve", "--config", self.config,
                                    "--threads", str(args.workers)])
-        wait_listening(self.proxy_port, "abproxy")
+        wait_listening(self.proxy_port, "abproxy", self.abproxy)
         if args.soak is None:
             nginx_conf = os.path.join(tmp, "nginx.conf")
             with open(nginx_conf, "w") as f:
                 f.write(self.nginx_config())
             self.nginx = self.spawn([args.nginx, "-c", nginx_conf, "-p", tmp])
-            wait_listening(self.nginx_port, "nginx")
+            try:
+                wait_listening(self.nginx_port, "nginx", self.nginx)
+            except SystemExit:
+                with open(os.path.join(tmp, "nginx-error.log")) as f:
+                    print(f.read(), file=sys.stderr)
+                raise
 
     def spawn(self, cmd):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -135,19 +149,22 @@ experiments:
     def nginx_config(self):
         t = self.tmp
         return f"""worker_processes {self.args.workers};
+worker_rlimit_nofile 16384;
 daemon off;
 pid {t}/nginx.pid;
 error_log {t}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
+  # Like abproxy, never close a busy keep-alive connection after N requests.
+  keepalive_requests 1000000;
   client_body_temp_path {t}/nginx-body;
   proxy_temp_path {t}/nginx-proxy;
   fastcgi_temp_path {t}/nginx-fastcgi;
   uwsgi_temp_path {t}/nginx-uwsgi;
   scgi_temp_path {t}/nginx-scgi;
-  upstream moon {{ server 127.0.0.1:{self.moon_port}; keepalive 256; }}
-  upstream mars {{ server 127.0.0.1:{self.mars_port}; keepalive 256; }}
+  upstream moon {{ server 127.0.0.1:{self.moon_port}; keepalive 256; keepalive_requests 1000000; }}
+  upstream mars {{ server 127.0.0.1:{self.mars_port}; keepalive 256; keepalive_requests 1000000; }}
   # A visitor without the cookie gets a new id (like abproxy's), set in the response.
   map $cookie_device_id $device_id {{ "" $request_id; default $cookie_device_id; }}
   map $cookie_device_id $new_device_cookie {{
@@ -201,7 +218,7 @@ def throughput(args, url, seconds, cookie=None):
     if cookie:
         cmd += ["-H", f"Cookie: {cookie}"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
-    rps, total, failed = 0.0, 0, 0
+    rps, total, non2xx, socket_errors = 0.0, 0, 0, 0
     for line in out.splitlines():
         words = line.split()
         if line.startswith("Requests/sec:"):
@@ -209,12 +226,12 @@ def throughput(args, url, seconds, cookie=None):
         elif "requests in" in line:
             total = int(words[0])
         elif line.strip().startswith("Non-2xx or 3xx responses:"):
-            failed += int(words[-1])
+            non2xx = int(words[-1])
         elif line.strip().startswith("Socket errors:"):
-            # connect N, read N, write N, timeout N
-            failed += sum(int(w.strip(",")) for w in words[3::2])
-    return {"requests_per_second": rps, "ok": total - failed, "failed": failed,
-            "p50_ms": float("nan"), "p99_ms": float("nan")}
+            # connect N, read N, write N, timeout N (not among the "requests in")
+            socket_errors = sum(int(w.strip(",")) for w in words[3::2])
+    return {"requests_per_second": rps, "ok": total - non2xx, "failed": non2xx + socket_errors,
+            "p50_ms": None, "p99_ms": None}
 
 
 def oha(args, url, seconds, rate=None, cookie=None):
@@ -233,12 +250,14 @@ def oha(args, url, seconds, rate=None, cookie=None):
     ok = sum(n for code, n in codes.items() if code.startswith("2"))
     failed = sum(n for code, n in codes.items() if not code.startswith("2")) + errors
     percentiles = result.get("latencyPercentiles", {})
+    if percentiles.get("p50") is None:
+        raise SystemExit(f"oha got no successful response from {url}: {result}")
     return {
         "requests_per_second": summary["requestsPerSec"],
         "ok": ok,
         "failed": failed,
-        "p50_ms": 1000 * percentiles.get("p50", 0.0),
-        "p99_ms": 1000 * percentiles.get("p99", 0.0),
+        "p50_ms": 1000 * percentiles["p50"],
+        "p99_ms": 1000 * percentiles["p99"],
     }
 
 
@@ -246,19 +265,37 @@ def hold_connections(port, n):
     """Open `n` keep-alive connections, each having made one request; return them."""
     held = []
     request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    def receive(s):
+        chunk = s.recv(65536)
+        if not chunk:
+            raise SystemExit(f"port {port} closed connection {len(held) + 1} of {n}")
+        return chunk
+
     for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port))
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
         s.sendall(request)
         data = b""
         while b"\r\n\r\n" not in data:
-            data += s.recv(65536)
+            data += receive(s)
         head, _, body = data.partition(b"\r\n\r\n")
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        while len(body) < length:
-            body += s.recv(65536)
+        lengths = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")]
+        if not lengths:
+            raise SystemExit(f"port {port} answered without Content-Length: {head!r}")
+        while len(body) < lengths[0]:
+            body += receive(s)
         held.append(s)
     return held
+
+
+def reloads_applied(setup):
+    """abproxy's own count of successful reloads, from its metrics."""
+    url = f"http://127.0.0.1:{setup.admin_port}/metrics"
+    with urllib.request.urlopen(url) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith('abproxy_config_reloads_total{result="success"}'):
+                return int(float(line.split()[-1]))
+    return 0
 
 
 def measure(args, setup):
@@ -279,9 +316,11 @@ def measure(args, setup):
                     result = throughput(args, url, args.duration,
                                         cookie=cookies[target] if kind == "returning" else None)
                 runs[target][kind].append(result)
+                latency = (f"  p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms"
+                           if result["p50_ms"] is not None else "")
                 print(f"  round {round_number} {kind:<9} {target:<7} "
-                      f"{result['requests_per_second']:>9.0f} req/s  p50 {result['p50_ms']:.3f} ms  "
-                      f"p99 {result['p99_ms']:.3f} ms  failed {result['failed']}", file=sys.stderr)
+                      f"{result['requests_per_second']:>9.0f} req/s{latency}  failed {result['failed']}",
+                      file=sys.stderr)
     time.sleep(1)
     after_rss = {"abproxy": rss_kib([setup.abproxy.pid]), "nginx": rss_kib(setup.nginx_pids())}
     held = {}
@@ -303,11 +342,14 @@ def measure(args, setup):
             setup.write_config(60 if flip else 50, 40 if flip else 50)
             reloads[0] += 1
 
+    applied_before = reloads_applied(setup)
     rewriter = threading.Thread(target=rewrite)
     rewriter.start()
     under_reload = throughput(args, targets["abproxy"], args.duration)
     stop.set()
     rewriter.join()
+    time.sleep(0.5)
+    applied = reloads_applied(setup) - applied_before
 
     med = lambda target, kind, key: statistics.median(r[key] for r in runs[target][kind])
     medians = {t: {
@@ -335,7 +377,8 @@ def measure(args, setup):
         "ratios": ratios,
         "rss_kib": {"idle_at_start": idle_rss, "idle_after_load": after_rss,
                     f"with_{KEEPALIVE_CONNECTIONS}_keepalive_connections": held},
-        "reload_under_load": {"reloads": reloads[0], "requests": under_reload["ok"] + under_reload["failed"],
+        "reload_under_load": {"rewrites": reloads[0], "reloads_applied": applied,
+                              "requests": under_reload["ok"] + under_reload["failed"],
                               "failed": under_reload["failed"]},
         "failed_requests_in_rounds": failed,
     }
@@ -362,10 +405,11 @@ def report(result):
     print(f"RSS: abproxy idle {rss['idle_at_start']['abproxy'] / 1024:.1f} MiB "
           f"(after load {rss['idle_after_load']['abproxy'] / 1024:.1f}), "
           f"{KEEPALIVE_CONNECTIONS} keep-alive connections {rss[held_key]['abproxy'] / 1024:.1f} MiB; "
-          f"nginx (all processes) idle {rss['idle_at_start']['nginx'] / 1024:.1f} MiB, "
+          f"nginx (PSS of all processes) idle {rss['idle_at_start']['nginx'] / 1024:.1f} MiB, "
           f"{KEEPALIVE_CONNECTIONS} connections {rss[held_key]['nginx'] / 1024:.1f} MiB")
     rl = result["reload_under_load"]
-    print(f"config rewritten {rl['reloads']} times under load: {rl['failed']} failed of {rl['requests']} requests; "
+    print(f"config rewritten {rl['rewrites']} times under load ({rl['reloads_applied']} reloads applied): "
+          f"{rl['failed']} failed of {rl['requests']} requests; "
           f"failed requests in all rounds: {result['failed_requests_in_rounds']}")
 
 
@@ -376,11 +420,16 @@ def soak(args, setup):
     base = [args.oha, "-z", f"{seconds}s", "--no-tui", "--output-format", "json", "-c", "32", "-q", str(args.soak_rate)]
     loads = [subprocess.Popen(base + [url], stdout=subprocess.PIPE, text=True),
              subprocess.Popen(base + ["-H", f"Cookie: {cookie}", url], stdout=subprocess.PIPE, text=True)]
+    # Stopped with everything else if the soak fails part-way.
+    setup.procs.extend(loads)
     samples = []
     started = time.monotonic()
+    applied_before = reloads_applied(setup)
     flip = False
-    while time.monotonic() - started < seconds:
-        time.sleep(10)
+    while time.monotonic() - started < seconds - 1:
+        time.sleep(min(10, seconds - 1 - (time.monotonic() - started)))
+        if setup.abproxy.poll() is not None or any(load.poll() is not None for load in loads):
+            raise SystemExit("abproxy or a load generator stopped during the soak")
         flip = not flip
         setup.write_config(60 if flip else 50, 40 if flip else 50)
         sample = {"t_s": round(time.monotonic() - started), "rss_kib": rss_kib([setup.abproxy.pid]),
@@ -395,13 +444,14 @@ def soak(args, setup):
         totals["ok"] += sum(n for c, n in codes.items() if c.startswith("2"))
         totals["failed"] += sum(n for c, n in codes.items() if not c.startswith("2")) + sum(
             n for e, n in result.get("errorDistribution", {}).items() if e != "aborted due to deadline")
+    applied = reloads_applied(setup) - applied_before
     warm = [s["rss_kib"] for s in samples if s["t_s"] >= 60] or [s["rss_kib"] for s in samples]
     result = {"minutes": args.soak, "rate_per_kind": args.soak_rate, "requests": totals,
-              "reloads": len(samples), "samples": samples,
+              "rewrites": len(samples), "reloads_applied": applied, "samples": samples,
               "rss_kib_after_first_minute": {"first": warm[0], "last": warm[-1], "max": max(warm)},
               "open_fds": {"min": min(s["open_fds"] for s in samples), "max": max(s["open_fds"] for s in samples)}}
     print(f"\nsoak: {args.soak} min, new + returning at {args.soak_rate} req/s each, config rewritten every 10 s "
-          f"({len(samples)} times)")
+          f"({len(samples)} times, {applied} reloads applied)")
     print(f"  requests ok {totals['ok']}, failed {totals['failed']}")
     r = result["rss_kib_after_first_minute"]
     print(f"  RSS after the first minute: first {r['first'] / 1024:.1f} MiB, last {r['last'] / 1024:.1f} MiB, "
@@ -433,9 +483,15 @@ def main():
         missing.append(f"{args.bin} (cargo build --release)")
     if missing:
         raise SystemExit("missing: " + "; ".join(missing))
+    # 1 000 held connections plus pools: raise the open-file limit the servers inherit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # A SIGTERM to the harness still stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup(args, tmp)
         try:
+            setup.start()
             result = soak(args, setup) if args.soak is not None else measure(args, setup)
         finally:
             setup.stop()
