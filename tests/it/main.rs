@@ -11,6 +11,7 @@
 //! - `metrics`: the Prometheus series and their counts.
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
 //!   `analyze --prometheus` against a real Prometheus scraping two replicas.
+//! - `packaging`: the Docker image's build inputs and baked-in config, without Docker.
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
 //! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
 //! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`.
@@ -27,5 +28,6 @@ mod events;
 mod experiments;
 mod forwarding;
 mod metrics;
+mod packaging;
 mod reload;
 mod results;
