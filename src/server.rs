@@ -99,6 +99,9 @@ fn http1_builder(app: &App) -> http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(app.snapshot().config.timeouts.header_read)
         .keep_alive(true)
+        // Pipelined requests are answered in order; their responses are flushed together
+        // rather than one write each.
+        .pipeline_flush(true)
         .half_close(false)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
