@@ -64,10 +64,25 @@ impl VariantCounters {
             exposures: self.exposures.load(Ordering::Relaxed),
         }
     }
+}
+
+impl Live for VariantCounters {
+    type Totals = VariantTotals;
+
+    fn totals(&self) -> VariantTotals {
+        VariantCounters::totals(self)
+    }
 
     fn restore(&self, t: VariantTotals) {
         self.assigned.store(t.assigned, Ordering::Relaxed);
         self.exposures.store(t.exposures, Ordering::Relaxed);
+    }
+
+    fn max(a: VariantTotals, b: VariantTotals) -> VariantTotals {
+        VariantTotals {
+            assigned: a.assigned.max(b.assigned),
+            exposures: a.exposures.max(b.exposures),
+        }
     }
 }
 
@@ -107,6 +122,14 @@ impl GoalCounters {
             value_sum_sq: f64::from_bits(self.value_sum_sq.load(Ordering::Relaxed)),
         }
     }
+}
+
+impl Live for GoalCounters {
+    type Totals = GoalTotals;
+
+    fn totals(&self) -> GoalTotals {
+        GoalCounters::totals(self)
+    }
 
     fn restore(&self, t: GoalTotals) {
         self.conversions.store(t.conversions, Ordering::Relaxed);
@@ -114,6 +137,14 @@ impl GoalCounters {
             .store(t.value_sum.to_bits(), Ordering::Relaxed);
         self.value_sum_sq
             .store(t.value_sum_sq.to_bits(), Ordering::Relaxed);
+    }
+
+    fn max(a: GoalTotals, b: GoalTotals) -> GoalTotals {
+        GoalTotals {
+            conversions: a.conversions.max(b.conversions),
+            value_sum: a.value_sum.max(b.value_sum),
+            value_sum_sq: a.value_sum_sq.max(b.value_sum_sq),
+        }
     }
 }
 
@@ -168,21 +199,101 @@ impl<T: Copy> Series<T> {
     }
 }
 
-/// A counter's live value, what the log holds of it, and its history.
-#[derive(Debug)]
-struct Tracked<C, T> {
-    live: Arc<C>,
-    flushed: T,
-    series: Series<T>,
+/// What the book needs of each kind of live counter (a variant's, a goal's).
+trait Live: Default {
+    type Totals: Copy + Default + PartialEq;
+    fn totals(&self) -> Self::Totals;
+    fn restore(&self, totals: Self::Totals);
+    /// Each field's larger value: counters only grow within a run.
+    fn max(a: Self::Totals, b: Self::Totals) -> Self::Totals;
 }
 
-impl<C: Default, T: Default> Default for Tracked<C, T> {
+/// A counter's live value, what the log holds of it, and its history.
+#[derive(Debug)]
+struct Tracked<C: Live> {
+    live: Arc<C>,
+    flushed: C::Totals,
+    series: Series<C::Totals>,
+}
+
+impl<C: Live> Default for Tracked<C> {
     fn default() -> Self {
         Tracked {
             live: Arc::default(),
-            flushed: T::default(),
+            flushed: C::Totals::default(),
             series: Series::default(),
         }
+    }
+}
+
+impl<C: Live> Tracked<C> {
+    /// Take totals read from the log; the larger of them and what it holds wins.
+    fn restore(&mut self, at_ms: u64, totals: C::Totals) {
+        let merged = C::max(self.flushed, totals);
+        self.live.restore(merged);
+        self.flushed = merged;
+        // History only moves forward; an older record read late only raises the totals.
+        if self
+            .series
+            .points()
+            .last()
+            .is_none_or(|last| last.0 <= at_ms)
+        {
+            self.series.push(at_ms, merged);
+        }
+    }
+
+    fn mark_flushed(&mut self, at_ms: u64, totals: C::Totals) {
+        self.flushed = totals;
+        self.series.push(at_ms, totals);
+    }
+
+    /// The live totals, if the log does not hold them yet.
+    fn unflushed(&self) -> Option<C::Totals> {
+        let totals = self.live.totals();
+        (totals != self.flushed).then_some(totals)
+    }
+}
+
+/// How a record of one kind of counter is made (`Record::Variant` or `Record::Goal`).
+type MakeRecord<K, T> = fn(u64, &K, T) -> Record;
+
+/// Each counter of `map` whose totals the log does not hold, as a record at `at_ms`.
+fn changes_of<'a, K, C: Live>(
+    map: &'a BTreeMap<K, Tracked<C>>,
+    at_ms: u64,
+    make: MakeRecord<K, C::Totals>,
+) -> impl Iterator<Item = Record> + 'a {
+    map.iter()
+        .filter_map(move |(key, t)| t.unflushed().map(|totals| make(at_ms, key, totals)))
+}
+
+/// Each counter of `map`'s history, as records.
+fn history_of<'a, K, C: Live>(
+    map: &'a BTreeMap<K, Tracked<C>>,
+    make: MakeRecord<K, C::Totals>,
+) -> impl Iterator<Item = Record> + 'a {
+    map.iter().flat_map(move |(key, t)| {
+        t.series
+            .points()
+            .iter()
+            .map(move |&(at_ms, totals)| make(at_ms, key, totals))
+    })
+}
+
+fn variant_record(at_ms: u64, key: &VariantKey, totals: VariantTotals) -> Record {
+    Record::Variant {
+        at_ms,
+        key: key.clone(),
+        totals,
+    }
+}
+
+fn goal_record(at_ms: u64, key: &GoalKey, totals: GoalTotals) -> Record {
+    Record::Goal {
+        at_ms,
+        key: key.clone(),
+        totals,
     }
 }
 
@@ -317,8 +428,8 @@ pub struct CountBook {
 
 #[derive(Debug, Default)]
 struct Inner {
-    variants: BTreeMap<VariantKey, Tracked<VariantCounters, VariantTotals>>,
-    goals: BTreeMap<GoalKey, Tracked<GoalCounters, GoalTotals>>,
+    variants: BTreeMap<VariantKey, Tracked<VariantCounters>>,
+    goals: BTreeMap<GoalKey, Tracked<GoalCounters>>,
 }
 
 /// A run's counts as read for results: totals now, and history.
@@ -364,23 +475,16 @@ impl CountBook {
     pub fn restore(&self, record: &Record) {
         let mut inner = self.lock();
         match record {
-            Record::Variant { at_ms, key, totals } => {
-                let t = inner.variants.entry(key.clone()).or_default();
-                let merged = VariantTotals {
-                    assigned: t.flushed.assigned.max(totals.assigned),
-                    exposures: t.flushed.exposures.max(totals.exposures),
-                };
-                restore_into(t, *at_ms, merged, |c, v| c.restore(v));
-            }
-            Record::Goal { at_ms, key, totals } => {
-                let t = inner.goals.entry(key.clone()).or_default();
-                let merged = GoalTotals {
-                    conversions: t.flushed.conversions.max(totals.conversions),
-                    value_sum: t.flushed.value_sum.max(totals.value_sum),
-                    value_sum_sq: t.flushed.value_sum_sq.max(totals.value_sum_sq),
-                };
-                restore_into(t, *at_ms, merged, |c, v| c.restore(v));
-            }
+            Record::Variant { at_ms, key, totals } => inner
+                .variants
+                .entry(key.clone())
+                .or_default()
+                .restore(*at_ms, *totals),
+            Record::Goal { at_ms, key, totals } => inner
+                .goals
+                .entry(key.clone())
+                .or_default()
+                .restore(*at_ms, *totals),
         }
     }
 
@@ -388,23 +492,9 @@ impl CountBook {
     /// `at_ms`. Nothing is marked written until [`CountBook::mark_flushed`].
     pub fn changes(&self, at_ms: u64) -> Vec<Record> {
         let inner = self.lock();
-        let variants = inner.variants.iter().filter_map(|(key, t)| {
-            let totals = t.live.totals();
-            (totals != t.flushed).then(|| Record::Variant {
-                at_ms,
-                key: key.clone(),
-                totals,
-            })
-        });
-        let goals = inner.goals.iter().filter_map(|(key, t)| {
-            let totals = t.live.totals();
-            (totals != t.flushed).then(|| Record::Goal {
-                at_ms,
-                key: key.clone(),
-                totals,
-            })
-        });
-        variants.chain(goals).collect()
+        changes_of(&inner.variants, at_ms, variant_record)
+            .chain(changes_of(&inner.goals, at_ms, goal_record))
+            .collect()
     }
 
     /// `records` are durable: remember them as what the log holds.
@@ -414,14 +504,12 @@ impl CountBook {
             match record {
                 Record::Variant { at_ms, key, totals } => {
                     if let Some(t) = inner.variants.get_mut(key) {
-                        t.flushed = *totals;
-                        t.series.push(*at_ms, *totals);
+                        t.mark_flushed(*at_ms, *totals);
                     }
                 }
                 Record::Goal { at_ms, key, totals } => {
                     if let Some(t) = inner.goals.get_mut(key) {
-                        t.flushed = *totals;
-                        t.series.push(*at_ms, *totals);
+                        t.mark_flushed(*at_ms, *totals);
                     }
                 }
             }
@@ -432,27 +520,9 @@ impl CountBook {
     /// history: what a compacted log is made of.
     pub fn flushed_history(&self) -> Vec<Record> {
         let inner = self.lock();
-        let variants = inner.variants.iter().flat_map(|(key, t)| {
-            t.series
-                .points()
-                .iter()
-                .map(|&(at_ms, totals)| Record::Variant {
-                    at_ms,
-                    key: key.clone(),
-                    totals,
-                })
-        });
-        let goals = inner.goals.iter().flat_map(|(key, t)| {
-            t.series
-                .points()
-                .iter()
-                .map(|&(at_ms, totals)| Record::Goal {
-                    at_ms,
-                    key: key.clone(),
-                    totals,
-                })
-        });
-        variants.chain(goals).collect()
+        history_of(&inner.variants, variant_record)
+            .chain(history_of(&inner.goals, goal_record))
+            .collect()
     }
 
     /// One run of one experiment, with the live totals (counted but perhaps not yet
@@ -481,15 +551,6 @@ impl CountBook {
             );
         }
         counts
-    }
-}
-
-fn restore_into<C, T: Copy>(t: &mut Tracked<C, T>, at_ms: u64, totals: T, restore: impl Fn(&C, T)) {
-    restore(&t.live, totals);
-    t.flushed = totals;
-    // History only moves forward; an older record read late only raises the totals.
-    if t.series.points().last().is_none_or(|last| last.0 <= at_ms) {
-        t.series.push(at_ms, totals);
     }
 }
 
