@@ -301,7 +301,7 @@ fn is_prometheus_duration(text: &str) -> bool {
 }
 
 /// Percent-encode everything but RFC 3986's unreserved characters (for a query value).
-fn percent_encode(text: &str) -> String {
+pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -235,14 +235,7 @@ impl Prometheus {
         let url = format!(
             "{}/api/v1/query?query={}",
             self.url,
-            promql
-                .bytes()
-                .map(|b| if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                })
-                .collect::<String>()
+            abproxy::remote::percent_encode(promql)
         );
         let (status, _, body) = get(&url, &[]).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -258,6 +251,20 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `abproxy analyze --prometheus URL --experiment moon_mars --format json`.
+fn analyze_prometheus(url: &str) -> Value {
+    tokio::task::block_in_place(|| {
+        analyze(&[
+            "--prometheus",
+            url,
+            "--experiment",
+            "moon_mars",
+            "--format",
+            "json",
+        ])
+    })
 }
 
 /// Two replicas; one stops, then comes back (same data directory) under a new address.
@@ -292,16 +299,7 @@ async fn analyze_prometheus_sums_replicas_including_gone_and_moved_ones() {
     })
     .await;
     let url = prometheus.url.clone();
-    let report = tokio::task::block_in_place(|| {
-        analyze(&[
-            "--prometheus",
-            &url,
-            "--experiment",
-            "moon_mars",
-            "--format",
-            "json",
-        ])
-    });
+    let report = analyze_prometheus(&url);
     let sum = |x: (u64, u64, f64), y: (u64, u64, f64)| (x.0 + y.0, x.1 + y.1, x.2 + y.2);
     let expected = Driven {
         moon: sum(from_a.moon, from_b.moon),
@@ -331,16 +329,7 @@ async fn analyze_prometheus_sums_replicas_including_gone_and_moved_ones() {
         || async { prometheus.value(&on_new_address).await == Some(b_now) },
     )
     .await;
-    let report = tokio::task::block_in_place(|| {
-        analyze(&[
-            "--prometheus",
-            &url,
-            "--experiment",
-            "moon_mars",
-            "--format",
-            "json",
-        ])
-    });
+    let report = analyze_prometheus(&url);
     assert_eq!(
         observed(&report),
         Driven {
