@@ -63,12 +63,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c =
-                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registered once");
-            c
+            int_counter_vec(&registry, name, help, labels)
         };
         let upstream_responses = counter(
             UPSTREAM_RESPONSES,
@@ -76,11 +71,10 @@ impl Metrics {
             &["upstream", "code_class"],
         );
         let plain = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric definition");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("metric registered once");
-            c
+            registered(
+                &registry,
+                IntCounter::new(name, help).expect("valid metric definition"),
+            )
         };
         let events_received = plain(EVENTS_RECEIVED, "Events accepted by POST /_ab/events.");
         let events_unmatched = plain(
@@ -104,37 +98,37 @@ impl Metrics {
             "Config reload attempts by result.",
             &["result"],
         );
-        let upstream_duration = HistogramVec::new(
-            HistogramOpts::new(
-                UPSTREAM_DURATION,
-                "Time from sending a request upstream to its response head.",
+        let upstream_duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    UPSTREAM_DURATION,
+                    "Time from sending a request upstream to its response head.",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["upstream"],
             )
-            .buckets(DURATION_BUCKETS.to_vec()),
-            &["upstream"],
-        )
-        .expect("valid histogram definition");
-        registry
-            .register(Box::new(upstream_duration.clone()))
-            .expect("metric registered once");
-        let variant_weight = IntGaugeVec::new(
-            Opts::new(
-                VARIANT_WEIGHT,
-                "The weight of each variant in the config in force.",
-            ),
-            &["experiment", "variant"],
-        )
-        .expect("valid gauge definition");
-        registry
-            .register(Box::new(variant_weight.clone()))
-            .expect("metric registered once");
-        let config_last_reload_success = Gauge::new(
-            CONFIG_LAST_RELOAD_SUCCESS,
-            "Unix time of the last successful config load.",
-        )
-        .expect("valid gauge");
-        registry
-            .register(Box::new(config_last_reload_success.clone()))
-            .expect("metric registered once");
+            .expect("valid histogram definition"),
+        );
+        let variant_weight = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    VARIANT_WEIGHT,
+                    "The weight of each variant in the config in force.",
+                ),
+                &["experiment", "variant"],
+            )
+            .expect("valid gauge definition"),
+        );
+        let config_last_reload_success = registered(
+            &registry,
+            Gauge::new(
+                CONFIG_LAST_RELOAD_SUCCESS,
+                "Unix time of the last successful config load.",
+            )
+            .expect("valid gauge"),
+        );
         // Both results exist from the start, so a dashboard's rate() has a zero to start from.
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -247,24 +241,36 @@ impl UpstreamMetrics {
     }
 }
 
+/// Register `metric` in `registry` and hand it back (clones share its values).
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn int_counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    registered(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
+    )
+}
+
 /// The experiment counts as metric families, read from the count book through the
 /// snapshot's plans (each experiment's last run; zeros before its first).
 fn count_families(snapshot: &Snapshot, replica: &str) -> Vec<prometheus::proto::MetricFamily> {
     let registry = Registry::new();
-    let register = |c: Box<dyn prometheus::core::Collector>| {
-        registry.register(c).expect("metric registered once")
-    };
-    let int_counter = |name: &str, help: &str, labels: &[&str]| {
-        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-        register(Box::new(c.clone()));
-        c
-    };
+    let int_counter =
+        |name: &str, help: &str, labels: &[&str]| int_counter_vec(&registry, name, help, labels);
     let float_counter = |name: &str, help: &str| {
-        let c =
+        registered(
+            &registry,
             prometheus::CounterVec::new(Opts::new(name, help), &["experiment", "variant", "goal"])
-                .expect("valid metric definition");
-        register(Box::new(c.clone()));
-        c
+                .expect("valid metric definition"),
+        )
     };
     let exposures = int_counter(
         EXPOSURES,
@@ -289,15 +295,17 @@ fn count_families(snapshot: &Snapshot, replica: &str) -> Vec<prometheus::proto::
         CONVERSION_VALUE_SUM_SQUARES,
         "Value goals: sum of squares of the converting devices' values, for the variance.",
     );
-    let run = IntGaugeVec::new(
-        Opts::new(
-            EXPERIMENT_RUN,
-            "The run the count metrics of an experiment are for (0: never active); `control` is the variant the analysis compares with; `replica` identifies the data directory the counts come from.",
-        ),
-        &["experiment", "control", "replica"],
-    )
-    .expect("valid gauge definition");
-    register(Box::new(run.clone()));
+    let run = registered(
+        &registry,
+        IntGaugeVec::new(
+            Opts::new(
+                EXPERIMENT_RUN,
+                "The run the count metrics of an experiment are for (0: never active); `control` is the variant the analysis compares with; `replica` identifies the data directory the counts come from.",
+            ),
+            &["experiment", "control", "replica"],
+        )
+        .expect("valid gauge definition"),
+    );
     for plan in &snapshot.experiments {
         let key = plan.key.as_str();
         run.with_label_values(&[key, plan.variants[plan.control].name.as_str(), replica])
