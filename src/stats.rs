@@ -67,6 +67,18 @@ pub fn two_proportion_z(a: Proportion, b: Proportion) -> Option<(f64, f64)> {
     Some((z, two_sided_p(z)))
 }
 
+/// One rate with its Wald interval, clipped to [0, 1] (as statsmodels
+/// `proportion_confint(method="normal")`). No users: the bounds are NaN.
+pub fn rate_interval(p: Proportion, confidence: f64) -> Interval {
+    let rate = p.rate();
+    let half = z_critical(confidence) * p.variance_of_rate().sqrt();
+    Interval {
+        estimate: rate,
+        low: (rate - half).clamp(0.0, 1.0),
+        high: (rate + half).clamp(0.0, 1.0),
+    }
+}
+
 /// The difference of rates with the unpooled (Wald) interval.
 pub fn difference(a: Proportion, b: Proportion, confidence: f64) -> Interval {
     let diff = b.rate() - a.rate();

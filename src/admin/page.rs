@@ -384,7 +384,6 @@ fn results_section(outcome: &Outcome) -> String {
         let index = counts.variants.keys().position(|k| k == name).unwrap_or(0);
         PALETTE[index % PALETTE.len()]
     };
-    let z = crate::stats::z_critical(outcome.confidence);
     for (goal, g) in &report.goals {
         out.push_str(&format!(
             r#"<div class="goal"><h4>goal {}</h4>"#,
@@ -434,16 +433,20 @@ fn results_section(outcome: &Outcome) -> String {
                 ps = cell(row.p_value_sequential, &p),
                 beat = cell(row.chance_to_beat_control, &|x| format!("{:.1}%", 100.0 * x)),
             ));
-            let half = if row.users > 0 {
-                z * (row.rate * (1.0 - row.rate) / row.users as f64).sqrt()
-            } else {
-                f64::NAN
-            };
+            let interval = crate::stats::rate_interval(
+                crate::stats::Proportion {
+                    conversions: row.conversions,
+                    users: row.users,
+                },
+                outcome.confidence,
+            );
+            // No users: nothing is known, the whisker spans every rate.
+            let known = |x: f64, otherwise: f64| if x.is_finite() { x } else { otherwise };
             rate_rows.push((
                 name.as_str(),
                 row.rate,
-                (row.rate - half).max(0.0),
-                (row.rate + half).min(1.0),
+                known(interval.low, 0.0),
+                known(interval.high, 1.0),
             ));
             let history = outcome.results.history.variants.get(name.as_str());
             let assigned: Vec<(u64, u64)> = history

@@ -571,3 +571,37 @@ fn independence_matches_scipy() {
         "an empty row"
     );
 }
+
+/// Reference: `python3 -c "from statsmodels.stats.proportion import proportion_confint as c;
+/// print(c(130, 1000, alpha=0.05, method='normal'), c(3, 40, alpha=0.01, method='normal'))"`
+/// (statsmodels 0.15.0) → (0.10915608020019973, 0.15084391979980027) (0.0, 0.18227254444822388).
+#[test]
+fn a_single_rate_has_a_clipped_wald_interval() {
+    let i = rate_interval(
+        Proportion {
+            conversions: 130,
+            users: 1000,
+        },
+        0.95,
+    );
+    close(i.estimate, 0.13, 1e-12, "rate");
+    close(i.low, 0.10915608020019973, 1e-9, "low");
+    close(i.high, 0.15084391979980027, 1e-9, "high");
+    let small = rate_interval(
+        Proportion {
+            conversions: 3,
+            users: 40,
+        },
+        0.99,
+    );
+    assert_eq!(small.low, 0.0, "clipped at 0");
+    close(small.high, 0.18227254444822388, 1e-9, "high");
+    let empty = rate_interval(
+        Proportion {
+            conversions: 0,
+            users: 0,
+        },
+        0.95,
+    );
+    assert!(empty.low.is_nan() && empty.high.is_nan());
+}
