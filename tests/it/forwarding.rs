@@ -540,20 +540,13 @@ async fn unsupported_transfer_coding_is_502() {
 /// same connection — even when an earlier one is slower upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 1, 0)).await;
-    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let requests = "GET /slow?ms=300 HTTP/1.1\r\nHost: a\r\n\r\n\
                     GET /status/202 HTTP/1.1\r\nHost: a\r\n\r\n\
                     GET /status/203 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-    stream.write_all(requests.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
-        .await
-        .expect("all three answered and the connection closed")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out);
+    // All three answered, then the connection closed (the last asked for it).
+    let text = raw_exchange(proxy.addr, requests).await;
     // Bodies have no line end of their own: the next status line follows at once.
     let statuses: Vec<&str> = text
         .match_indices("HTTP/1.1 ")

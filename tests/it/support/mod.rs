@@ -422,15 +422,7 @@ pub fn write_by_rename(path: &std::path::Path, text: &str) {
 /// to EOF (send `Connection: close` or HTTP/1.0). Returns (status code, headers in
 /// order with lower-case names, body).
 pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
-        .await
-        .expect("response within 10s")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = raw_exchange(addr, request).await;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.split("\r\n");
     let status = lines
@@ -446,6 +438,20 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> (u16, Vec<(String, Str
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     (status, headers, body.to_string())
+}
+
+/// Write `request` (one or several, as raw bytes) on a new connection and read until the
+/// server closes it (within 10 s); everything it sent, as text.
+pub async fn raw_exchange(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out))
+        .await
+        .expect("response within 10s")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
