@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
@@ -19,7 +19,6 @@ use crate::routing::Pins;
 use crate::snapshot::Snapshot;
 
 pub const PATH: &str = "/_ab/events";
-pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_EVENTS: usize = 100;
 const MAX_NAME: usize = 64;
 
@@ -52,29 +51,10 @@ pub async fn handle(
         );
     }
     let headers = request.headers().clone();
-    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return (
-                error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("the event body is over {MAX_BODY} bytes"),
-                ),
-                Vec::new(),
-            )
-        }
-        Err(_) => {
-            return (
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read",
-                ),
-                Vec::new(),
-            )
-        }
+    let limit = snapshot.config.limits.max_body_bytes;
+    let body = match crate::body::read_limited(request.into_body(), limit).await {
+        Ok(body) => body,
+        Err(e) => return (error(e.status(), &e.to_string()), Vec::new()),
     };
     let events = match parse(&body) {
         Ok(events) => events,

@@ -27,6 +27,7 @@ pub mod analysis;
 pub mod app;
 pub mod assign;
 pub mod backend;
+pub mod body;
 pub mod config;
 pub mod count_store;
 pub mod counts;

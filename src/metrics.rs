@@ -13,8 +13,8 @@
 //! A restarted replica therefore goes on from the counts it had.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::config::Config;
@@ -35,6 +35,8 @@ pub const ASSIGNMENT_COOKIE_REJECTED: &str = "abproxy_assignment_cookie_rejected
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "abproxy_config_last_reload_success_timestamp_seconds";
 pub const EXPERIMENT_RUN: &str = "abproxy_experiment_run";
 pub const EXPORT_DROPPED: &str = "abproxy_export_dropped_total";
+pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
+pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
 
 /// The `code_class` label values, indexed by [`code_class_index`].
 pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
@@ -57,6 +59,9 @@ pub struct Metrics {
     pub events_received: IntCounter,
     pub events_unmatched: IntCounter,
     pub export_dropped: IntCounter,
+    /// Also the admission count that `limits.max_connections` is checked against.
+    pub connections_open: IntGauge,
+    pub connections_rejected: IntCounter,
 }
 
 impl Metrics {
@@ -84,6 +89,18 @@ impl Metrics {
         let export_dropped = plain(
             EXPORT_DROPPED,
             "Export lines dropped because the export writer fell behind (the counts are unaffected).",
+        );
+        let connections_rejected = plain(
+            CONNECTIONS_REJECTED,
+            "Client connections answered 503 and closed because limits.max_connections were open.",
+        );
+        let connections_open = registered(
+            &registry,
+            IntGauge::new(
+                CONNECTIONS_OPEN,
+                "Client connections open on the proxy listener (rejected ones included while they last).",
+            )
+            .expect("valid gauge"),
         );
         let assignment_cookie_rejected = counter(
             ASSIGNMENT_COOKIE_REJECTED,
@@ -144,6 +161,8 @@ impl Metrics {
             events_received,
             events_unmatched,
             export_dropped,
+            connections_open,
+            connections_rejected,
         }
     }
 

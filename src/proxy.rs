@@ -42,14 +42,52 @@ pub struct ProxyService {
     app: Arc<App>,
     /// The peer's IP as an `X-Forwarded-For` value, formatted once per connection.
     peer: HeaderValue,
+    /// Held for as long as the connection lasts (hyper drops the service with it).
+    _open: Arc<OpenConnection>,
+    /// The connection came past `limits.max_connections`: answer 503, then close.
+    over_capacity: bool,
 }
 
 impl ProxyService {
-    pub fn new(app: Arc<App>, peer: SocketAddr) -> ProxyService {
+    /// Admit a new client connection: it counts as open until the service is dropped,
+    /// and is over capacity if more than `limits.max_connections` are then open.
+    pub fn admit(app: Arc<App>, peer: SocketAddr) -> ProxyService {
+        let open = OpenConnection::enter(app.metrics.connections_open.clone());
+        let over_capacity = open.count > app.snapshot().config.limits.max_connections;
+        if over_capacity {
+            app.metrics.connections_rejected.inc();
+        }
         ProxyService {
             app,
             peer: headers::peer_value(peer.ip()),
+            _open: Arc::new(open),
+            over_capacity,
         }
+    }
+
+    pub fn over_capacity(&self) -> bool {
+        self.over_capacity
+    }
+}
+
+/// One open client connection, counted in `abproxy_connections_open` until dropped.
+struct OpenConnection {
+    gauge: prometheus::IntGauge,
+    /// Open connections, this one included, when it was admitted.
+    count: usize,
+}
+
+impl OpenConnection {
+    fn enter(gauge: prometheus::IntGauge) -> OpenConnection {
+        gauge.inc();
+        let count = gauge.get().max(0) as usize;
+        OpenConnection { gauge, count }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 
@@ -63,6 +101,16 @@ impl tower::Service<Request<Incoming>> for ProxyService {
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        if self.over_capacity {
+            let mut response = plain_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "abproxy: too many open connections; try again shortly\n",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Box::pin(std::future::ready(Ok(response)));
+        }
         let snapshot = self.app.snapshot();
         let peer = self.peer.clone();
         Box::pin(async move { Ok(handle(&snapshot, &peer, request).await) })

@@ -16,10 +16,8 @@ use crate::admin::AdminService;
 use crate::app::App;
 use crate::proxy::ProxyService;
 
-/// Largest request head a client may send (hyper's read buffer cap). Requests past it
-/// get 431 from hyper.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-const MAX_HEADERS: usize = 100;
+/// hyper's read buffer cap, unless `limits.max_header_bytes` is larger.
+const MIN_READ_BUFFER: usize = 64 * 1024;
 /// Pause after an accept error that is not about one connection (EMFILE, ENFILE,
 /// ENOBUFS): retrying at once would spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -43,8 +41,13 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {
         let app = app.clone();
         move |stream, peer| {
-            let service = TowerToHyperService::new(ProxyService::new(app.clone(), peer));
-            http1_builder(&app).serve_connection(TokioIo::new(stream), service)
+            let service = ProxyService::admit(app.clone(), peer);
+            let mut builder = http1_builder(&app);
+            if service.over_capacity() {
+                // One 503, then the connection closes.
+                builder.keep_alive(false);
+            }
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
         }
     }));
     let admin_task = tokio::spawn(accept_loop(listeners.admin, stop_admin_rx, {
@@ -93,18 +96,26 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
 /// connection from the config in force, so a reloaded `header_read` applies to new
 /// connections.
 fn http1_builder(app: &App) -> http1::Builder {
+    let config = &app.snapshot().config;
+    let limits = config.limits;
     let mut builder = http1::Builder::new();
     builder
         // A timer is required for header_read_timeout (hyper panics without one).
         .timer(TokioTimer::new())
-        .header_read_timeout(app.snapshot().config.timeouts.header_read)
+        // hyper starts this timer whenever the connection waits for a request head, so it
+        // is also the keep-alive idle timeout.
+        .header_read_timeout(config.timeouts.header_read)
         .keep_alive(true)
-        // Pipelined requests are answered in order; their responses are flushed together
-        // rather than one write each.
-        .pipeline_flush(true)
+        // Off on purpose: with it, hyper holds writes while unread bytes remain, so the
+        // automatic 431 for an oversized head (whose bytes stay unread) was never sent.
+        // Pipelined requests are still answered in order, one write each.
+        .pipeline_flush(false)
         .half_close(false)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS);
+        // Past either, hyper answers 431 and closes the connection.
+        .max_header_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers)
+        // The read buffer: at least a whole head, and room for body reads.
+        .max_buf_size(limits.max_header_bytes.max(MIN_READ_BUFFER));
     builder
 }
 

@@ -25,14 +25,14 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::snapshot::Snapshot;
 use auth::Caller;
 
 /// Admin request bodies (a PATCH, a login form) are small.
-const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AdminService {
@@ -109,7 +109,7 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
             if let Err(denied) = authorize(&snapshot, request.headers(), Need::Write) {
                 return denied;
             }
-            let body = match read_body(request).await {
+            let body = match read_body(&snapshot, request).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
@@ -279,7 +279,7 @@ async fn login(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
             &nonce,
         );
     };
-    let body = match read_body(request).await {
+    let body = match read_body(&snapshot, request).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -311,23 +311,13 @@ fn clear_session() -> HeaderValue {
     HeaderValue::from_static("abproxy_admin=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
 }
 
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
-    match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &serde_json::json!({"error": format!("request body over {MAX_BODY} bytes")}),
-            ))
-        }
-        Err(e) => Err(json(
-            StatusCode::BAD_REQUEST,
-            &serde_json::json!({"error": format!("cannot read the body: {e}")}),
-        )),
-    }
+async fn read_body(
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    crate::body::read_limited(request.into_body(), snapshot.config.limits.max_body_bytes)
+        .await
+        .map_err(|e| json(e.status(), &serde_json::json!({ "error": e.to_string() })))
 }
 
 fn nonce() -> String {

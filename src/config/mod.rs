@@ -29,6 +29,7 @@ pub struct Config {
     pub cookie: CookieConfig,
     pub timeouts: Timeouts,
     pub pool: PoolConfig,
+    pub limits: Limits,
     /// Run records and the generated secret live here (relative to the working directory).
     pub data_dir: PathBuf,
     /// Key for the signed assignment cookie (`ABPROXY_SECRET` takes precedence).
@@ -100,6 +101,19 @@ pub struct PoolConfig {
     pub max_idle_per_host: usize,
     /// An idle upstream connection is closed after this.
     pub idle_timeout: Duration,
+}
+
+/// What one client may ask of the proxy. A reload applies them to new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Client connections open at once (proxy listener); past it a new connection gets 503.
+    pub max_connections: usize,
+    /// Request line and header fields together; past it 431.
+    pub max_header_bytes: usize,
+    /// Header fields in one request; past it 431.
+    pub max_headers: usize,
+    /// Bodies abproxy reads itself (`POST /_ab/events`, admin API writes); past it 413.
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

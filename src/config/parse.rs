@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::yaml::{Key, Node, Pos, Value};
 use super::{
-    Config, CookieConfig, Experiment, ExportConfig, Goal, HostPolicy, Match, PoolConfig,
+    Config, CookieConfig, Experiment, ExportConfig, Goal, HostPolicy, Limits, Match, PoolConfig,
     QaOverride, State, Timeouts, Trigger, Upstream, ValueSource, Variant,
 };
 use crate::names;
@@ -43,6 +43,12 @@ const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
 const DEFAULT_POOL: PoolConfig = PoolConfig {
     max_idle_per_host: 256,
     idle_timeout: Duration::from_secs(90),
+};
+const DEFAULT_LIMITS: Limits = Limits {
+    max_connections: 10_000,
+    max_header_bytes: 64 << 10,
+    max_headers: 100,
+    max_body_bytes: 64 << 10,
 };
 /// The smallest timeout: zero would fail every request.
 const NONZERO: Duration = Duration::from_millis(1);
@@ -140,6 +146,35 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A byte size (`64KiB`, `1000000`, see [`parse_size`]) from `min` to `max`.
+    fn size(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64> {
+        let Some((key, node)) = self.get(name) else {
+            return Ok(default);
+        };
+        let path = self.child_path(key);
+        let text = scalar(key, node, &path)?;
+        match parse_size(text) {
+            Some(n) if (min..=max).contains(&n) => Ok(n),
+            _ => error(
+                key.pos,
+                &path,
+                format!(
+                    "`{text}` is not a size from {} to {} (e.g. 64KiB, 1MiB, 1000000)",
+                    show_size(min),
+                    show_size(max)
+                ),
+            ),
+        }
+    }
+
+    /// A whole number from `min` to `max`.
+    fn whole(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64> {
+        match self.get(name) {
+            None => Ok(default),
+            Some((key, node)) => integer(key, node, &self.child_path(key), min, max),
+        }
+    }
+
     fn path(&self, name: &str) -> Result<Option<PathBuf>> {
         Ok(self.string(name)?.map(|(_, p)| PathBuf::from(p)))
     }
@@ -218,6 +253,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
             "cookie",
             "timeouts",
             "pool",
+            "limits",
             "data_dir",
             "secret_file",
             "qa_override",
@@ -324,6 +360,10 @@ pub(super) fn config(root: &Node) -> Result<Config> {
             }
         }
     };
+    let limits = match top.get("limits") {
+        None => DEFAULT_LIMITS,
+        Some((key, node)) => limits(key, node)?,
+    };
     let experiments = experiments(&top, &upstreams)?;
     check_addresses(&top, listen, admin_listen, &upstreams)?;
     let data_dir = top
@@ -347,6 +387,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         cookie,
         timeouts,
         pool,
+        limits,
         data_dir,
         secret_file,
         admin_token_file,
@@ -444,6 +485,37 @@ fn unknown_upstream(name: &str, upstreams: &[Upstream]) -> String {
     )
 }
 
+/// `limits: { max_connections: 10000, max_header_bytes: 64KiB, max_headers: 100,
+/// max_body_bytes: 64KiB }`
+fn limits(key: &Key, node: &Node) -> Result<Limits> {
+    let d = DEFAULT_LIMITS;
+    let f = Fields::new(
+        node,
+        "limits",
+        key.pos,
+        &[
+            "max_connections",
+            "max_header_bytes",
+            "max_headers",
+            "max_body_bytes",
+        ],
+    )?;
+    Ok(Limits {
+        max_connections: f.whole("max_connections", d.max_connections as u64, 1, 1_000_000)?
+            as usize,
+        // hyper's read buffer cannot be smaller than 8 KiB.
+        max_header_bytes: f.size(
+            "max_header_bytes",
+            d.max_header_bytes as u64,
+            8 << 10,
+            1 << 20,
+        )? as usize,
+        max_headers: f.whole("max_headers", d.max_headers as u64, 8, 1000)? as usize,
+        max_body_bytes: f.size("max_body_bytes", d.max_body_bytes as u64, 1 << 10, 16 << 20)?
+            as usize,
+    })
+}
+
 /// `export: { dir: …, max_file_size: 64MiB, keep_files: 10 }`
 fn export(key: &Key, node: &Node) -> Result<ExportConfig> {
     let f = Fields::new(
@@ -459,29 +531,13 @@ fn export(key: &Key, node: &Node) -> Result<ExportConfig> {
             "missing key `dir` (where the JSON-lines files go)",
         );
     };
-    let max_file_size = match f.get("max_file_size") {
-        None => DEFAULT_EXPORT_FILE_SIZE,
-        Some((key, node)) => {
-            let path = f.child_path(key);
-            let text = scalar(key, node, &path)?;
-            match parse_size(text) {
-                Some(n) if (MIN_EXPORT_FILE_SIZE..=MAX_EXPORT_FILE_SIZE).contains(&n) => n,
-                _ => {
-                    return error(
-                        key.pos,
-                        &path,
-                        format!(
-                        "`{text}` is not a size from 1KiB to 4GiB (e.g. 64MiB, 512KiB, 1000000)"
-                    ),
-                    )
-                }
-            }
-        }
-    };
-    let keep_files = match f.get("keep_files") {
-        None => DEFAULT_EXPORT_KEEP_FILES,
-        Some((key, node)) => integer(key, node, &f.child_path(key), 0, 100_000)? as usize,
-    };
+    let max_file_size = f.size(
+        "max_file_size",
+        DEFAULT_EXPORT_FILE_SIZE,
+        MIN_EXPORT_FILE_SIZE,
+        MAX_EXPORT_FILE_SIZE,
+    )?;
+    let keep_files = f.whole("keep_files", DEFAULT_EXPORT_KEEP_FILES as u64, 0, 100_000)? as usize;
     Ok(ExportConfig {
         dir,
         max_file_size,
@@ -493,6 +549,16 @@ const DEFAULT_EXPORT_FILE_SIZE: u64 = 64 * 1024 * 1024;
 const MIN_EXPORT_FILE_SIZE: u64 = 1024;
 const MAX_EXPORT_FILE_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 const DEFAULT_EXPORT_KEEP_FILES: usize = 10;
+
+/// A size limit as a reader would write it: `4GiB`, `64KiB`, or plain bytes.
+fn show_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => n.to_string(),
+    }
+}
 
 /// `1000000`, `512KiB`, `64MiB`, `1GiB` (binary units; `KB`/`MB`/`GB` are decimal).
 fn parse_size(text: &str) -> Option<u64> {

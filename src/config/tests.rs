@@ -375,7 +375,7 @@ fn export_and_control_are_optional_and_checked() {
     assert_eq!(
         error(&format!("{MINIMAL}export:\n  dir: out\n  max_file_size: 12 parsecs\n")),
         format!(
-            "test.yaml:{}:3: export.max_file_size: `12 parsecs` is not a size from 1KiB to 4GiB (e.g. 64MiB, 512KiB, 1000000)",
+            "test.yaml:{}:3: export.max_file_size: `12 parsecs` is not a size from 1KiB to 4GiB (e.g. 64KiB, 1MiB, 1000000)",
             lines + 3
         )
     );
@@ -392,4 +392,47 @@ fn export_and_control_are_optional_and_checked() {
         "    fallback: Moon\n    control: Venus\n",
     );
     assert!(error(&unknown).contains("experiments.moon_mars.control: `Venus` is not a variant"));
+}
+
+#[test]
+fn limits_default_and_are_bounded() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(
+        c.limits,
+        Limits {
+            max_connections: 10_000,
+            max_header_bytes: 65_536,
+            max_headers: 100,
+            max_body_bytes: 65_536,
+        }
+    );
+    let given = parse(&format!(
+        "{MINIMAL}limits:\n  max_connections: 2\n  max_header_bytes: 16KiB\n  max_headers: 20\n  max_body_bytes: 1000000\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        given.limits,
+        Limits {
+            max_connections: 2,
+            max_header_bytes: 16_384,
+            max_headers: 20,
+            max_body_bytes: 1_000_000,
+        }
+    );
+    let lines = MINIMAL.lines().count();
+    assert_eq!(
+        error(&format!("{MINIMAL}limits:\n  max_connections: 0\n")),
+        format!(
+            "test.yaml:{}:3: limits.max_connections: `0` is not a whole number from 1 to 1000000",
+            lines + 2
+        )
+    );
+    assert!(
+        error(&format!("{MINIMAL}limits:\n  max_header_bytes: 4KiB\n"))
+            .contains("limits.max_header_bytes: `4KiB` is not a size from 8KiB to 1MiB")
+    );
+    assert!(error(&format!("{MINIMAL}limits:\n  max_body_bytes: 1TB\n"))
+        .contains("limits.max_body_bytes: `1TB` is not a size from 1KiB to 16MiB"));
+    assert!(error(&format!("{MINIMAL}limits:\n  max_requests: 5\n"))
+        .contains("unknown key `max_requests`"));
 }

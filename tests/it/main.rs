@@ -8,6 +8,7 @@
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
+//! - `limits`: every limit and timeout exceeded, with others still served.
 //! - `metrics`: the Prometheus series and their counts.
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
 //!   `analyze --prometheus` against a real Prometheus scraping two replicas.
@@ -27,6 +28,7 @@ mod durability;
 mod events;
 mod experiments;
 mod forwarding;
+mod limits;
 mod metrics;
 mod packaging;
 mod reload;
