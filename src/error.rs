@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::metrics::UpstreamErrorKind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// No routing experiment applied and no `default_upstream` is configured.
@@ -24,6 +26,12 @@ pub enum ProxyError {
     UpstreamTransferCoding { upstream: String },
     #[error("upstream {upstream} failed before sending a response")]
     UpstreamFailed {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {upstream} sent something that is not an HTTP/1.1 response")]
+    UpstreamMalformed {
         upstream: String,
         #[source]
         source: hyper_util::client::legacy::Error,
@@ -51,9 +59,28 @@ impl ProxyError {
                 source: err,
             };
         }
+        if caused_by_parse_error(&err) {
+            return ProxyError::UpstreamMalformed {
+                upstream,
+                source: err,
+            };
+        }
         ProxyError::UpstreamFailed {
             upstream,
             source: err,
+        }
+    }
+
+    /// How `abproxy_upstream_errors_total` counts it (`None`: not an upstream failure).
+    pub fn upstream_error_kind(&self) -> Option<UpstreamErrorKind> {
+        match self {
+            ProxyError::NoRoute => None,
+            ProxyError::UpstreamConnect { .. } => Some(UpstreamErrorKind::Refused),
+            ProxyError::UpstreamTimeout { .. } => Some(UpstreamErrorKind::Timeout),
+            ProxyError::UpstreamFailed { .. } => Some(UpstreamErrorKind::Reset),
+            ProxyError::UpstreamMalformed { .. } | ProxyError::UpstreamTransferCoding { .. } => {
+                Some(UpstreamErrorKind::Protocol)
+            }
         }
     }
 
@@ -62,6 +89,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamFailed { .. }
+            | ProxyError::UpstreamMalformed { .. }
             | ProxyError::UpstreamTransferCoding { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -78,6 +106,18 @@ fn caused_by_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
         }
         if e.to_string().contains("timed out") {
             return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// hyper could not parse what the upstream sent as a response.
+fn caused_by_parse_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = err.source();
+    while let Some(e) = current {
+        if let Some(hyper_err) = e.downcast_ref::<hyper::Error>() {
+            return hyper_err.is_parse() || hyper_err.is_parse_status();
         }
         current = e.source();
     }

@@ -35,6 +35,7 @@ pub const ASSIGNMENT_COOKIE_REJECTED: &str = "abproxy_assignment_cookie_rejected
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "abproxy_config_last_reload_success_timestamp_seconds";
 pub const EXPERIMENT_RUN: &str = "abproxy_experiment_run";
 pub const EXPORT_DROPPED: &str = "abproxy_export_dropped_total";
+pub const UPSTREAM_ERRORS: &str = "abproxy_upstream_errors_total";
 pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
 
@@ -51,6 +52,7 @@ const DURATION_BUCKETS: &[f64] = &[
 pub struct Metrics {
     registry: Registry,
     pub upstream_responses: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub variant_weight: IntGaugeVec,
     pub config_reloads: IntCounterVec,
@@ -74,6 +76,11 @@ impl Metrics {
             UPSTREAM_RESPONSES,
             "Upstream responses by status class; `error` when no response came (refused, reset, timeout).",
             &["upstream", "code_class"],
+        );
+        let upstream_errors = counter(
+            UPSTREAM_ERRORS,
+            "Upstream failures by kind: refused, timeout, reset (closed before a response), protocol (not valid HTTP), body (cut mid-body).",
+            &["upstream", "kind"],
         );
         let plain = |name: &str, help: &str| {
             registered(
@@ -153,6 +160,7 @@ impl Metrics {
         Metrics {
             registry,
             upstream_responses,
+            upstream_errors,
             upstream_duration,
             variant_weight,
             config_reloads,
@@ -244,7 +252,28 @@ pub fn code_class_index(status: http::StatusCode) -> usize {
 #[derive(Clone)]
 pub struct UpstreamMetrics {
     pub responses: [IntCounter; CODE_CLASSES.len()],
+    /// Indexed by [`UpstreamErrorKind`].
+    pub errors: [IntCounter; UpstreamErrorKind::LABELS.len()],
     pub duration: prometheus::Histogram,
+}
+
+/// The `kind` label of `abproxy_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// Connection refused or the host unreachable.
+    Refused = 0,
+    /// Connect or response timeout.
+    Timeout = 1,
+    /// The connection closed or was reset before a response head.
+    Reset = 2,
+    /// What came back was not a response abproxy can pass on.
+    Protocol = 3,
+    /// The response started, and its body was cut off.
+    Body = 4,
+}
+
+impl UpstreamErrorKind {
+    pub const LABELS: [&'static str; 5] = ["refused", "timeout", "reset", "protocol", "body"];
 }
 
 impl UpstreamMetrics {
@@ -255,6 +284,8 @@ impl UpstreamMetrics {
                     .upstream_responses
                     .with_label_values(&[upstream, class])
             }),
+            errors: UpstreamErrorKind::LABELS
+                .map(|kind| metrics.upstream_errors.with_label_values(&[upstream, kind])),
             duration: metrics.upstream_duration.with_label_values(&[upstream]),
         }
     }

@@ -26,12 +26,44 @@ use crate::config::HostPolicy;
 use crate::device::Device;
 use crate::error::ProxyError;
 use crate::headers;
-use crate::metrics::CODE_CLASS_ERROR;
+use crate::metrics::{UpstreamErrorKind, CODE_CLASS_ERROR};
 use crate::routing::{assignments_header, route, RequestView};
 use crate::snapshot::Snapshot;
 
 /// Responses stream the upstream's body, or carry a small body of our own.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
+
+/// An upstream response body on its way to the client, counting an upstream that cuts
+/// it off (`abproxy_upstream_errors_total{kind="body"}`). The client's connection is
+/// then closed mid-body, so it cannot mistake the truncated body for a whole one.
+pub struct UpstreamBody {
+    inner: Incoming,
+    cut: prometheus::IntCounter,
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.cut.inc();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// The reserved prefix of `PRODUCT.md`: never forwarded.
 pub const RESERVED_PREFIX: &str = "/_ab/";
@@ -213,6 +245,9 @@ async fn forward(
         Ok(response) => response,
         Err(err) => {
             upstream.metrics.responses[CODE_CLASS_ERROR].inc();
+            if let Some(kind) = err.upstream_error_kind() {
+                upstream.metrics.errors[kind as usize].inc();
+            }
             tracing::debug!(error = %format_chain(&err), "upstream request failed");
             return Err(err);
         }
@@ -224,11 +259,13 @@ async fn forward(
     upstream.metrics.responses[crate::metrics::code_class_index(response.status())].inc();
     if headers::remove_hop_by_hop(response.headers_mut()) == headers::TransferCoding::Other {
         // We would pass on still-encoded bytes with nothing saying how they are encoded.
+        upstream.metrics.errors[UpstreamErrorKind::Protocol as usize].inc();
         return Err(ProxyError::UpstreamTransferCoding {
             upstream: upstream.name.clone(),
         });
     }
-    Ok(response.map(Either::Left))
+    let cut = upstream.metrics.errors[UpstreamErrorKind::Body as usize].clone();
+    Ok(response.map(|inner| Either::Left(UpstreamBody { inner, cut })))
 }
 
 fn format_chain(err: &dyn std::error::Error) -> String {

@@ -7,6 +7,7 @@
 //! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
+//! - `faults`: misbehaving upstreams: the answer, the count by kind, no leaks.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
 //! - `limits`: every limit and timeout exceeded, with others still served.
 //! - `metrics`: the Prometheus series and their counts.
@@ -27,6 +28,7 @@ mod cli;
 mod durability;
 mod events;
 mod experiments;
+mod faults;
 mod forwarding;
 mod limits;
 mod metrics;

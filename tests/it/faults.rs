@@ -1,0 +1,246 @@
+//! Upstreams that misbehave: refused, closed before answering, garbage, cut mid-body,
+//! stalled. The client gets 502/504 or a cut stream, each failure is counted per
+//! upstream and kind, and 10 000 of them leak no file descriptor or memory.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::binary::ProxyProcess;
+use crate::support::*;
+
+/// A TCP server that misbehaves by request path: `/garbage` answers with bytes that are
+/// not HTTP, `/close` closes without answering, `/cut` promises 1000 body bytes and
+/// sends 100, `/stall` never answers.
+async fn faulty_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split(' ').nth(1).unwrap_or("");
+                match path {
+                    "/garbage" => {
+                        let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+                    }
+                    "/cut" => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                            .await;
+                        let _ = stream.write_all(&[b'x'; 100]).await;
+                    }
+                    "/stall" => {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    _ => {} // "/close": drop the connection unanswered
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A port nothing listens on (bound, then closed).
+fn refused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// `app` for `/ok`, `bad` (the faulty one) for `/garbage`, `/close`, `/cut`, `/stall`,
+/// and `gone` (refused) for `/gone`.
+fn faults_config(app: &str, bad: SocketAddr, gone: SocketAddr) -> String {
+    let route = |key: &str, upstream: &str, prefix: &str| {
+        format!(
+            "  {key}:\n    state: active\n    variants:\n      A: {{ weight: 1, upstream: {upstream} }}\n    fallback: A\n    match:\n      path_prefix: {prefix}\n"
+        )
+    };
+    format!(
+        "upstreams:\n  app: {app}\n  bad: http://{bad}\n  gone: http://{gone}\ndefault_upstream: app\ntimeouts:\n  upstream_response: 300ms\nexperiments:\n{}{}{}{}{}",
+        route("garbage", "bad", "/garbage"),
+        route("close", "bad", "/close"),
+        route("cut", "bad", "/cut"),
+        route("stall", "bad", "/stall"),
+        route("gone", "gone", "/gone"),
+    )
+}
+
+fn errors(m: &std::collections::HashMap<String, f64>, upstream: &str, kind: &str) -> f64 {
+    m[&format!(r#"abproxy_upstream_errors_total{{kind="{kind}",upstream="{upstream}"}}"#)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_upstream_fault_gets_its_answer_and_is_counted_by_kind() {
+    let app = MockUpstream::start("app").await;
+    let bad = faulty_upstream().await;
+    let proxy = TestProxy::start(&faults_config(&app.url(), bad, refused_addr())).await;
+    for (path, status, message) in [
+        (
+            "/garbage",
+            502,
+            "abproxy: upstream bad sent something that is not an HTTP/1.1 response\n",
+        ),
+        (
+            "/close",
+            502,
+            "abproxy: upstream bad failed before sending a response\n",
+        ),
+        (
+            "/stall",
+            504,
+            "abproxy: upstream bad did not answer within 300ms\n",
+        ),
+        (
+            "/gone",
+            502,
+            "abproxy: upstream gone refused the connection or could not be reached\n",
+        ),
+    ] {
+        let (got, _, body) = get(&proxy.url(path), &[]).await;
+        assert_eq!(
+            (got.as_u16(), String::from_utf8_lossy(&body).as_ref()),
+            (status, message),
+            "{path}"
+        );
+        let (ok, _, _) = get(&proxy.url("/ok"), &[]).await;
+        assert_eq!(ok, 200, "the other upstream is served after {path}");
+    }
+
+    // Cut mid-body: the client gets the head, then its body fails; it never sees a
+    // short body as a whole one.
+    let response = client()
+        .request(request(&proxy.url("/cut"), &[]))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-length"], "1000");
+    assert!(
+        response.into_body().collect().await.is_err(),
+        "a cut body reaches the client as an error"
+    );
+
+    let m = proxy.metrics().await;
+    assert_eq!(errors(&m, "bad", "protocol"), 1.0);
+    assert_eq!(errors(&m, "bad", "reset"), 1.0);
+    assert_eq!(errors(&m, "bad", "timeout"), 1.0);
+    assert_eq!(errors(&m, "bad", "body"), 1.0);
+    assert_eq!(errors(&m, "bad", "refused"), 0.0);
+    assert_eq!(errors(&m, "gone", "refused"), 1.0);
+    assert_eq!(errors(&m, "app", "body"), 0.0);
+    assert_eq!(
+        m[r#"abproxy_upstream_responses_total{code_class="error",upstream="bad"}"#], 3.0,
+        "garbage, close and stall got no response; the cut one did"
+    );
+    proxy.stop().await;
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Send `n` requests cycling through the failing paths, 16 at a time.
+async fn fail_many(addr: SocketAddr, n: usize) {
+    let client = client();
+    let paths = ["/garbage", "/close", "/cut", "/gone"];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        if tasks.len() >= 16 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+        let client = client.clone();
+        let url = format!("http://{addr}{}", paths[i % paths.len()]);
+        tasks.spawn(async move {
+            match client.request(request(&url, &[])).await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response.into_body().collect().await;
+                    assert!(
+                        status == 502 || (status == 200 && body.is_err()),
+                        "{url}: {status}"
+                    );
+                }
+                Err(e) => panic!("{url}: the proxy itself failed: {e}"),
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// The real binary, 10 000 failures after a warm-up: open file descriptors come back
+/// to where they were and resident memory does not grow with the failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_upstream_failures_leak_nothing() {
+    let app = MockUpstream::start("app").await;
+    let bad = faulty_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("abproxy.yaml");
+    std::fs::write(
+        &config,
+        with_data_dir(
+            &format!(
+                "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n{}",
+                faults_config(&app.url(), bad, refused_addr())
+            ),
+            dir.path(),
+        ),
+    )
+    .unwrap();
+    let proxy = ProxyProcess::serve(&config);
+    let pid = proxy.child.id();
+
+    fail_many(proxy.addr, 2_000).await;
+    let settle = || tokio::time::sleep(Duration::from_millis(500));
+    settle().await;
+    let (fds_before, rss_before) = (open_fds(pid), rss_kib(pid));
+    fail_many(proxy.addr, 10_000).await;
+    settle().await;
+    let (fds_after, rss_after) = (open_fds(pid), rss_kib(pid));
+    eprintln!(
+        "after warm-up: {fds_before} fds, {rss_before} KiB; after 10 000 failures: {fds_after} fds, {rss_after} KiB"
+    );
+    assert!(
+        fds_after <= fds_before + 2,
+        "file descriptors leaked: {fds_before} -> {fds_after}"
+    );
+    assert!(
+        rss_after <= rss_before + 4 * 1024,
+        "resident memory grew with failures: {rss_before} KiB -> {rss_after} KiB"
+    );
+    let (status, _, body) = get(&format!("http://{}/metrics", proxy.admin), &[]).await;
+    assert_eq!(status, 200);
+    let m = parse_metrics(&String::from_utf8_lossy(&body));
+    let counted: f64 = ["protocol", "reset", "body"]
+        .iter()
+        .map(|k| errors(&m, "bad", k))
+        .sum::<f64>()
+        + errors(&m, "gone", "refused");
+    assert_eq!(counted, 12_000.0, "every failure counted once");
+    let (ok, _, _) = get(&format!("http://{}/ok", proxy.addr), &[]).await;
+    assert_eq!(ok, 200);
+}
