@@ -22,6 +22,9 @@ pub enum ProxyError {
     },
     #[error("upstream {upstream} did not answer within {}ms", timeout.as_millis())]
     UpstreamTimeout { upstream: String, timeout: Duration },
+    /// Same message as a response timeout; told apart because nothing was sent.
+    #[error("upstream {upstream} did not answer within {}ms", timeout.as_millis())]
+    UpstreamConnectTimeout { upstream: String, timeout: Duration },
     #[error("upstream {upstream} used a transfer coding other than chunked")]
     UpstreamTransferCoding { upstream: String },
     #[error("upstream {upstream} failed before sending a response")]
@@ -49,7 +52,7 @@ impl ProxyError {
         let upstream = upstream.to_string();
         if err.is_connect() {
             if caused_by_timeout(&err) {
-                return ProxyError::UpstreamTimeout {
+                return ProxyError::UpstreamConnectTimeout {
                     upstream,
                     timeout: connect_timeout,
                 };
@@ -71,12 +74,23 @@ impl ProxyError {
         }
     }
 
+    /// The upstream could not be reached: nothing of the request was sent, so it may be
+    /// sent elsewhere (`upstream_down: fallback`).
+    pub fn upstream_is_down(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamConnectTimeout { .. }
+        )
+    }
+
     /// How `abproxy_upstream_errors_total` counts it (`None`: not an upstream failure).
     pub fn upstream_error_kind(&self) -> Option<UpstreamErrorKind> {
         match self {
             ProxyError::NoRoute => None,
             ProxyError::UpstreamConnect { .. } => Some(UpstreamErrorKind::Refused),
-            ProxyError::UpstreamTimeout { .. } => Some(UpstreamErrorKind::Timeout),
+            ProxyError::UpstreamTimeout { .. } | ProxyError::UpstreamConnectTimeout { .. } => {
+                Some(UpstreamErrorKind::Timeout)
+            }
             ProxyError::UpstreamFailed { .. } => Some(UpstreamErrorKind::Reset),
             ProxyError::UpstreamMalformed { .. } | ProxyError::UpstreamTransferCoding { .. } => {
                 Some(UpstreamErrorKind::Protocol)
@@ -91,7 +105,9 @@ impl ProxyError {
             | ProxyError::UpstreamFailed { .. }
             | ProxyError::UpstreamMalformed { .. }
             | ProxyError::UpstreamTransferCoding { .. } => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout { .. } | ProxyError::UpstreamConnectTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 }

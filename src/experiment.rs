@@ -29,6 +29,10 @@ pub struct ExperimentPlan {
     pub fallback: usize,
     pub rollout: Option<usize>,
     pub routing: bool,
+    pub upstream_down: crate::config::UpstreamDown,
+    /// `abproxy_fallback_served_total` per variant; empty unless `upstream_down: fallback`
+    /// (set by the snapshot, which owns the metrics).
+    pub fallback_served: Vec<prometheus::IntCounter>,
     pub traffic_bp: u32,
     /// What counts as a conversion, in config order (counters are per variant).
     pub goals: Vec<crate::config::Goal>,
@@ -133,6 +137,8 @@ impl ExperimentPlan {
             fallback: index_of(&e.fallback),
             rollout: e.rollout_variant.as_deref().map(index_of),
             routing: e.is_routing(),
+            upstream_down: e.upstream_down,
+            fallback_served: Vec::new(),
             traffic_bp: e.traffic_bp,
             traffic_salt: format!("{}:traffic", e.key),
         }
@@ -235,6 +241,7 @@ mod tests {
             fallback: "Moon".into(),
             control: "Moon".into(),
             rollout_variant: Some("Mars".into()),
+            upstream_down: Default::default(),
             matcher: Match::default(),
             traffic_bp: 10_000,
             target: Target::default(),

@@ -157,6 +157,7 @@ mod tests {
             fallback: "Moon".into(),
             control: "Moon".into(),
             rollout_variant: None,
+            upstream_down: Default::default(),
             matcher: Match::default(),
             traffic_bp: 10_000,
             target: Default::default(),

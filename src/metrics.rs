@@ -36,6 +36,7 @@ pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "abproxy_config_last_reload_success
 pub const EXPERIMENT_RUN: &str = "abproxy_experiment_run";
 pub const EXPORT_DROPPED: &str = "abproxy_export_dropped_total";
 pub const UPSTREAM_ERRORS: &str = "abproxy_upstream_errors_total";
+pub const FALLBACK_SERVED: &str = "abproxy_fallback_served_total";
 pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
 
@@ -53,6 +54,7 @@ pub struct Metrics {
     registry: Registry,
     pub upstream_responses: IntCounterVec,
     pub upstream_errors: IntCounterVec,
+    pub fallback_served: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub variant_weight: IntGaugeVec,
     pub config_reloads: IntCounterVec,
@@ -81,6 +83,11 @@ impl Metrics {
             UPSTREAM_ERRORS,
             "Upstream failures by kind: refused, timeout, reset (closed before a response), protocol (not valid HTTP), body (cut mid-body).",
             &["upstream", "kind"],
+        );
+        let fallback_served = counter(
+            FALLBACK_SERVED,
+            "Requests of a variant whose upstream was down, served by the fallback variant's upstream (upstream_down: fallback).",
+            &["experiment", "variant"],
         );
         let plain = |name: &str, help: &str| {
             registered(
@@ -161,6 +168,7 @@ impl Metrics {
             registry,
             upstream_responses,
             upstream_errors,
+            fallback_served,
             upstream_duration,
             variant_weight,
             config_reloads,

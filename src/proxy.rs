@@ -22,13 +22,13 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::config::HostPolicy;
+use crate::config::{HostPolicy, UpstreamDown};
 use crate::device::Device;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::{UpstreamErrorKind, CODE_CLASS_ERROR};
 use crate::routing::{assignments_header, route, RequestView};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, UpstreamRequestBody};
 
 /// Responses stream the upstream's body, or carry a small body of our own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
@@ -173,9 +173,31 @@ async fn handle(
             .has_request_goals
             .then(|| (request.method().clone(), request.uri().path().to_string()));
         let response = match routing.upstream.or(snapshot.default_upstream) {
-            Some(upstream) => forward(snapshot, upstream, request, peer, &device, assignments)
-                .await
-                .unwrap_or_else(|err| error_response(&err)),
+            Some(upstream) => {
+                let fallback = FallbackRetry::plan(&routing, &request);
+                let retry_assignments = fallback.as_ref().and_then(|_| assignments.clone());
+                let sent = request.map(Either::Left);
+                match forward(snapshot, upstream, sent, peer, &device, assignments).await {
+                    Ok(response) => response,
+                    Err(err) => match fallback {
+                        Some(fallback) if err.upstream_is_down() => {
+                            fallback.served.inc();
+                            tracing::debug!(error = %err, "serving the fallback's upstream");
+                            forward(
+                                snapshot,
+                                fallback.upstream,
+                                fallback.request,
+                                peer,
+                                &device,
+                                retry_assignments,
+                            )
+                            .await
+                            .unwrap_or_else(|err| error_response(&err))
+                        }
+                        _ => error_response(&err),
+                    },
+                }
+            }
             None => error_response(&ProxyError::NoRoute),
         };
         if let Some((method, path)) = goal_request {
@@ -207,10 +229,47 @@ async fn handle(
     response
 }
 
+/// `upstream_down: fallback`: where to send a request again, and what to count, if its
+/// variant's upstream turns out to be down.
+struct FallbackRetry {
+    upstream: usize,
+    /// A copy of the client's head. Only bodiless requests are retried: a body is
+    /// streamed into the first attempt and cannot be sent twice.
+    request: Request<UpstreamRequestBody>,
+    served: prometheus::IntCounter,
+}
+
+impl FallbackRetry {
+    fn plan(routing: &crate::routing::Routing<'_>, request: &Request<Incoming>) -> Option<Self> {
+        let applied = routing.applied.iter().find(|a| a.experiment.routing)?;
+        let e = applied.experiment;
+        if e.upstream_down != UpstreamDown::Fallback
+            || applied.served == e.fallback
+            || !hyper::body::Body::is_end_stream(request.body())
+        {
+            return None;
+        }
+        let upstream = e.variants[e.fallback].upstream?;
+        if Some(upstream) == e.variants[applied.served].upstream {
+            return None;
+        }
+        let mut copy = Request::new(Either::Right(http_body_util::Empty::new()));
+        *copy.method_mut() = request.method().clone();
+        *copy.uri_mut() = request.uri().clone();
+        *copy.version_mut() = request.version();
+        *copy.headers_mut() = request.headers().clone();
+        Some(FallbackRetry {
+            upstream,
+            request: copy,
+            served: e.fallback_served[applied.served].clone(),
+        })
+    }
+}
+
 async fn forward(
     snapshot: &Snapshot,
     upstream_index: usize,
-    request: Request<Incoming>,
+    request: Request<UpstreamRequestBody>,
     peer: &HeaderValue,
     device: &Device,
     assignments: Option<HeaderValue>,

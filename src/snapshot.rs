@@ -19,7 +19,12 @@ use crate::runs::RunBook;
 use crate::sticky::Signer;
 
 /// One pooled keep-alive client for all upstreams; cloning it shares the pool.
-pub type UpstreamClient = Client<HttpConnector, Incoming>;
+pub type UpstreamClient = Client<HttpConnector, UpstreamRequestBody>;
+
+/// The client's body streamed on, or none (a bodiless request sent again to the
+/// fallback's upstream).
+pub type UpstreamRequestBody =
+    http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
 
 pub struct Snapshot {
     pub config: Arc<Config>,
@@ -93,7 +98,19 @@ impl Snapshot {
                     .get(&e.key)
                     .and_then(|r| r.last_run())
                     .map(|r| r.number);
-                ExperimentPlan::new(e, last_run, counts, upstream_index)
+                let mut plan = ExperimentPlan::new(e, last_run, counts, upstream_index);
+                if e.upstream_down == crate::config::UpstreamDown::Fallback {
+                    plan.fallback_served = e
+                        .variants
+                        .iter()
+                        .map(|v| {
+                            metrics
+                                .fallback_served
+                                .with_label_values(&[e.key.as_str(), v.name.as_str()])
+                        })
+                        .collect();
+                }
+                plan
             })
             .collect();
         let default_upstream = config.default_upstream.as_deref().and_then(upstream_index);

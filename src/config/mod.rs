@@ -103,6 +103,18 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
 }
 
+/// A routing experiment's policy for a variant whose upstream cannot be reached
+/// (connection refused or connect timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamDown {
+    /// `502`/`504`: the visitor is never silently moved to another variant.
+    #[default]
+    Fail,
+    /// Serve the fallback variant's upstream (requests without a body only), counted in
+    /// `abproxy_fallback_served_total` so the analysis can leave that traffic out.
+    Fallback,
+}
+
 /// What one client may ask of the proxy. A reload applies them to new connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -129,6 +141,8 @@ pub struct Experiment {
     /// What the other variants are compared with in the analysis (default: the fallback).
     pub control: String,
     pub rollout_variant: Option<String>,
+    /// What a request gets when its variant's upstream cannot be reached.
+    pub upstream_down: UpstreamDown,
     pub matcher: Match,
     /// Share of devices enrolled, in basis points (10 000 = 100 %).
     pub traffic_bp: u32,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::yaml::{Key, Node, Pos, Value};
 use super::{
     Config, CookieConfig, Experiment, ExportConfig, Goal, HostPolicy, Limits, Match, PoolConfig,
-    QaOverride, State, Timeouts, Trigger, Upstream, ValueSource, Variant,
+    QaOverride, State, Timeouts, Trigger, Upstream, UpstreamDown, ValueSource, Variant,
 };
 use crate::names;
 use crate::targeting::{DeviceClass, Pattern, Target};
@@ -755,6 +755,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
             "fallback",
             "control",
             "rollout_variant",
+            "upstream_down",
             "match",
             "traffic",
             "target",
@@ -820,6 +821,27 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
             "state `rollout` needs `rollout_variant` (the variant everyone gets)",
         );
     }
+    let upstream_down = match f.string("upstream_down")? {
+        None => UpstreamDown::Fail,
+        Some((_, v)) if v == "fail" => UpstreamDown::Fail,
+        Some((pos, v)) if v == "fallback" => {
+            if !variants.iter().all(|v| v.upstream.is_some()) {
+                return error(
+                    pos,
+                    &join(&path, "upstream_down"),
+                    "`fallback` needs a routing experiment (every variant names an upstream)",
+                );
+            }
+            UpstreamDown::Fallback
+        }
+        Some((pos, v)) => {
+            return error(
+                pos,
+                &join(&path, "upstream_down"),
+                format!("`{v}` is not one of: fail, fallback"),
+            )
+        }
+    };
     let matcher = match f.get("match") {
         None => Match::default(),
         Some((mkey, mnode)) => {
@@ -876,6 +898,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
         fallback,
         control,
         rollout_variant,
+        upstream_down,
         matcher,
         traffic_bp,
         target,

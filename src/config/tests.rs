@@ -436,3 +436,35 @@ fn limits_default_and_are_bounded() {
     assert!(error(&format!("{MINIMAL}limits:\n  max_requests: 5\n"))
         .contains("unknown key `max_requests`"));
 }
+
+#[test]
+fn upstream_down_policy() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().experiments[0].upstream_down,
+        UpstreamDown::Fail
+    );
+    let with = |v: &str| {
+        MINIMAL.replace(
+            "    fallback: Moon\n",
+            &format!("    fallback: Moon\n    upstream_down: {v}\n"),
+        )
+    };
+    assert_eq!(
+        parse(&with("fallback")).unwrap().experiments[0].upstream_down,
+        UpstreamDown::Fallback
+    );
+    assert!(error(&with("retry"))
+        .contains("experiments.moon_mars.upstream_down: `retry` is not one of: fail, fallback"));
+    let tag_only = MINIMAL
+        .replace(", upstream: moon", "")
+        .replace(", upstream: mars", "");
+    assert!(
+        parse(&tag_only).is_ok(),
+        "the tag-only variant of MINIMAL parses"
+    );
+    assert!(error(&tag_only.replace(
+        "    fallback: Moon\n",
+        "    fallback: Moon\n    upstream_down: fallback\n"
+    ))
+    .contains("`fallback` needs a routing experiment"));
+}

@@ -244,3 +244,79 @@ async fn ten_thousand_upstream_failures_leak_nothing() {
     let (ok, _, _) = get(&format!("http://{}/ok", proxy.addr), &[]).await;
     assert_eq!(ok, 200);
 }
+
+/// Moon/Mars where everyone is assigned Mars, whose upstream refuses connections.
+fn mars_down_config(moon: &MockUpstream, policy: &str) -> String {
+    format!(
+        "upstreams:\n  moon: {}\n  mars: http://{}\nexperiments:\n  moon_mars:\n    state: active\n    variants:\n      Moon: {{ weight: 0, upstream: moon }}\n      Mars: {{ weight: 1, upstream: mars }}\n    fallback: Moon\n{policy}",
+        moon.url(),
+        refused_addr()
+    )
+}
+
+/// `upstream_down: fallback`: a bodiless request of a variant whose upstream is down is
+/// served by the fallback's upstream and counted apart; a request with a body is not
+/// sent twice; the default policy fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_fallback_serves_the_fallback_and_counts_it_apart() {
+    let moon = MockUpstream::start("moon").await;
+    let proxy = TestProxy::start(&mars_down_config(&moon, "    upstream_down: fallback\n")).await;
+    let (status, headers, body) = get(&proxy.url("/page"), &[]).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        headers["x-upstream"], "moon",
+        "served by the fallback's upstream"
+    );
+    let jar = cookies_after(&headers, "");
+    let seen = &moon.requests()[0];
+    assert_eq!(seen.uri.path(), "/page");
+    assert_eq!(
+        seen.headers["x-ab-assignments"], "moon_mars=Mars",
+        "the app is told the device's own assignment"
+    );
+    let (status, headers, _) = get(&proxy.url("/again"), &[("cookie", &jar)]).await;
+    assert_eq!(
+        (status.as_u16(), headers["x-upstream"].to_str().unwrap()),
+        (200, "moon")
+    );
+
+    let (status, _, body) = send_text(
+        http::Request::post(proxy.url("/form")).header("cookie", jar.clone()),
+        "a=1",
+    )
+    .await;
+    assert_eq!(status, 502, "a request with a body is not replayed: {body}");
+    assert_eq!(moon.count(), 2);
+
+    let m = proxy.metrics().await;
+    assert_eq!(
+        m[r#"abproxy_fallback_served_total{experiment="moon_mars",variant="Mars"}"#],
+        2.0
+    );
+    assert_eq!(
+        m[r#"abproxy_fallback_served_total{experiment="moon_mars",variant="Moon"}"#],
+        0.0
+    );
+    assert_eq!(
+        m[r#"abproxy_upstream_errors_total{kind="refused",upstream="mars"}"#],
+        3.0
+    );
+    assert_eq!(
+        m[r#"abproxy_exposures_total{experiment="moon_mars",variant="Mars"}"#], 3.0,
+        "exposures stay with the assigned variant; the fallback count says how many were not"
+    );
+    proxy.stop().await;
+
+    // The default: fail, never a silent switch of variant.
+    let moon = MockUpstream::start("moon").await;
+    let proxy = TestProxy::start(&mars_down_config(&moon, "")).await;
+    let (status, _, _) = get(&proxy.url("/page"), &[]).await;
+    assert_eq!(status, 502);
+    assert_eq!(moon.count(), 0);
+    assert!(!proxy
+        .metrics()
+        .await
+        .keys()
+        .any(|k| k.starts_with("abproxy_fallback_served_total")));
+    proxy.stop().await;
+}
