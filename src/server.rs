@@ -35,6 +35,12 @@ pub struct Listeners {
 /// The admin listener stays up until the proxy's connections have drained, so a last
 /// scrape during the drain still sees every count.
 pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    if let Ok(admin) = listeners.admin.local_addr() {
+        let has_token = app.snapshot().admin_token.is_some();
+        if let Some(warning) = crate::admin::auth::exposure_warning(admin, has_token) {
+            tracing::warn!("{warning}");
+        }
+    }
     let flusher = app.counts.start_flusher();
     let (stop_proxy, stop_proxy_rx) = watch::channel(false);
     let (stop_admin, stop_admin_rx) = watch::channel(false);

@@ -28,6 +28,19 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const MIN_TOKEN_LEN: usize = 16;
 pub const HOW_TO_SET: &str = "no admin token is configured: set ABPROXY_ADMIN_TOKEN or admin.token_file (at least 16 characters) to allow changes";
 
+/// What to warn about when the admin listener is reachable from other hosts with no
+/// token: anyone who can reach it reads the metrics, the experiments and their results.
+pub fn exposure_warning(admin: std::net::SocketAddr, has_token: bool) -> Option<String> {
+    if has_token || admin.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "the admin listener {admin} is not on loopback and no admin token is configured: \
+         anyone who can reach it can read metrics, experiments and results; {HOW_TO_SET}, \
+         or set admin.listen to 127.0.0.1"
+    ))
+}
+
 /// The configured token, kept only as its SHA-256.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminToken {
@@ -188,6 +201,31 @@ pub fn csrf_ok(headers: &HeaderMap, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exposed_admin_listener_without_a_token_is_warned_about() {
+        let at = |a: &str| a.parse::<std::net::SocketAddr>().unwrap();
+        for loopback in [
+            "127.0.0.1:8081",
+            "127.0.0.2:8081",
+            "[::1]:8081",
+            "[::ffff:127.0.0.1]:8081",
+        ] {
+            assert_eq!(exposure_warning(at(loopback), false), None, "{loopback}");
+        }
+        for exposed in ["0.0.0.0:8081", "10.0.0.5:8081", "[::]:8081"] {
+            let warning = exposure_warning(at(exposed), false).expect(exposed);
+            assert!(
+                warning.contains(exposed) && warning.contains("ABPROXY_ADMIN_TOKEN"),
+                "{warning}"
+            );
+            assert_eq!(
+                exposure_warning(at(exposed), true),
+                None,
+                "a token makes it safe"
+            );
+        }
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
