@@ -9,6 +9,7 @@
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
 //! - `faults`: misbehaving upstreams: the answer, the count by kind, no leaks.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
+//! - `injection`: CR/LF/NUL from any client byte never reaches a header abproxy writes.
 //! - `limits`: every limit and timeout exceeded, with others still served.
 //! - `metrics`: the Prometheus series and their counts.
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
@@ -30,6 +31,7 @@ mod events;
 mod experiments;
 mod faults;
 mod forwarding;
+mod injection;
 mod limits;
 mod metrics;
 mod packaging;
