@@ -34,7 +34,10 @@ fn headers(c: &mut Criterion) {
         .into_parts();
     let assignments = HeaderValue::from_static("moon_mars=Mars, white_gold_btn=Gold");
     // Made once per connection by the proxy.
-    let peer = abproxy::headers::peer_value("203.0.113.7".parse().unwrap());
+    let peer = abproxy::proxy::Peer::new(
+        "203.0.113.7:50000".parse().unwrap(),
+        abproxy::proxy::Scheme::Http,
+    );
     c.bench_function("headers/rewrite a 10-field browser request", |b| {
         b.iter_batched(
             || browser.clone(),

@@ -24,6 +24,9 @@ pub struct App {
     pub counts: Arc<CountStore>,
     /// The JSON-lines export, when configured (fixed at start-up).
     pub export: Option<Arc<crate::export::Exporter>>,
+    /// TLS on the proxy listener, when configured (on or off is fixed at start-up; the
+    /// certificate reloads).
+    pub tls: Option<crate::tls::Terminator>,
     config_path: PathBuf,
     /// Fixed at start-up, like the listen addresses.
     runs_store: RunStore,
@@ -75,6 +78,8 @@ pub struct Prepared {
     signer: Signer,
     secret_source: crate::secret::Source,
     admin_token: Option<crate::admin::auth::AdminToken>,
+    /// Read from `tls.cert` and `tls.key` when TLS is on.
+    tls_cert: Option<crate::tls::LoadedCert>,
 }
 
 impl App {
@@ -138,7 +143,8 @@ impl App {
                 )?,
             )),
         };
-        let prepared = prepare(config_path, config, &book, &env)?;
+        let mut prepared = prepare(config_path, config, &book, &env)?;
+        let tls = prepared.tls_cert.take().map(crate::tls::Terminator::new);
         if let crate::secret::Source::Generated(file) = &prepared.secret_source {
             tracing::warn!(
                 "no {} or secret_file: signing assignment cookies with the key generated in {}; \
@@ -169,6 +175,7 @@ impl App {
             metrics,
             counts,
             export,
+            tls,
             config_path: config_path.to_path_buf(),
             runs_store,
             env,
@@ -200,7 +207,8 @@ impl App {
         let mut loaded = self.loaded();
         let outcome = match Config::load(&self.config_path) {
             Err(err) => ReloadOutcome::Refused(err),
-            Ok((_, text)) if !force && text == loaded.text => return ReloadOutcome::Unchanged,
+            // The certificate files may have changed on their own.
+            Ok((_, text)) if !force && text == loaded.text => return self.refresh_tls(),
             Ok((config, text)) => match self.apply(&mut loaded, config, text) {
                 Ok(()) => ReloadOutcome::Applied,
                 Err(err) => ReloadOutcome::Refused(err),
@@ -217,6 +225,33 @@ impl App {
             }
         }
         outcome
+    }
+
+    /// Re-read the certificate and key of the config in force; swap them in if their
+    /// files changed. A bad pair is refused and the one in force keeps serving.
+    fn refresh_tls(&self) -> ReloadOutcome {
+        let (Some(terminator), Some(paths)) = (&self.tls, &self.snapshot().config.tls) else {
+            return ReloadOutcome::Unchanged;
+        };
+        match crate::tls::load(paths).map(|cert| terminator.resolver.install(cert)) {
+            Ok(true) => {
+                tracing::info!("TLS certificate reloaded from {}", paths.cert.display());
+                self.metrics.record_reload(true);
+                ReloadOutcome::Applied
+            }
+            Ok(false) => ReloadOutcome::Unchanged,
+            Err(message) => {
+                tracing::error!(
+                    "TLS certificate reload refused, still serving the previous one: {message}"
+                );
+                self.metrics.record_reload(false);
+                ReloadOutcome::Refused(ConfigError {
+                    path: self.config_path.clone(),
+                    pos: Pos::default(),
+                    message,
+                })
+            }
+        }
     }
 
     /// Check `config` against the run book, save the book, swap the snapshot. The caller
@@ -251,6 +286,14 @@ impl App {
                 previous.config.data_dir.display()
             );
         }
+        if config.tls.is_some() != previous.config.tls.is_some() {
+            tracing::warn!(
+                "config {}: tls was turned {}; that takes effect only after a restart",
+                self.config_path.display(),
+                if config.tls.is_some() { "on" } else { "off" }
+            );
+            config.tls = previous.config.tls.clone();
+        }
         // The data directory in force is the one the run book was read from.
         config.data_dir = previous.config.data_dir.clone();
         config.export = previous.config.export.clone();
@@ -278,6 +321,7 @@ impl App {
                     ),
                 })?;
         }
+        let prepared_tls = prepared.tls_cert;
         self.metrics
             .publish_weights(&prepared.config, Some(&previous.config));
         let snapshot = Snapshot::build(
@@ -291,6 +335,11 @@ impl App {
             Some(&previous),
         );
         self.snapshot.store(Arc::new(snapshot));
+        if let (Some(terminator), Some(cert)) = (&self.tls, prepared_tls) {
+            if terminator.resolver.install(cert) {
+                tracing::info!("TLS certificate reloaded");
+            }
+        }
         loaded.text = text;
         Ok(())
     }
@@ -324,7 +373,16 @@ fn prepare(
         pos: Pos::default(),
         message,
     })?;
+    let tls_cert = match &config.tls {
+        None => None,
+        Some(tls) => Some(crate::tls::load(tls).map_err(|message| ConfigError {
+            path: path.to_path_buf(),
+            pos: Pos::default(),
+            message,
+        })?),
+    };
     Ok(Prepared {
+        tls_cert,
         config,
         runs,
         signer: Signer::new(&secret),

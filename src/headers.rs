@@ -117,37 +117,47 @@ pub fn make_private(headers: &mut HeaderMap) {
     );
 }
 
-/// Remove cookie `name` from every `Cookie` field, leaving the others byte for byte.
-/// Nothing is rebuilt unless the cookie is there (the common case costs one scan).
-pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    let has_it = crate::device::cookie_pairs(headers).any(|(n, _)| n == name.as_bytes());
-    if !has_it {
+/// The `Cookie` field the upstream gets: every cookie but `drop` (the admin session),
+/// in one field. HTTP/2 clients send each cookie as a field of its own (RFC 9113
+/// §8.2.3), and an HTTP/1.1 server may read only the first `Cookie` field (RFC 6265
+/// §5.4), so several fields are joined with `; `. Pairs are kept byte for byte. The
+/// common case, one field without `drop`, costs one scan and changes nothing.
+pub fn cookies_for_upstream(headers: &mut HeaderMap, drop: &str) {
+    let fields = headers.get_all(header::COOKIE).iter().count();
+    let has_drop = crate::device::cookie_pairs(headers).any(|(n, _)| n == drop.as_bytes());
+    if fields <= 1 && !has_drop {
         return;
     }
-    let kept: Vec<HeaderValue> = headers
+    let kept: Vec<&[u8]> = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|field| {
-            let pairs: Vec<&[u8]> = field
-                .as_bytes()
-                .split(|&b| b == b';')
-                .map(|p| p.trim_ascii())
-                .filter(|p| {
-                    !p.is_empty()
-                        && p.split(|&b| b == b'=').next().map(|n| n.trim_ascii())
-                            != Some(name.as_bytes())
-                })
-                .collect();
-            (!pairs.is_empty()).then(|| {
-                HeaderValue::from_bytes(&pairs.join(&b"; "[..]))
-                    .expect("parts of a valid header value")
-            })
+        .flat_map(|field| field.as_bytes().split(|&b| b == b';'))
+        .map(|p| p.trim_ascii())
+        .filter(|p| {
+            !p.is_empty()
+                && p.split(|&b| b == b'=').next().map(|n| n.trim_ascii()) != Some(drop.as_bytes())
         })
         .collect();
+    let joined = (!kept.is_empty()).then(|| {
+        HeaderValue::from_bytes(&kept.join(&b"; "[..])).expect("parts of valid header values")
+    });
     headers.remove(header::COOKIE);
-    for value in kept {
-        headers.append(header::COOKIE, value);
+    if let Some(value) = joined {
+        headers.insert(header::COOKIE, value);
     }
+}
+
+/// The request's `TE` lists `trailers` (RFC 9110 §10.1.4).
+pub fn takes_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(header::TE).iter().any(|v| {
+        v.as_bytes().split(|&b| b == b',').any(|t| {
+            t.split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"trailers")
+        })
+    })
 }
 
 /// An authority without its userinfo (`user:pass@host:port` → `host:port`): credentials
@@ -280,7 +290,30 @@ mod tests {
     }
 
     #[test]
-    fn one_cookie_is_removed_and_the_rest_kept() {
+    fn te_trailers_is_recognised_among_other_codings() {
+        let te = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::TE, HeaderValue::from_static(v));
+            }
+            takes_trailers(&h)
+        };
+        assert!(te(&["trailers"]));
+        assert!(te(&["gzip;q=0.5, Trailers"]));
+        assert!(te(&["deflate", "trailers;q=1"]));
+        assert!(!te(&["gzip"]));
+        assert!(!te(&["x-trailers"]));
+        assert!(!te(&[]));
+    }
+
+    #[test]
+    fn upstream_cookies_lose_the_session_and_become_one_field() {
+        let fields = |h: &HeaderMap| -> Vec<String> {
+            h.get_all(header::COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        };
         let mut h = HeaderMap::new();
         h.append(
             header::COOKIE,
@@ -288,20 +321,31 @@ mod tests {
         );
         h.append(header::COOKIE, HeaderValue::from_static("abproxy_admin=x"));
         h.append(header::COOKIE, HeaderValue::from_static("c=3"));
-        remove_cookie(&mut h, "abproxy_admin");
-        let fields: Vec<_> = h
-            .get_all(header::COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
-        assert_eq!(fields, vec!["a=1; b=2", "c=3"]);
+        cookies_for_upstream(&mut h, "abproxy_admin");
+        assert_eq!(fields(&h), ["a=1; b=2; c=3"]);
+
+        // HTTP/2: one cookie per field, joined.
+        let mut h = HeaderMap::new();
+        for c in ["device_id=d1", "ab_assignments=x.y", "theme=dark"] {
+            h.append(header::COOKIE, HeaderValue::from_static(c));
+        }
+        cookies_for_upstream(&mut h, "abproxy_admin");
+        assert_eq!(fields(&h), ["device_id=d1; ab_assignments=x.y; theme=dark"]);
+
+        // One field without the session: untouched, byte for byte.
         let mut h = HeaderMap::new();
         h.append(
             header::COOKIE,
-            HeaderValue::from_static("abproxy_administrator=keep"),
+            HeaderValue::from_static("abproxy_administrator=keep;x=1"),
         );
-        remove_cookie(&mut h, "abproxy_admin");
-        assert_eq!(h[header::COOKIE], "abproxy_administrator=keep");
+        cookies_for_upstream(&mut h, "abproxy_admin");
+        assert_eq!(fields(&h), ["abproxy_administrator=keep;x=1"]);
+
+        // Only the session: no Cookie field at all.
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("abproxy_admin=s"));
+        cookies_for_upstream(&mut h, "abproxy_admin");
+        assert!(fields(&h).is_empty());
     }
 
     #[test]

@@ -59,3 +59,4 @@ pub mod snapshot;
 pub mod stats;
 pub mod sticky;
 pub mod targeting;
+pub mod tls;

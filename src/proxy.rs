@@ -72,8 +72,8 @@ pub const RESERVED_PREFIX: &str = "/_ab/";
 #[derive(Clone)]
 pub struct ProxyService {
     app: Arc<App>,
-    /// The peer's IP as an `X-Forwarded-For` value, formatted once per connection.
-    peer: HeaderValue,
+    /// Who is at the other end: made once per connection.
+    peer: Peer,
     /// Held for as long as the connection lasts (hyper drops the service with it).
     _open: Arc<OpenConnection>,
     /// The connection came past `limits.max_connections`: answer 503, then close.
@@ -83,7 +83,7 @@ pub struct ProxyService {
 impl ProxyService {
     /// Admit a new client connection: it counts as open until the service is dropped,
     /// and is over capacity if more than `limits.max_connections` are then open.
-    pub fn admit(app: Arc<App>, peer: SocketAddr) -> ProxyService {
+    pub fn admit(app: Arc<App>, peer: SocketAddr, scheme: Scheme) -> ProxyService {
         let open = OpenConnection::enter(app.metrics.connections_open.clone());
         let over_capacity = open.count > app.snapshot().config.limits.max_connections;
         if over_capacity {
@@ -91,7 +91,7 @@ impl ProxyService {
         }
         ProxyService {
             app,
-            peer: headers::peer_value(peer.ip()),
+            peer: Peer::new(peer, scheme),
             _open: Arc::new(open),
             over_capacity,
         }
@@ -99,6 +99,34 @@ impl ProxyService {
 
     pub fn over_capacity(&self) -> bool {
         self.over_capacity
+    }
+}
+
+/// How the client reached the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// The client connection's end, as the upstream is told it: `X-Forwarded-For` and
+/// `X-Forwarded-Proto` values formatted once per connection (formatting an IP per
+/// request showed in the profile).
+#[derive(Clone)]
+pub struct Peer {
+    pub forwarded_for: HeaderValue,
+    pub forwarded_proto: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, scheme: Scheme) -> Peer {
+        Peer {
+            forwarded_for: headers::peer_value(addr.ip()),
+            forwarded_proto: HeaderValue::from_static(match scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            }),
+        }
     }
 }
 
@@ -151,7 +179,7 @@ impl tower::Service<Request<Incoming>> for ProxyService {
 
 async fn handle(
     snapshot: &Snapshot,
-    peer: &HeaderValue,
+    peer: &Peer,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let device = Device::from_headers(request.headers(), &snapshot.config.cookie.name);
@@ -270,7 +298,7 @@ async fn forward(
     snapshot: &Snapshot,
     upstream_index: usize,
     request: Request<UpstreamRequestBody>,
-    peer: &HeaderValue,
+    peer: &Peer,
     device: &Device,
     assignments: Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -365,7 +393,7 @@ pub fn rewrite_for_upstream(
     host_policy: HostPolicy,
     device_id: &str,
     assignments: Option<HeaderValue>,
-    peer: &HeaderValue,
+    peer: &Peer,
 ) {
     // hyper sizes the parsed map to the request's fields: make room for ours at once
     // rather than regrowing (and rehashing) it on the first insert.
@@ -380,8 +408,14 @@ pub fn rewrite_for_upstream(
         None => parts.headers.get(header::HOST).cloned(),
     };
     let h = &mut parts.headers;
+    let takes_trailers = headers::takes_trailers(h);
     // hyper's server only accepts request bodies framed by `chunked` or a length.
     headers::remove_hop_by_hop(h);
+    if takes_trailers {
+        // TE is hop-by-hop: this hop's says abproxy takes trailers, as the client does
+        // (hyper's server, like many, only sends trailers to a request that says so).
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     // Never let a client speak for the proxy: these are ours to set, or (X-Real-IP,
     // which we do not set) an address an app might trust.
     h.insert(
@@ -394,13 +428,11 @@ pub fn rewrite_for_upstream(
     };
     h.remove(&headers::X_REAL_IP);
     // The admin session: browsers send it to every port of the host, and an upstream
-    // app must never be able to replay it against the admin listener.
-    headers::remove_cookie(h, crate::admin::auth::SESSION_COOKIE);
-    headers::append_forwarded_for(h, peer);
-    h.insert(
-        &headers::X_FORWARDED_PROTO,
-        HeaderValue::from_static("http"),
-    );
+    // app must never be able to replay it against the admin listener. HTTP/2's one
+    // field per cookie becomes one field.
+    headers::cookies_for_upstream(h, crate::admin::auth::SESSION_COOKIE);
+    headers::append_forwarded_for(h, &peer.forwarded_for);
+    h.insert(&headers::X_FORWARDED_PROTO, peer.forwarded_proto.clone());
     let host = match (host_policy, client_host) {
         (HostPolicy::Client, Some(client_host)) => {
             h.insert(&headers::X_FORWARDED_HOST, client_host.clone());

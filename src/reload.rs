@@ -21,7 +21,7 @@ use crate::app::App;
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// Watches the config file's directory (and, when the path is a symlink into another
-/// directory, that one too) until dropped.
+/// directory, that one too), and those of the TLS certificate and key, until dropped.
 pub struct ConfigWatcher {
     _watcher: notify::RecommendedWatcher,
     task: tokio::task::JoinHandle<()>,
@@ -35,9 +35,17 @@ impl Drop for ConfigWatcher {
 
 /// Start reloading `app` when its config file changes. Must run inside a tokio runtime.
 pub fn watch_config(app: Arc<App>) -> notify::Result<ConfigWatcher> {
-    let path = app.config_path().to_path_buf();
-    let watched = watched_places(&path);
+    let mut watched = watched_places(app.config_path());
+    // The certificate and key in force at start-up are watched too: a renewal (certbot,
+    // cert-manager) rewrites them without touching the config.
+    if let Some(tls) = &app.snapshot().config.tls {
+        watched.extend(watched_places(&tls.cert));
+        watched.extend(watched_places(&tls.key));
+    }
     let names: Vec<OsString> = watched.iter().map(|(_, name)| name.clone()).collect();
+    let mut dirs: Vec<&PathBuf> = watched.iter().map(|(dir, _)| dir).collect();
+    dirs.sort();
+    dirs.dedup();
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
@@ -53,7 +61,7 @@ pub fn watch_config(app: Arc<App>) -> notify::Result<ConfigWatcher> {
             let _ = tx.send(());
         }
     })?;
-    for (dir, _) in &watched {
+    for dir in dirs {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
     let task = tokio::spawn(async move {

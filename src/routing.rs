@@ -266,12 +266,14 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
             .as_deref()
             .expect("a query override comes from the query parameter");
         // A session cookie (no Max-Age): QA overrides end with the browser session.
-        let attributes = if value.is_empty() {
-            "; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
-        } else {
-            "; Path=/; HttpOnly; SameSite=Lax"
-        };
-        routing.qa_cookie = Some(set_cookie(name, value, attributes));
+        let mut attributes = String::from("; Path=/; HttpOnly; SameSite=Lax");
+        if value.is_empty() {
+            attributes.push_str("; Max-Age=0");
+        }
+        if config.tls.is_some() {
+            attributes.push_str("; Secure");
+        }
+        routing.qa_cookie = Some(set_cookie(name, value, &attributes));
     }
     routing
 }

@@ -5,22 +5,28 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
+
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::admin::AdminService;
 use crate::app::App;
-use crate::proxy::ProxyService;
+use crate::proxy::{ProxyService, Scheme};
 
 /// hyper's read buffer cap, unless `limits.max_header_bytes` is larger.
 const MIN_READ_BUFFER: usize = 64 * 1024;
 /// Pause after an accept error that is not about one connection (EMFILE, ENFILE,
 /// ENOBUFS): retrying at once would spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// HTTP/2 streams one client may have open at once (hyper's default, written out).
+const MAX_CONCURRENT_STREAMS: u32 = 200;
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long admin connections (a last scrape) may take once the proxy has drained.
 const ADMIN_LINGER: Duration = Duration::from_secs(2);
 
@@ -46,21 +52,14 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     let (stop_admin, stop_admin_rx) = watch::channel(false);
     let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {
         let app = app.clone();
-        move |stream, peer| {
-            let service = ProxyService::admit(app.clone(), peer);
-            let mut builder = http1_builder(&app);
-            if service.over_capacity() {
-                // One 503, then the connection closes.
-                builder.keep_alive(false);
-            }
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-        }
+        move |stream, peer, watcher| serve_proxy(app.clone(), stream, peer, watcher)
     }));
     let admin_task = tokio::spawn(accept_loop(listeners.admin, stop_admin_rx, {
         let app = app.clone();
-        move |stream, _peer| {
-            http1_builder(&app)
-                .serve_connection(TokioIo::new(stream), AdminService::new(app.clone()))
+        move |stream, peer, watcher| {
+            let connection = http1_builder(&app)
+                .serve_connection(TokioIo::new(stream), AdminService::new(app.clone()));
+            watched(watcher, connection, peer)
         }
     }));
 
@@ -125,16 +124,95 @@ fn http1_builder(app: &App) -> http1::Builder {
     builder
 }
 
+/// One client connection of the proxy listener: admitted (or answered 503), TLS
+/// terminated when configured, then HTTP/2 if ALPN chose it, else HTTP/1.1.
+async fn serve_proxy(app: Arc<App>, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+    let Some(tls) = &app.tls else {
+        let service = ProxyService::admit(app.clone(), peer, Scheme::Http);
+        return serve_http1(&app, TokioIo::new(stream), service, peer, watcher).await;
+    };
+    // A handshake is bounded like a request head: a client that stalls in it is cut off.
+    let handshake = tls.acceptor.accept(stream);
+    let header_read = app.snapshot().config.timeouts.header_read;
+    let stream = match tokio::time::timeout(header_read, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::debug!("TLS handshake with {peer} failed: {err}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake with {peer} took over {header_read:?}");
+            return;
+        }
+    };
+    let service = ProxyService::admit(app.clone(), peer, Scheme::Https);
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let over_capacity = service.over_capacity();
+        let connection = http2_builder(&app)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        if over_capacity {
+            // Streams already sent are answered 503; then GOAWAY, and the connection ends.
+            let mut connection = std::pin::pin!(connection);
+            connection.as_mut().graceful_shutdown();
+            if let Err(err) = connection.await {
+                tracing::debug!("rejected connection from {peer} ended with an error: {err}");
+            }
+            return;
+        }
+        return watched(watcher, connection, peer).await;
+    }
+    serve_http1(&app, TokioIo::new(stream), service, peer, watcher).await
+}
+
+async fn serve_http1<I>(app: &App, io: I, service: ProxyService, peer: SocketAddr, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let mut builder = http1_builder(app);
+    if service.over_capacity() {
+        // One 503, then the connection closes.
+        builder.keep_alive(false);
+    }
+    let connection = builder.serve_connection(io, TowerToHyperService::new(service));
+    watched(watcher, connection, peer).await
+}
+
+/// Run `connection` to its end, tracked for the graceful shutdown.
+async fn watched<C>(watcher: Watcher, connection: C, peer: SocketAddr)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    if let Err(err) = watcher.watch(connection).await {
+        tracing::debug!("connection from {peer} ended with an error: {err}");
+    }
+}
+
+/// hyper's HTTP/2 options (TLS clients that chose `h2`).
+fn http2_builder(app: &App) -> http2::Builder<TokioExecutor> {
+    let limits = app.snapshot().config.limits;
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        // The head limit applies to HTTP/2's decoded header list as well.
+        .max_header_list_size(limits.max_header_bytes.try_into().unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // An idle client is pinged; one that does not answer is closed.
+        .keep_alive_interval(Some(H2_KEEPALIVE_INTERVAL))
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
+    builder
+}
+
 /// Accept until `stop` says so; return the tracker of the connections still open.
-async fn accept_loop<C, F>(
+/// `serve` runs each connection on its own task, tracked by the watcher it is given.
+async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     serve: F,
 ) -> GracefulShutdown
 where
-    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> C,
-    C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
-    C::Error: std::fmt::Display,
+    F: Fn(TcpStream, SocketAddr, Watcher) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let connections = GracefulShutdown::new();
     loop {
@@ -152,12 +230,7 @@ where
         };
         // Small responses must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        let connection = connections.watch(serve(stream, peer));
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!("connection from {peer} ended with an error: {err}");
-            }
-        });
+        tokio::spawn(serve(stream, peer, connections.watcher()));
     }
 }
 

@@ -210,5 +210,9 @@ fn set_cookie_attributes(config: &Config) -> String {
         attrs.push_str("; Domain=");
         attrs.push_str(domain);
     }
+    // Over TLS the cookies never travel in clear text.
+    if config.tls.is_some() {
+        attrs.push_str("; Secure");
+    }
     attrs
 }

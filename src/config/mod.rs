@@ -20,6 +20,8 @@ pub use yaml::Pos;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// TLS on `listen` (off unless configured; turning it on or off needs a restart).
+    pub tls: Option<TlsConfig>,
     pub admin_listen: SocketAddr,
     /// In file order.
     pub upstreams: Vec<Upstream>,
@@ -44,6 +46,14 @@ pub struct Config {
     /// In file order: the first routing experiment that applies picks the upstream, and
     /// `X-AB-Assignments` lists experiments in this order.
     pub experiments: Vec<Experiment>,
+}
+
+/// PEM files of the proxy listener's certificate chain and private key (relative to the
+/// working directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

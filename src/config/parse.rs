@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::yaml::{Key, Node, Pos, Value};
 use super::{
     Config, CookieConfig, Experiment, ExportConfig, Goal, HostPolicy, Limits, Match, PoolConfig,
-    QaOverride, State, Timeouts, Trigger, Upstream, UpstreamDown, ValueSource, Variant,
+    QaOverride, State, Timeouts, TlsConfig, Trigger, Upstream, UpstreamDown, ValueSource, Variant,
 };
 use crate::names;
 use crate::targeting::{DeviceClass, Pattern, Target};
@@ -246,6 +246,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         root.pos,
         &[
             "listen",
+            "tls",
             "admin",
             "upstreams",
             "default_upstream",
@@ -275,6 +276,22 @@ pub(super) fn config(root: &Node) -> Result<Config> {
                 admin.socket_addr("listen", DEFAULT_ADMIN_LISTEN)?,
                 admin.path("token_file")?,
             )
+        }
+    };
+    let tls = match top.get("tls") {
+        None => None,
+        Some((key, node)) => {
+            let t = Fields::new(node, "tls", key.pos, &["cert", "key"])?;
+            let path = |name: &str| -> Result<PathBuf> {
+                t.path(name)?.map_or_else(
+                    || error(key.pos, "tls", format!("missing key `{name}` (a PEM file)")),
+                    Ok,
+                )
+            };
+            Some(TlsConfig {
+                cert: path("cert")?,
+                key: path("key")?,
+            })
         }
     };
     let upstreams = upstreams(&top)?;
@@ -380,6 +397,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
     };
     Ok(Config {
         listen,
+        tls,
         admin_listen,
         upstreams,
         default_upstream,

@@ -468,3 +468,25 @@ fn upstream_down_policy() {
     ))
     .contains("`fallback` needs a routing experiment"));
 }
+
+#[test]
+fn tls_needs_both_files() {
+    assert_eq!(parse(MINIMAL).unwrap().tls, None);
+    let c = parse(&format!(
+        "{MINIMAL}tls:\n  cert: certs/full.pem\n  key: certs/key.pem\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.tls,
+        Some(TlsConfig {
+            cert: "certs/full.pem".into(),
+            key: "certs/key.pem".into()
+        })
+    );
+    assert!(error(&format!("{MINIMAL}tls:\n  cert: full.pem\n"))
+        .contains("tls: missing key `key` (a PEM file)"));
+    assert!(
+        error(&format!("{MINIMAL}tls:\n  cert: a\n  key: b\n  ca: c\n"))
+            .contains("unknown key `ca`")
+    );
+}

@@ -14,6 +14,7 @@
 //! - `metrics`: the Prometheus series and their counts.
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
 //!   `analyze --prometheus` against a real Prometheus scraping two replicas.
+//! - `tls`: TLS termination, HTTP/2 clients, trailers, certificate rotation under load.
 //! - `packaging`: the Docker image's build inputs and baked-in config, without Docker.
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
 //! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
@@ -37,3 +38,4 @@ mod metrics;
 mod packaging;
 mod reload;
 mod results;
+mod tls;
