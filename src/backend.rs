@@ -13,7 +13,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 #[derive(Clone)]
@@ -32,7 +31,7 @@ pub async fn run(name: &str, listener: TcpListener, shutdown: impl Future<Output
             .unwrap_or_else(|_| HeaderValue::from_static("backend")),
         page: Bytes::from(page(name)),
     };
-    let graceful = GracefulShutdown::new();
+    let graceful = crate::drain::Drain::default();
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -48,8 +47,8 @@ pub async fn run(name: &str, listener: TcpListener, shutdown: impl Future<Output
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), backend.clone()));
-                tokio::spawn(async move { let _ = connection.await; });
+                let connection = builder.serve_connection(TokioIo::new(stream), backend.clone());
+                tokio::spawn(graceful.watcher().watch(connection));
             }
         }
     }

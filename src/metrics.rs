@@ -37,6 +37,7 @@ pub const EXPERIMENT_RUN: &str = "abproxy_experiment_run";
 pub const EXPORT_DROPPED: &str = "abproxy_export_dropped_total";
 pub const UPSTREAM_ERRORS: &str = "abproxy_upstream_errors_total";
 pub const FALLBACK_SERVED: &str = "abproxy_fallback_served_total";
+pub const TUNNELS_OPEN: &str = "abproxy_tunnels_open";
 pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
 
@@ -66,6 +67,7 @@ pub struct Metrics {
     /// Also the admission count that `limits.max_connections` is checked against.
     pub connections_open: IntGauge,
     pub connections_rejected: IntCounter,
+    pub tunnels_open: IntGauge,
 }
 
 impl Metrics {
@@ -113,6 +115,14 @@ impl Metrics {
             IntGauge::new(
                 CONNECTIONS_OPEN,
                 "Client connections open on the proxy listener (rejected ones included while they last).",
+            )
+            .expect("valid gauge"),
+        );
+        let tunnels_open = registered(
+            &registry,
+            IntGauge::new(
+                TUNNELS_OPEN,
+                "Upgraded connections (WebSockets) being relayed between a client and an upstream.",
             )
             .expect("valid gauge"),
         );
@@ -179,6 +189,7 @@ impl Metrics {
             export_dropped,
             connections_open,
             connections_rejected,
+            tunnels_open,
         }
     }
 

@@ -202,29 +202,13 @@ async fn handle(
             .then(|| (request.method().clone(), request.uri().path().to_string()));
         let response = match routing.upstream.or(snapshot.default_upstream) {
             Some(upstream) => {
-                let fallback = FallbackRetry::plan(&routing, &request);
-                let retry_assignments = fallback.as_ref().and_then(|_| assignments.clone());
-                let sent = request.map(Either::Left);
-                match forward(snapshot, upstream, sent, peer, &device, assignments).await {
-                    Ok(response) => response,
-                    Err(err) => match fallback {
-                        Some(fallback) if err.upstream_is_down() => {
-                            fallback.served.inc();
-                            tracing::debug!(error = %err, "serving the fallback's upstream");
-                            forward(
-                                snapshot,
-                                fallback.upstream,
-                                fallback.request,
-                                peer,
-                                &device,
-                                retry_assignments,
-                            )
-                            .await
-                            .unwrap_or_else(|err| error_response(&err))
-                        }
-                        _ => error_response(&err),
-                    },
-                }
+                let added = Added {
+                    peer,
+                    device_id: &device.id,
+                    assignments,
+                    upgrade: None,
+                };
+                send_upstream(snapshot, &routing, upstream, request, added).await
             }
             None => error_response(&ProxyError::NoRoute),
         };
@@ -253,6 +237,53 @@ async fn handle(
     }
     for cookie in set_cookies {
         h.append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// What abproxy adds to a request on its way upstream.
+struct Added<'a> {
+    peer: &'a Peer,
+    device_id: &'a str,
+    assignments: Option<HeaderValue>,
+    /// A WebSocket (or other) upgrade the client asked for, put back after the
+    /// hop-by-hop fields are removed.
+    upgrade: Option<HeaderValue>,
+}
+
+/// Forward to `upstream` (falling back per `upstream_down`), and open the tunnel if the
+/// request was an upgrade the upstream accepted. Every failure is a response.
+async fn send_upstream(
+    snapshot: &Snapshot,
+    routing: &crate::routing::Routing<'_>,
+    upstream: usize,
+    mut request: Request<Incoming>,
+    mut added: Added<'_>,
+) -> Response<ProxyBody> {
+    let client_upgrade = crate::upgrade::ClientSide::take(&mut request);
+    added.upgrade = client_upgrade.as_ref().map(|c| c.upgrade.clone());
+    let fallback = FallbackRetry::plan(routing, &request);
+    let retry = fallback.as_ref().map(|_| Added {
+        assignments: added.assignments.clone(),
+        upgrade: added.upgrade.clone(),
+        ..added
+    });
+    let mut response = match forward(snapshot, upstream, request.map(Either::Left), added).await {
+        Ok(response) => response,
+        Err(err) => match (fallback, retry) {
+            (Some(fallback), Some(retry)) if err.upstream_is_down() => {
+                fallback.served.inc();
+                tracing::debug!(error = %err, "serving the fallback's upstream");
+                match forward(snapshot, fallback.upstream, fallback.request, retry).await {
+                    Ok(response) => response,
+                    Err(err) => return error_response(&err),
+                }
+            }
+            _ => return error_response(&err),
+        },
+    };
+    if let Some(client) = client_upgrade {
+        client.finish(&mut response, snapshot.tunnels_open.clone());
     }
     response
 }
@@ -298,9 +329,7 @@ async fn forward(
     snapshot: &Snapshot,
     upstream_index: usize,
     request: Request<UpstreamRequestBody>,
-    peer: &Peer,
-    device: &Device,
-    assignments: Option<HeaderValue>,
+    added: Added<'_>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upstream = &snapshot.upstreams[upstream_index];
     let (mut parts, body) = request.into_parts();
@@ -308,10 +337,13 @@ async fn forward(
         &mut parts,
         upstream,
         snapshot.host_policy(),
-        &device.id,
-        assignments,
-        peer,
+        added.device_id,
+        added.assignments,
+        added.peer,
     );
+    if let Some(upgrade) = added.upgrade {
+        crate::upgrade::restore(&mut parts.headers, upgrade);
+    }
 
     let timeouts = snapshot.config.timeouts;
     let started = Instant::now();

@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::admin::AdminService;
 use crate::app::App;
+use crate::drain::{Drain, Graceful, Watcher};
 use crate::proxy::{ProxyService, Scheme};
 
 /// hyper's read buffer cap, unless `limits.max_header_bytes` is larger.
@@ -173,15 +173,19 @@ where
         // One 503, then the connection closes.
         builder.keep_alive(false);
     }
-    let connection = builder.serve_connection(io, TowerToHyperService::new(service));
+    // With upgrades: a WebSocket handshake hands the connection to a tunnel (see
+    // `upgrade`).
+    let connection = builder
+        .serve_connection(io, TowerToHyperService::new(service))
+        .with_upgrades();
     watched(watcher, connection, peer).await
 }
 
 /// Run `connection` to its end, tracked for the graceful shutdown.
-async fn watched<C>(watcher: Watcher, connection: C, peer: SocketAddr)
+async fn watched<C, E>(watcher: Watcher, connection: C, peer: SocketAddr)
 where
-    C: GracefulConnection,
-    C::Error: std::fmt::Display,
+    C: Graceful<Output = Result<(), E>>,
+    E: std::fmt::Display,
 {
     if let Err(err) = watcher.watch(connection).await {
         tracing::debug!("connection from {peer} ended with an error: {err}");
@@ -209,12 +213,12 @@ async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     serve: F,
-) -> GracefulShutdown
+) -> Drain
 where
     F: Fn(TcpStream, SocketAddr, Watcher) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let connections = GracefulShutdown::new();
+    let connections = Drain::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.changed() => return connections,

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub runs: RunBook,
     /// `abproxy_events_received_total` and `abproxy_events_unmatched_total`.
     pub events_received: prometheus::IntCounter,
+    /// `abproxy_tunnels_open`.
+    pub tunnels_open: prometheus::IntGauge,
     pub events_unmatched: prometheus::IntCounter,
     /// Whether any goal is reached by a proxied request (else the proxy path skips them).
     pub has_request_goals: bool,
@@ -134,6 +136,7 @@ impl Snapshot {
             signer,
             has_request_goals,
             events_received: metrics.events_received.clone(),
+            tunnels_open: metrics.tunnels_open.clone(),
             events_unmatched: metrics.events_unmatched.clone(),
             runs,
             admin_token,
