@@ -17,6 +17,23 @@ fn headers(c: &mut Criterion) {
         authority: "127.0.0.1:9002".parse().unwrap(),
         authority_header: HeaderValue::from_static("127.0.0.1:9002"),
         metrics: UpstreamMetrics::new(&metrics, "mars"),
+        scheme: http::uri::Scheme::HTTP,
+        http2: false,
+        client: abproxy::upstream_client::build(
+            &abproxy::config::Upstream {
+                name: "mars".into(),
+                origin: "127.0.0.1:9002".parse().unwrap(),
+                tls: false,
+                http2: false,
+                ca_file: None,
+            },
+            None,
+            std::time::Duration::from_secs(2),
+            abproxy::config::PoolConfig {
+                max_idle_per_host: 16,
+                idle_timeout: std::time::Duration::from_secs(90),
+            },
+        ),
     };
     let (browser, ()) = Request::get("/products/42?ref=newsletter")
         .header("host", "shop.example.com")

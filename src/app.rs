@@ -80,6 +80,8 @@ pub struct Prepared {
     admin_token: Option<crate::admin::auth::AdminToken>,
     /// Read from `tls.cert` and `tls.key` when TLS is on.
     tls_cert: Option<crate::tls::LoadedCert>,
+    /// Per upstream: the rustls settings of `https://` ones (their `ca_file` read).
+    upstream_tls: Vec<Option<Arc<rustls::ClientConfig>>>,
 }
 
 impl App {
@@ -166,6 +168,7 @@ impl App {
             prepared.signer,
             prepared.admin_token,
             &metrics,
+            prepared.upstream_tls,
             &counts.book,
             export.clone(),
             None,
@@ -330,6 +333,7 @@ impl App {
             prepared.signer,
             prepared.admin_token,
             &self.metrics,
+            prepared.upstream_tls,
             &self.counts.book,
             self.export.clone(),
             Some(&previous),
@@ -381,8 +385,19 @@ fn prepare(
             message,
         })?),
     };
+    let upstream_tls = config
+        .upstreams
+        .iter()
+        .map(crate::upstream_client::tls_config)
+        .collect::<Result<_, _>>()
+        .map_err(|message| ConfigError {
+            path: path.to_path_buf(),
+            pos: Pos::default(),
+            message,
+        })?;
     Ok(Prepared {
         tls_cert,
+        upstream_tls,
         config,
         runs,
         signer: Signer::new(&secret),

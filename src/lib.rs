@@ -62,3 +62,4 @@ pub mod sticky;
 pub mod targeting;
 pub mod tls;
 pub mod upgrade;
+pub mod upstream_client;

@@ -347,7 +347,7 @@ async fn forward(
 
     let timeouts = snapshot.config.timeouts;
     let started = Instant::now();
-    let sent = snapshot.client.request(Request::from_parts(parts, body));
+    let sent = upstream.client.request(Request::from_parts(parts, body));
     let result = match tokio::time::timeout(timeouts.upstream_response, sent).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(err)) => Err(ProxyError::from_client(
@@ -479,12 +479,20 @@ pub fn rewrite_for_upstream(
             upstream.authority_header.clone()
         }
     };
-    h.insert(header::HOST, host);
-
     // The pooled client needs an absolute URI; the path and query go through unchanged.
+    // Its connector always dials the upstream, so the authority is free to carry the
+    // host: HTTP/2 sends it as `:authority`, where a `Host` field must not differ.
     let mut uri_parts = http::uri::Parts::default();
-    uri_parts.scheme = Some(http::uri::Scheme::HTTP);
-    uri_parts.authority = Some(upstream.authority.clone());
+    uri_parts.scheme = Some(upstream.scheme.clone());
+    uri_parts.authority = Some(if upstream.http2 {
+        let authority = http::uri::Authority::try_from(host.as_bytes())
+            .unwrap_or_else(|_| upstream.authority.clone());
+        h.remove(header::HOST);
+        authority
+    } else {
+        h.insert(header::HOST, host);
+        upstream.authority.clone()
+    });
     uri_parts.path_and_query = Some(
         parts
             .uri
@@ -493,5 +501,9 @@ pub fn rewrite_for_upstream(
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     );
     parts.uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a valid URI");
-    parts.version = http::Version::HTTP_11;
+    parts.version = if upstream.http2 {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
 }

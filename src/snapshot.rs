@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{Config, HostPolicy};
 use crate::experiment::ExperimentPlan;
@@ -18,8 +16,7 @@ use crate::metrics::{Metrics, UpstreamMetrics};
 use crate::runs::RunBook;
 use crate::sticky::Signer;
 
-/// One pooled keep-alive client for all upstreams; cloning it shares the pool.
-pub type UpstreamClient = Client<HttpConnector, UpstreamRequestBody>;
+pub use crate::upstream_client::UpstreamClient;
 
 /// The client's body streamed on, or none (a bodiless request sent again to the
 /// fallback's upstream).
@@ -33,7 +30,6 @@ pub struct Snapshot {
     /// In config order; experiments refer to them by index.
     pub upstreams: Vec<UpstreamTarget>,
     pub default_upstream: Option<usize>,
-    pub client: UpstreamClient,
     /// `; Path=/; Max-Age=…; HttpOnly; SameSite=Lax[; Domain=…]`, appended to a new id
     /// and to the assignment cookie.
     pub set_cookie_attributes: String,
@@ -65,6 +61,12 @@ pub struct UpstreamTarget {
     /// asks for the upstream's own name.
     pub authority_header: HeaderValue,
     pub metrics: UpstreamMetrics,
+    /// `https` for a TLS upstream, else `http`.
+    pub scheme: http::uri::Scheme,
+    /// HTTP/2 to this upstream (h2 over TLS, or h2c).
+    pub http2: bool,
+    /// This upstream's keep-alive pool.
+    pub client: UpstreamClient,
 }
 
 impl Snapshot {
@@ -76,6 +78,8 @@ impl Snapshot {
         signer: Signer,
         admin_token: Option<crate::admin::auth::AdminToken>,
         metrics: &Metrics,
+        // Per upstream, in config order: the rustls settings of `https://` ones.
+        upstream_tls: Vec<Option<Arc<rustls::ClientConfig>>>,
         counts: &crate::counts::CountBook,
         export: Option<Arc<crate::export::Exporter>>,
         previous: Option<&Snapshot>,
@@ -83,12 +87,34 @@ impl Snapshot {
         let upstreams: Vec<UpstreamTarget> = config
             .upstreams
             .iter()
-            .map(|u| UpstreamTarget {
-                name: u.name.clone(),
-                authority: u.origin.clone(),
-                authority_header: HeaderValue::from_str(u.origin.as_str())
-                    .expect("an authority is a valid header value"),
-                metrics: UpstreamMetrics::new(metrics, &u.name),
+            .zip(upstream_tls)
+            .map(|(u, tls)| {
+                // A reload keeps an upstream's warm pool when nothing about reaching it
+                // changed.
+                let kept = previous.and_then(|prev| {
+                    let same = prev.config.upstreams.iter().any(|p| p == u)
+                        && prev.config.timeouts.connect == config.timeouts.connect
+                        && prev.config.pool == config.pool;
+                    same.then(|| prev.upstreams.iter().find(|p| p.name == u.name))
+                        .flatten()
+                        .map(|p| p.client.clone())
+                });
+                UpstreamTarget {
+                    name: u.name.clone(),
+                    authority: u.origin.clone(),
+                    authority_header: HeaderValue::from_str(u.origin.as_str())
+                        .expect("an authority is a valid header value"),
+                    metrics: UpstreamMetrics::new(metrics, &u.name),
+                    scheme: if u.tls {
+                        http::uri::Scheme::HTTPS
+                    } else {
+                        http::uri::Scheme::HTTP
+                    },
+                    http2: u.http2,
+                    client: kept.unwrap_or_else(|| {
+                        crate::upstream_client::build(u, tls, config.timeouts.connect, config.pool)
+                    }),
+                }
             })
             .collect();
         let upstream_index = |name: &str| upstreams.iter().position(|u| u.name == name);
@@ -116,10 +142,6 @@ impl Snapshot {
             })
             .collect();
         let default_upstream = config.default_upstream.as_deref().and_then(upstream_index);
-        let client = match previous {
-            Some(prev) if same_client_settings(&prev.config, &config) => prev.client.clone(),
-            _ => build_client(&config),
-        };
         let set_cookie_attributes = set_cookie_attributes(&config);
         let has_request_goals = config
             .experiments
@@ -131,7 +153,6 @@ impl Snapshot {
             experiments,
             upstreams,
             default_upstream,
-            client,
             set_cookie_attributes,
             signer,
             has_request_goals,
@@ -175,32 +196,6 @@ impl Snapshot {
             value: goal.and_then(|(_, v)| v),
         });
     }
-}
-
-fn same_client_settings(a: &Config, b: &Config) -> bool {
-    a.timeouts.connect == b.timeouts.connect && a.pool == b.pool
-}
-
-/// The client's settings, all written out: hyper's defaults are documented as unstable.
-fn build_client(config: &Config) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.timeouts.connect));
-    connector.enforce_http(true);
-    connector.set_keepalive(None);
-    Client::builder(TokioExecutor::new())
-        // Without a timer the idle timeout is silently ignored.
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.pool.idle_timeout)
-        .pool_max_idle_per_host(config.pool.max_idle_per_host)
-        // A request that never reached a pooled connection the upstream had just closed
-        // is retried once on a fresh one; nothing the upstream saw is ever replayed.
-        .retry_canceled_requests(true)
-        // We always set Host ourselves (see `HostPolicy`); the client must not guess.
-        .set_host(false)
-        .http1_title_case_headers(false)
-        .http1_preserve_header_case(false)
-        .build(connector)
 }
 
 /// Cookie attributes of `PRODUCT.md`, in its order.

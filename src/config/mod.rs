@@ -69,8 +69,24 @@ pub struct ExportConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     pub name: String,
-    /// `http://host:port`, without a path.
+    /// `host[:port]` of the URL, without a path.
     pub origin: http::uri::Authority,
+    /// `https://`: TLS to the upstream, SNI and verification by the URL's host.
+    pub tls: bool,
+    /// HTTP/2 to the upstream: over TLS by ALPN `h2`, else cleartext with prior
+    /// knowledge (h2c).
+    pub http2: bool,
+    /// PEM CA certificates trusted for this upstream instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Upstream {
+    /// The port connected to: the URL's, else the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.origin
+            .port_u16()
+            .unwrap_or(if self.tls { 443 } else { 80 })
+    }
 }
 
 /// What `Host` header the upstream receives.

@@ -167,6 +167,19 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// `true` or `false`.
+    fn boolean(&self, name: &str, default: bool) -> Result<bool> {
+        let Some((key, node)) = self.get(name) else {
+            return Ok(default);
+        };
+        let path = self.child_path(key);
+        match scalar(key, node, &path)? {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => error(key.pos, &path, format!("`{other}` is not true or false")),
+        }
+    }
+
     /// A whole number from `min` to `max`.
     fn whole(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64> {
         match self.get(name) {
@@ -631,31 +644,56 @@ fn upstreams(top: &Fields) -> Result<Vec<Upstream>> {
         if let Err(m) = names::check_name(&key.name, names::NameKind::Upstream) {
             return error(key.pos, &path, m);
         }
-        let url = scalar(key, node, &path)?;
-        let origin = parse_origin(url).or_else(|m| error(key.pos, &path, m))?;
+        // `name: URL`, or `name: { url: URL, http2: true, ca_file: PATH }`.
+        let (url, url_pos, url_path, options) = match &node.value {
+            Value::Map(_) => {
+                let f = Fields::new(node, &path, key.pos, &["url", "http2", "ca_file"])?;
+                let (url_key, url_node) = f.required("url")?;
+                let url_path = f.child_path(url_key);
+                (
+                    scalar(url_key, url_node, &url_path)?,
+                    url_key.pos,
+                    url_path,
+                    Some(f),
+                )
+            }
+            _ => (scalar(key, node, &path)?, key.pos, path.clone(), None),
+        };
+        let (tls, origin) = parse_origin(url).or_else(|m| error(url_pos, &url_path, m))?;
+        let (http2, ca_file) = match &options {
+            None => (false, None),
+            Some(f) => (f.boolean("http2", false)?, f.path("ca_file")?),
+        };
+        if ca_file.is_some() && !tls {
+            return error(
+                key.pos,
+                &path,
+                "`ca_file` is for https:// upstreams (it says whose certificates to trust)",
+            );
+        }
         upstreams.push(Upstream {
             name: key.name.clone(),
             origin,
+            tls,
+            http2,
+            ca_file,
         });
     }
     Ok(upstreams)
 }
 
-/// `http://host:port` (port defaults to 80). Paths and query strings are refused rather
-/// than silently ignored: the proxy forwards the client's path unchanged.
-fn parse_origin(url: &str) -> std::result::Result<http::uri::Authority, String> {
+/// `http://host:port` or `https://host:port` (port defaults to 80 or 443): whether it
+/// is TLS, and the authority. Paths and query strings are refused rather than silently
+/// ignored: the proxy forwards the client's path unchanged.
+fn parse_origin(url: &str) -> std::result::Result<(bool, http::uri::Authority), String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| format!("`{url}` is not a URL like http://127.0.0.1:9001"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "`{url}`: https upstreams are not supported yet; use http://"
-            ))
-        }
-        _ => return Err(format!("`{url}` must start with http://")),
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("`{url}` must start with http:// or https://")),
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| format!("`{url}` has no host"))?
@@ -683,7 +721,7 @@ fn parse_origin(url: &str) -> std::result::Result<http::uri::Authority, String> 
             "`{url}`: an upstream URL cannot have a path or query; requests keep their own path"
         ));
     }
-    Ok(authority)
+    Ok((tls, authority))
 }
 
 fn cookie(top: &Fields) -> Result<CookieConfig> {

@@ -148,7 +148,7 @@ fn tag_only_experiments_and_match() {
 fn refused_configs_name_the_place_and_the_key() {
     let cases: &[(&str, &str, &str)] = &[
         ("variant", "      Mars: { weight: 50, upstream: mars }", "      Mars: { weight: 50 }"),
-        ("https", "http://127.0.0.1:9002", "https://127.0.0.1:9002"),
+        ("ftp", "http://127.0.0.1:9002", "ftp://127.0.0.1:9002"),
         ("path", "http://127.0.0.1:9002", "http://127.0.0.1:9002/base"),
         ("scheme", "http://127.0.0.1:9002", "127.0.0.1:9002"),
         ("rollout", "state: active", "state: rollout"),
@@ -164,9 +164,9 @@ fn refused_configs_name_the_place_and_the_key() {
     ];
     let expected: &[&str] = &[
         "test.yaml:13:7: experiments.moon_mars.variants.Mars: missing `upstream`",
-        "test.yaml:6:3: upstreams.mars: `https://127.0.0.1:9002`: https upstreams are not supported yet",
+        "test.yaml:6:3: upstreams.mars: `ftp://127.0.0.1:9002` must start with http:// or https://",
         "test.yaml:6:3: upstreams.mars: `http://127.0.0.1:9002/base`: an upstream URL cannot have a path",
-        "test.yaml:6:3: upstreams.mars: `127.0.0.1:9002` must start with http://",
+        "test.yaml:6:3: upstreams.mars: `127.0.0.1:9002` must start with http:// or https://",
         "test.yaml:10:5: experiments.moon_mars.state: state `rollout` needs `rollout_variant`",
         "test.yaml:8:3: experiments.Moon_mars: `Moon_mars` is not a valid experiment key",
         "test.yaml:13:7: experiments.moon_mars.variants.Mars!: `Mars!` is not a valid variant name",
@@ -489,4 +489,40 @@ fn tls_needs_both_files() {
         error(&format!("{MINIMAL}tls:\n  cert: a\n  key: b\n  ca: c\n"))
             .contains("unknown key `ca`")
     );
+}
+
+#[test]
+fn upstreams_by_url_or_with_options() {
+    let c = parse(&MINIMAL.replace(
+        "  mars: http://127.0.0.1:9002",
+        "  mars: { url: \"https://mars.internal\", http2: true, ca_file: ca.pem }",
+    ))
+    .unwrap();
+    let mars = &c.upstreams[1];
+    assert_eq!(
+        (mars.origin.as_str(), mars.tls, mars.http2, mars.port()),
+        ("mars.internal", true, true, 443)
+    );
+    assert_eq!(mars.ca_file.as_deref(), Some(Path::new("ca.pem")));
+    let moon = &c.upstreams[0];
+    assert_eq!((moon.tls, moon.http2, moon.port()), (false, false, 9001));
+    let h2c = parse(&MINIMAL.replace(
+        "  mars: http://127.0.0.1:9002",
+        "  mars: { url: \"http://127.0.0.1:9002\", http2: true }",
+    ))
+    .unwrap();
+    assert_eq!(
+        (h2c.upstreams[1].tls, h2c.upstreams[1].http2),
+        (false, true)
+    );
+    let refused = |with: &str| error(&MINIMAL.replace("  mars: http://127.0.0.1:9002", with));
+    assert!(
+        refused("  mars: { url: \"http://127.0.0.1:9002\", ca_file: ca.pem }")
+            .contains("`ca_file` is for https:// upstreams")
+    );
+    assert!(
+        refused("  mars: { url: \"http://127.0.0.1:9002\", http2: yes }")
+            .contains("upstreams.mars.http2: `yes` is not true or false")
+    );
+    assert!(refused("  mars: { http2: true }").contains("upstreams.mars: missing key `url`"));
 }

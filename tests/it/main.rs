@@ -15,6 +15,7 @@
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
 //!   `analyze --prometheus` against a real Prometheus scraping two replicas.
 //! - `tls`: TLS termination, HTTP/2 clients, trailers, certificate rotation under load.
+//! - `upstreams`: https:// upstreams verified against a CA file, h2 over TLS, h2c.
 //! - `websocket`: an echo through the proxy, assigned and cookied, surviving a reload.
 //! - `packaging`: the Docker image's build inputs and baked-in config, without Docker.
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
@@ -40,4 +41,5 @@ mod packaging;
 mod reload;
 mod results;
 mod tls;
+mod upstreams;
 mod websocket;

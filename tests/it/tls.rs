@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use crate::support::*;
 
 /// A self-signed certificate for `localhost`: (PEM chain, PEM key, DER).
-fn certificate() -> (String, String, CertificateDer<'static>) {
+pub(crate) fn certificate() -> (String, String, CertificateDer<'static>) {
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     (
         generated.cert.pem(),
