@@ -39,6 +39,7 @@ pub mod experiment;
 pub mod export;
 pub mod frontend;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod goals;
 pub mod headers;
 pub mod html;

@@ -9,6 +9,7 @@
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
 //! - `faults`: misbehaving upstreams: the answer, the count by kind, no leaks.
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
+//! - `fuzz_corpus`: the fuzz targets' kept inputs through the same property checks.
 //! - `injection`: CR/LF/NUL from any client byte never reaches a header abproxy writes.
 //! - `limits`: every limit and timeout exceeded, with others still served.
 //! - `metrics`: the Prometheus series and their counts.
@@ -34,6 +35,7 @@ mod events;
 mod experiments;
 mod faults;
 mod forwarding;
+mod fuzz_corpus;
 mod injection;
 mod limits;
 mod metrics;

@@ -61,17 +61,20 @@ async fn tls_proxy(
 }
 
 /// A TLS connection that trusts only `root`, offering `alpn`; the certificate the
-/// server presented comes back with it.
-async fn tls_connect(
+/// server presented comes back with it. An error says which step failed.
+async fn try_tls_connect(
     addr: SocketAddr,
     root: &CertificateDer<'static>,
     alpn: &[u8],
-) -> (
-    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    CertificateDer<'static>,
-) {
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        CertificateDer<'static>,
+    ),
+    String,
+> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).unwrap();
+    roots.add(root.clone()).map_err(|e| e.to_string())?;
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -80,13 +83,29 @@ async fn tls_connect(
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = connector
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-        .expect("TLS handshake with the proxy");
+        .map_err(|e| format!("handshake: {e}"))?;
     let presented = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    Ok((stream, presented))
+}
+
+/// As [`try_tls_connect`], for a connection that must succeed with `alpn` agreed.
+async fn tls_connect(
+    addr: SocketAddr,
+    root: &CertificateDer<'static>,
+    alpn: &[u8],
+) -> (
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    CertificateDer<'static>,
+) {
+    let (stream, presented) = try_tls_connect(addr, root, alpn)
+        .await
+        .expect("TLS handshake with the proxy");
     assert_eq!(
         stream.get_ref().1.alpn_protocol(),
         Some(alpn),
@@ -396,22 +415,7 @@ async fn a_rotated_certificate_is_served_without_a_failed_request() {
 
 /// GET on a new TLS connection trusting only `root`: the status, or why it failed.
 async fn try_h1_get(addr: SocketAddr, root: &CertificateDer<'static>) -> Result<u16, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).map_err(|e| e.to_string())?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let (stream, _) = try_tls_connect(addr, root, b"http/1.1").await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
@@ -439,19 +443,8 @@ async fn try_h1_presented(
     addr: SocketAddr,
     root: &CertificateDer<'static>,
 ) -> Option<CertificateDer<'static>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).ok()?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+    try_tls_connect(addr, root, b"http/1.1")
         .await
-        .ok()?;
-    Some(stream.get_ref().1.peer_certificates()?[0].clone())
+        .ok()
+        .map(|(_, presented)| presented)
 }

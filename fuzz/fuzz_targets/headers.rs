@@ -1,0 +1,4 @@
+//! See `abproxy::fuzzing::headers` for the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| abproxy::fuzzing::headers(data));
