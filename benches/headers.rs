@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use abproxy::config::HostPolicy;
-use abproxy::metrics::{Metrics, UpstreamMetrics};
+use abproxy::metrics::Metrics;
 use abproxy::proxy::rewrite_for_upstream;
 use abproxy::snapshot::UpstreamTarget;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -12,29 +12,23 @@ use http::{HeaderValue, Request};
 
 fn headers(c: &mut Criterion) {
     let metrics = Metrics::new();
-    let upstream = UpstreamTarget {
+    let mars = abproxy::config::Upstream {
         name: "mars".into(),
-        authority: "127.0.0.1:9002".parse().unwrap(),
-        authority_header: HeaderValue::from_static("127.0.0.1:9002"),
-        metrics: UpstreamMetrics::new(&metrics, "mars"),
-        scheme: http::uri::Scheme::HTTP,
+        origin: "127.0.0.1:9002".parse().unwrap(),
+        tls: false,
         http2: false,
-        client: abproxy::upstream_client::build(
-            &abproxy::config::Upstream {
-                name: "mars".into(),
-                origin: "127.0.0.1:9002".parse().unwrap(),
-                tls: false,
-                http2: false,
-                ca_file: None,
-            },
-            None,
-            std::time::Duration::from_secs(2),
-            abproxy::config::PoolConfig {
-                max_idle_per_host: 16,
-                idle_timeout: std::time::Duration::from_secs(90),
-            },
-        ),
+        ca_file: None,
     };
+    let client = abproxy::upstream_client::build(
+        &mars,
+        None,
+        std::time::Duration::from_secs(2),
+        abproxy::config::PoolConfig {
+            max_idle_per_host: 16,
+            idle_timeout: std::time::Duration::from_secs(90),
+        },
+    );
+    let upstream = UpstreamTarget::new(&mars, &metrics, client);
     let (browser, ()) = Request::get("/products/42?ref=newsletter")
         .header("host", "shop.example.com")
         .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36")

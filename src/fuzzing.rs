@@ -224,23 +224,16 @@ fn fuzz_upstream() -> &'static UpstreamTarget {
                 http2: false,
                 ca_file: None,
             };
-            let target = UpstreamTarget {
-                name: config.name.clone(),
-                authority: config.origin.clone(),
-                authority_header: HeaderValue::from_static("127.0.0.1:9002"),
-                metrics: crate::metrics::UpstreamMetrics::new(&metrics, "mars"),
-                scheme: http::uri::Scheme::HTTP,
-                http2: false,
-                client: crate::upstream_client::build(
-                    &config,
-                    None,
-                    std::time::Duration::from_secs(1),
-                    PoolConfig {
-                        max_idle_per_host: 1,
-                        idle_timeout: std::time::Duration::from_secs(1),
-                    },
-                ),
-            };
+            let client = crate::upstream_client::build(
+                &config,
+                None,
+                std::time::Duration::from_secs(1),
+                PoolConfig {
+                    max_idle_per_host: 1,
+                    idle_timeout: std::time::Duration::from_secs(1),
+                },
+            );
+            let target = UpstreamTarget::new(&config, &metrics, client);
             (metrics, target)
         })
         .1

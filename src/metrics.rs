@@ -296,6 +296,14 @@ impl UpstreamErrorKind {
 }
 
 impl UpstreamMetrics {
+    /// Count `err` in `abproxy_upstream_errors_total` by its kind (see
+    /// `ProxyError::upstream_error_kind`, the one place that maps errors to kinds).
+    pub fn count_error(&self, err: &crate::error::ProxyError) {
+        if let Some(kind) = err.upstream_error_kind() {
+            self.errors[kind as usize].inc();
+        }
+    }
+
     pub fn new(metrics: &Metrics, upstream: &str) -> UpstreamMetrics {
         UpstreamMetrics {
             responses: CODE_CLASSES.map(|class| {

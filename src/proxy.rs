@@ -242,6 +242,7 @@ async fn handle(
 }
 
 /// What abproxy adds to a request on its way upstream.
+#[derive(Clone)]
 struct Added<'a> {
     peer: &'a Peer,
     device_id: &'a str,
@@ -263,11 +264,7 @@ async fn send_upstream(
     let client_upgrade = crate::upgrade::ClientSide::take(&mut request);
     added.upgrade = client_upgrade.as_ref().map(|c| c.upgrade.clone());
     let fallback = FallbackRetry::plan(routing, &request);
-    let retry = fallback.as_ref().map(|_| Added {
-        assignments: added.assignments.clone(),
-        upgrade: added.upgrade.clone(),
-        ..added
-    });
+    let retry = fallback.as_ref().map(|_| added.clone());
     let mut response = match forward(snapshot, upstream, request.map(Either::Left), added).await {
         Ok(response) => response,
         Err(err) => match (fallback, retry) {
@@ -364,9 +361,7 @@ async fn forward(
         Ok(response) => response,
         Err(err) => {
             upstream.metrics.responses[CODE_CLASS_ERROR].inc();
-            if let Some(kind) = err.upstream_error_kind() {
-                upstream.metrics.errors[kind as usize].inc();
-            }
+            upstream.metrics.count_error(&err);
             tracing::debug!(error = %format_chain(&err), "upstream request failed");
             return Err(err);
         }
@@ -378,10 +373,11 @@ async fn forward(
     upstream.metrics.responses[crate::metrics::code_class_index(response.status())].inc();
     if headers::remove_hop_by_hop(response.headers_mut()) == headers::TransferCoding::Other {
         // We would pass on still-encoded bytes with nothing saying how they are encoded.
-        upstream.metrics.errors[UpstreamErrorKind::Protocol as usize].inc();
-        return Err(ProxyError::UpstreamTransferCoding {
+        let err = ProxyError::UpstreamTransferCoding {
             upstream: upstream.name.clone(),
-        });
+        };
+        upstream.metrics.count_error(&err);
+        return Err(err);
     }
     let cut = upstream.metrics.errors[UpstreamErrorKind::Body as usize].clone();
     Ok(response.map(|inner| Either::Left(UpstreamBody { inner, cut })))

@@ -69,6 +69,26 @@ pub struct UpstreamTarget {
     pub client: UpstreamClient,
 }
 
+impl UpstreamTarget {
+    /// What requests need of upstream `u`, sent through `client`.
+    pub fn new(u: &crate::config::Upstream, metrics: &Metrics, client: UpstreamClient) -> Self {
+        UpstreamTarget {
+            name: u.name.clone(),
+            authority: u.origin.clone(),
+            authority_header: HeaderValue::from_str(u.origin.as_str())
+                .expect("an authority is a valid header value"),
+            metrics: UpstreamMetrics::new(metrics, &u.name),
+            scheme: if u.tls {
+                http::uri::Scheme::HTTPS
+            } else {
+                http::uri::Scheme::HTTP
+            },
+            http2: u.http2,
+            client,
+        }
+    }
+}
+
 impl Snapshot {
     /// `previous` lends its upstream client when the client settings did not change, so
     /// a reload keeps the warm connection pool.
@@ -91,30 +111,20 @@ impl Snapshot {
             .map(|(u, tls)| {
                 // A reload keeps an upstream's warm pool when nothing about reaching it
                 // changed.
-                let kept = previous.and_then(|prev| {
-                    let same = prev.config.upstreams.iter().any(|p| p == u)
-                        && prev.config.timeouts.connect == config.timeouts.connect
-                        && prev.config.pool == config.pool;
-                    same.then(|| prev.upstreams.iter().find(|p| p.name == u.name))
-                        .flatten()
-                        .map(|p| p.client.clone())
+                let kept = previous
+                    .filter(|prev| {
+                        prev.config.timeouts.connect == config.timeouts.connect
+                            && prev.config.pool == config.pool
+                    })
+                    .and_then(|prev| {
+                        // The previous snapshot's targets are in its config's order.
+                        let same = prev.config.upstreams.iter().position(|p| p == u)?;
+                        Some(prev.upstreams[same].client.clone())
+                    });
+                let client = kept.unwrap_or_else(|| {
+                    crate::upstream_client::build(u, tls, config.timeouts.connect, config.pool)
                 });
-                UpstreamTarget {
-                    name: u.name.clone(),
-                    authority: u.origin.clone(),
-                    authority_header: HeaderValue::from_str(u.origin.as_str())
-                        .expect("an authority is a valid header value"),
-                    metrics: UpstreamMetrics::new(metrics, &u.name),
-                    scheme: if u.tls {
-                        http::uri::Scheme::HTTPS
-                    } else {
-                        http::uri::Scheme::HTTP
-                    },
-                    http2: u.http2,
-                    client: kept.unwrap_or_else(|| {
-                        crate::upstream_client::build(u, tls, config.timeouts.connect, config.pool)
-                    }),
-                }
+                UpstreamTarget::new(u, metrics, client)
             })
             .collect();
         let upstream_index = |name: &str| upstreams.iter().position(|u| u.name == name);
