@@ -149,35 +149,28 @@ async fn simulate_drives_a_proxy_like_visitors() {
     let (code, out, err) = out;
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("simulated 400 visits to http://"), "{out}");
+    // The number after `label` on a line, up to the next comma.
+    let number_after = |line: &str, label: &str| -> u64 {
+        line.split(label)
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     let clicks: u64 = out
         .lines()
         .filter(|l| l.contains(", clicks "))
-        .map(|l| {
-            l.split(", clicks ")
-                .nth(1)
-                .unwrap()
-                .split(',')
-                .next()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
+        .map(|l| number_after(l, ", clicks "))
         .sum();
     let visits: u64 = out
         .lines()
         .filter(|l| {
             l.trim_start().starts_with("Moon: visits") || l.trim_start().starts_with("Mars: visits")
         })
-        .map(|l| {
-            l.split("visits ")
-                .nth(1)
-                .unwrap()
-                .split(',')
-                .next()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        })
+        .map(|l| number_after(l, "visits "))
         .sum();
     assert_eq!(visits, 400, "{out}");
     let m = proxy.metrics().await;
