@@ -270,6 +270,7 @@ async fn http2_clients_get_one_cookie_field_upstream_and_trailers_back() {
                     .append("cookie", cookie.parse().unwrap());
             }
         }
+        sender.ready().await.unwrap();
         let response = sender.send_request(request).await.unwrap();
         assert_eq!(response.version(), http::Version::HTTP_2);
         assert_eq!(response.status(), 200, "round {round}");
@@ -305,6 +306,7 @@ async fn http2_clients_get_one_cookie_field_upstream_and_trailers_back() {
     assert_eq!(second.headers["host"], "localhost");
 
     // Trailers from an HTTP/1.1 upstream reach the HTTP/2 client.
+    sender.ready().await.unwrap();
     let response = sender
         .send_request(
             http::Request::get("https://localhost/trailers")
@@ -409,6 +411,9 @@ async fn a_rotated_certificate_is_served_without_a_failed_request() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let done = load.1.await.expect("no request failed");
     assert!(done > 10, "only {done} requests during the rotation");
+    kept.ready()
+        .await
+        .expect("the connection opened before the rotation is open");
     assert_eq!(
         kept.send_request(get("/after")).await.unwrap().status(),
         200,
