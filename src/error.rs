@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::metrics::UpstreamErrorKind;
+use crate::metrics::{ClientErrorKind, UpstreamErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -39,6 +39,12 @@ pub enum ProxyError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// The client's body broke (malformed chunked framing, or cut off): its fault, 400.
+    #[error("the request body was malformed or cut off by the client")]
+    ClientBody,
+    /// The client stopped sending its body: its fault, 408.
+    #[error("the request body stalled: nothing came from the client for {}ms", timeout.as_millis())]
+    ClientBodyTimeout { timeout: Duration },
 }
 
 impl ProxyError {
@@ -83,10 +89,29 @@ impl ProxyError {
         )
     }
 
+    /// The error for a request the client broke (see `client_request::BodyWatch`).
+    pub fn from_client_fault(kind: ClientErrorKind, body_idle: Duration) -> ProxyError {
+        match kind {
+            ClientErrorKind::BodyTimeout => ProxyError::ClientBodyTimeout { timeout: body_idle },
+            _ => ProxyError::ClientBody,
+        }
+    }
+
+    /// How `abproxy_client_errors_total` counts it (`None`: not the client's fault).
+    pub fn client_error_kind(&self) -> Option<ClientErrorKind> {
+        match self {
+            ProxyError::ClientBody => Some(ClientErrorKind::Body),
+            ProxyError::ClientBodyTimeout { .. } => Some(ClientErrorKind::BodyTimeout),
+            _ => None,
+        }
+    }
+
     /// How `abproxy_upstream_errors_total` counts it (`None`: not an upstream failure).
     pub fn upstream_error_kind(&self) -> Option<UpstreamErrorKind> {
         match self {
-            ProxyError::NoRoute => None,
+            ProxyError::NoRoute | ProxyError::ClientBody | ProxyError::ClientBodyTimeout { .. } => {
+                None
+            }
             ProxyError::UpstreamConnect { .. } => Some(UpstreamErrorKind::Refused),
             ProxyError::UpstreamTimeout { .. } | ProxyError::UpstreamConnectTimeout { .. } => {
                 Some(UpstreamErrorKind::Timeout)
@@ -101,6 +126,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamFailed { .. }
             | ProxyError::UpstreamMalformed { .. }

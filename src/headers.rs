@@ -68,7 +68,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> TransferCoding {
     coding
 }
 
-fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
+/// What a message's `Transfer-Encoding` fields say about its framing.
+pub fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
     let mut codings = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
@@ -177,11 +178,13 @@ pub fn peer_value(peer: IpAddr) -> HeaderValue {
 /// incoming fields are folded into one list, in order.
 pub fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
     let mut list = String::new();
+    // Entry by entry: one entry with bytes that are not visible ASCII (obs-text, a
+    // control byte) is dropped, and the rest of what the client sent is kept.
     for v in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(s) = v.to_str() {
-            let s = s.trim();
-            if !s.is_empty() {
-                list.push_str(s);
+        for entry in v.as_bytes().split(|&b| b == b',') {
+            let entry = entry.trim_ascii();
+            if !entry.is_empty() && entry.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+                list.push_str(std::str::from_utf8(entry).expect("checked ASCII"));
                 list.push_str(", ");
             }
         }
@@ -399,6 +402,22 @@ mod tests {
         assert_eq!(
             h[&X_FORWARDED_FOR],
             "203.0.113.7, 198.51.100.1, 10.0.0.1, ::1"
+        );
+    }
+
+    #[test]
+    fn a_non_ascii_forwarded_for_entry_is_dropped_alone() {
+        let mut h = HeaderMap::new();
+        h.append(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"203.0.113.7, b\xfcd, 198.51.100.1").unwrap(),
+        );
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff").unwrap());
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        append_forwarded_for(&mut h, &peer_value("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            h[&X_FORWARDED_FOR],
+            "203.0.113.7, 198.51.100.1, 10.0.0.1, 127.0.0.1"
         );
     }
 

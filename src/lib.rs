@@ -18,6 +18,8 @@
 //! - [`app`]: the shared state and the one path that loads or reloads a config.
 //! - [`reload`]: file-watch and SIGHUP triggers for reloads.
 //! - [`device`], [`headers`]: the `device_id` cookie; request/response header rewriting.
+//! - [`client_request`]: what a client's request must be (Host, method, body framing)
+//!   and its body on the way upstream (malformed or stalled: the client's fault).
 //! - [`proxy`], [`error`]: the request path and its failure responses.
 //! - [`server`], [`admin`]: listeners, connections, graceful shutdown; `/metrics`.
 //! - [`backend`]: the built-in Moon/Mars upstream used by `demo` and the benchmarks.
@@ -28,6 +30,7 @@ pub mod app;
 pub mod assign;
 pub mod backend;
 pub mod body;
+pub mod client_request;
 pub mod config;
 pub mod count_store;
 pub mod counts;

@@ -40,6 +40,7 @@ pub const FALLBACK_SERVED: &str = "abproxy_fallback_served_total";
 pub const TUNNELS_OPEN: &str = "abproxy_tunnels_open";
 pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
+pub const CLIENT_ERRORS: &str = "abproxy_client_errors_total";
 
 /// The `code_class` label values, indexed by [`code_class_index`].
 pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
@@ -68,6 +69,8 @@ pub struct Metrics {
     pub connections_open: IntGauge,
     pub connections_rejected: IntCounter,
     pub tunnels_open: IntGauge,
+    /// `abproxy_client_errors_total`, indexed by [`ClientErrorKind`].
+    pub client_errors: [IntCounter; ClientErrorKind::LABELS.len()],
 }
 
 impl Metrics {
@@ -170,6 +173,13 @@ impl Metrics {
             )
             .expect("valid gauge"),
         );
+        let client_errors_vec = counter(
+            CLIENT_ERRORS,
+            "Requests refused for the client's own fault, by kind: host (missing, repeated or invalid Host), method (CONNECT), transfer_coding (a request coding other than chunked), body (malformed or aborted request body), body_timeout (request body stalled). Never counted against an upstream.",
+            &["kind"],
+        );
+        let client_errors =
+            ClientErrorKind::LABELS.map(|kind| client_errors_vec.with_label_values(&[kind]));
         // Both results exist from the start, so a dashboard's rate() has a zero to start from.
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -190,6 +200,7 @@ impl Metrics {
             connections_open,
             connections_rejected,
             tunnels_open,
+            client_errors,
         }
     }
 
@@ -265,6 +276,28 @@ pub fn code_class_index(status: http::StatusCode) -> usize {
         400..=499 => 3,
         _ => 4,
     }
+}
+
+/// The `kind` label of `abproxy_client_errors_total`: a request refused because of what
+/// the client sent. Kept apart from upstream errors, so no client can inflate a
+/// variant's error rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientErrorKind {
+    /// An HTTP/1.1 request without `Host`, with two, or with an invalid one (400).
+    Host = 0,
+    /// `CONNECT`: abproxy is not a forward proxy (501).
+    Method = 1,
+    /// A request transfer coding other than `chunked` (501).
+    TransferCoding = 2,
+    /// A malformed request body (bad chunked framing) or one the client cut off (400).
+    Body = 3,
+    /// The client stopped sending its request body (`timeouts.request_body_idle`, 408).
+    BodyTimeout = 4,
+}
+
+impl ClientErrorKind {
+    pub const LABELS: [&'static str; 5] =
+        ["host", "method", "transfer_coding", "body", "body_timeout"];
 }
 
 /// Pre-resolved counters of one upstream.

@@ -22,6 +22,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::app::App;
+use crate::client_request::{BodyWatch, ClientBody};
 use crate::config::{HostPolicy, UpstreamDown};
 use crate::device::Device;
 use crate::error::ProxyError;
@@ -171,6 +172,17 @@ impl tower::Service<Request<Incoming>> for ProxyService {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Box::pin(std::future::ready(Ok(response)));
         }
+        if let Err(refused) = crate::client_request::check_head(
+            request.method(),
+            request.version(),
+            request.headers(),
+        ) {
+            self.app.metrics.client_errors[refused.kind as usize].inc();
+            tracing::debug!(reason = refused.reason, "request refused");
+            let response =
+                plain_response(refused.status, &format!("abproxy: {}\n", refused.reason));
+            return Box::pin(std::future::ready(Ok(response)));
+        }
         let snapshot = self.app.snapshot();
         let peer = self.peer.clone();
         Box::pin(async move { Ok(handle(&snapshot, &peer, request).await) })
@@ -265,13 +277,16 @@ async fn send_upstream(
     added.upgrade = client_upgrade.as_ref().map(|c| c.upgrade.clone());
     let fallback = FallbackRetry::plan(routing, &request);
     let retry = fallback.as_ref().map(|_| added.clone());
-    let mut response = match forward(snapshot, upstream, request.map(Either::Left), added).await {
+    let (parts, body) = request.into_parts();
+    let (body, watch) = ClientBody::new(body, snapshot.config.timeouts.request_body_idle);
+    let request = Request::from_parts(parts, Either::Left(body));
+    let mut response = match forward(snapshot, upstream, request, added, watch.as_deref()).await {
         Ok(response) => response,
         Err(err) => match (fallback, retry) {
             (Some(fallback), Some(retry)) if err.upstream_is_down() => {
                 fallback.served.inc();
                 tracing::debug!(error = %err, "serving the fallback's upstream");
-                match forward(snapshot, fallback.upstream, fallback.request, retry).await {
+                match forward(snapshot, fallback.upstream, fallback.request, retry, None).await {
                     Ok(response) => response,
                     Err(err) => return error_response(&err),
                 }
@@ -327,6 +342,7 @@ async fn forward(
     upstream_index: usize,
     request: Request<UpstreamRequestBody>,
     added: Added<'_>,
+    client_body: Option<&BodyWatch>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upstream = &snapshot.upstreams[upstream_index];
     let (mut parts, body) = request.into_parts();
@@ -347,18 +363,26 @@ async fn forward(
     let sent = upstream.client.request(Request::from_parts(parts, body));
     let result = match tokio::time::timeout(timeouts.upstream_response, sent).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(err)) => Err(ProxyError::from_client(
-            &upstream.name,
-            err,
-            timeouts.connect,
-        )),
-        Err(_elapsed) => Err(ProxyError::UpstreamTimeout {
-            upstream: upstream.name.clone(),
-            timeout: timeouts.upstream_response,
+        Ok(Err(err)) => Err(match client_body.and_then(|b| b.client_fault(false)) {
+            Some(kind) => ProxyError::from_client_fault(kind, timeouts.request_body_idle),
+            None => ProxyError::from_client(&upstream.name, err, timeouts.connect),
+        }),
+        Err(_elapsed) => Err(match client_body.and_then(|b| b.client_fault(true)) {
+            Some(kind) => ProxyError::from_client_fault(kind, timeouts.request_body_idle),
+            None => ProxyError::UpstreamTimeout {
+                upstream: upstream.name.clone(),
+                timeout: timeouts.upstream_response,
+            },
         }),
     };
     let mut response = match result {
         Ok(response) => response,
+        Err(err) if err.client_error_kind().is_some() => {
+            // The client broke its own request: nothing is counted against the upstream.
+            snapshot.client_errors[err.client_error_kind().expect("checked") as usize].inc();
+            tracing::debug!(error = %err, "request body failed on the client's side");
+            return Err(err);
+        }
         Err(err) => {
             upstream.metrics.responses[CODE_CLASS_ERROR].inc();
             upstream.metrics.count_error(&err);
@@ -371,6 +395,11 @@ async fn forward(
         .duration
         .observe(started.elapsed().as_secs_f64());
     upstream.metrics.responses[crate::metrics::code_class_index(response.status())].inc();
+    // abproxy answers in its own HTTP version whatever the upstream spoke (RFC 9110 §6.2):
+    // an HTTP/1.0 upstream's version would otherwise reach the client and close its
+    // connection after every response. (hyper answers an HTTP/1.0 client in HTTP/1.0 by
+    // itself, and HTTP/2 clients ignore this.)
+    *response.version_mut() = http::Version::HTTP_11;
     if headers::remove_hop_by_hop(response.headers_mut()) == headers::TransferCoding::Other {
         // We would pass on still-encoded bytes with nothing saying how they are encoded.
         let err = ProxyError::UpstreamTransferCoding {
@@ -433,7 +462,12 @@ pub fn rewrite_for_upstream(
         Some(authority) => {
             HeaderValue::from_str(headers::without_userinfo(authority.as_str())).ok()
         }
-        None => parts.headers.get(header::HOST).cloned(),
+        // An empty Host (a target with no authority) names no host.
+        None => parts
+            .headers
+            .get(header::HOST)
+            .filter(|h| !h.is_empty())
+            .cloned(),
     };
     let h = &mut parts.headers;
     let takes_trailers = headers::takes_trailers(h);

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
-use hyper::body::Incoming;
 
 use crate::config::{Config, HostPolicy};
 use crate::experiment::ExperimentPlan;
@@ -21,7 +20,7 @@ pub use crate::upstream_client::UpstreamClient;
 /// The client's body streamed on, or none (a bodiless request sent again to the
 /// fallback's upstream).
 pub type UpstreamRequestBody =
-    http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
+    http_body_util::Either<crate::client_request::ClientBody, http_body_util::Empty<bytes::Bytes>>;
 
 pub struct Snapshot {
     pub config: Arc<Config>,
@@ -42,6 +41,8 @@ pub struct Snapshot {
     pub events_received: prometheus::IntCounter,
     /// `abproxy_tunnels_open`.
     pub tunnels_open: prometheus::IntGauge,
+    /// `abproxy_client_errors_total`, by `ClientErrorKind`.
+    pub client_errors: [prometheus::IntCounter; crate::metrics::ClientErrorKind::LABELS.len()],
     pub events_unmatched: prometheus::IntCounter,
     /// Whether any goal is reached by a proxied request (else the proxy path skips them).
     pub has_request_goals: bool,
@@ -168,6 +169,7 @@ impl Snapshot {
             has_request_goals,
             events_received: metrics.events_received.clone(),
             tunnels_open: metrics.tunnels_open.clone(),
+            client_errors: metrics.client_errors.clone(),
             events_unmatched: metrics.events_unmatched.clone(),
             runs,
             admin_token,

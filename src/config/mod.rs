@@ -117,6 +117,9 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     /// A client must send its whole request head within this (slow-loris defence).
     pub header_read: Duration,
+    /// A client sending a request body must send its next bytes within this; past it the
+    /// request gets 408 (the client's fault, never counted against the upstream).
+    pub request_body_idle: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
 }

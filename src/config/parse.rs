@@ -38,6 +38,7 @@ const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(2),
     upstream_response: Duration::from_secs(30),
     header_read: Duration::from_secs(10),
+    request_body_idle: Duration::from_secs(10),
     shutdown_grace: Duration::from_secs(30),
 };
 const DEFAULT_POOL: PoolConfig = PoolConfig {
@@ -350,6 +351,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
                     "connect",
                     "upstream_response",
                     "header_read",
+                    "request_body_idle",
                     "shutdown_grace",
                 ],
             )?;
@@ -361,6 +363,11 @@ pub(super) fn config(root: &Node) -> Result<Config> {
                     NONZERO,
                 )?,
                 header_read: t.duration("header_read", DEFAULT_TIMEOUTS.header_read, NONZERO)?,
+                request_body_idle: t.duration(
+                    "request_body_idle",
+                    DEFAULT_TIMEOUTS.request_body_idle,
+                    NONZERO,
+                )?,
                 shutdown_grace: t.duration(
                     "shutdown_grace",
                     DEFAULT_TIMEOUTS.shutdown_grace,

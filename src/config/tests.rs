@@ -54,6 +54,7 @@ fn minimal_config_and_defaults() {
     assert_eq!(c.timeouts.connect, Duration::from_secs(2));
     assert_eq!(c.timeouts.upstream_response, Duration::from_secs(30));
     assert_eq!(c.timeouts.header_read, Duration::from_secs(10));
+    assert_eq!(c.timeouts.request_body_idle, Duration::from_secs(10));
     assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(30));
     assert_eq!(c.pool.max_idle_per_host, 256);
     let e = &c.experiments[0];
@@ -86,7 +87,7 @@ fn every_setting_can_be_given() {
         + "default_upstream: mars
 host_header: upstream
 cookie: { name: vid, max_age: 30d, domain: Example.org }
-timeouts: { connect: 250ms, upstream_response: 5s, header_read: 3s, shutdown_grace: 1m }
+timeouts: { connect: 250ms, upstream_response: 5s, header_read: 3s, request_body_idle: 4s, shutdown_grace: 1m }
 pool: { max_idle_per_host: 8, idle_timeout: 2h }
 ";
     let c = parse(&text).unwrap();
@@ -96,6 +97,7 @@ pool: { max_idle_per_host: 8, idle_timeout: 2h }
     assert_eq!(c.cookie.max_age, Duration::from_secs(30 * 86_400));
     assert_eq!(c.cookie.domain.as_deref(), Some("example.org"));
     assert_eq!(c.timeouts.connect, Duration::from_millis(250));
+    assert_eq!(c.timeouts.request_body_idle, Duration::from_secs(4));
     assert_eq!(c.timeouts.shutdown_grace, Duration::from_secs(60));
     assert_eq!(c.pool.max_idle_per_host, 8);
     assert_eq!(c.pool.idle_timeout, Duration::from_secs(7200));
@@ -250,7 +252,12 @@ fn addresses_and_ports_that_cannot_work_are_refused() {
 #[test]
 fn durations_that_would_fail_every_request_are_refused() {
     let base = "upstreams:\n  a: http://127.0.0.1:1\n";
-    for key in ["connect", "upstream_response", "header_read"] {
+    for key in [
+        "connect",
+        "upstream_response",
+        "header_read",
+        "request_body_idle",
+    ] {
         assert!(
             error(&format!("{base}timeouts:\n  {key}: 0ms\n")).contains("must be at least 1ms"),
             "{key}"

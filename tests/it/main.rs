@@ -18,6 +18,8 @@
 //! - `tls`: TLS termination, HTTP/2 clients, trailers, certificate rotation under load.
 //! - `upstreams`: https:// upstreams verified against a CA file, h2 over TLS, h2c.
 //! - `websocket`: an echo through the proxy, assigned and cookied, surviving a reload.
+//! - `protocol`: raw-socket client rules: own HTTP version, CONNECT, Host, codings,
+//!   malformed and stalled request bodies, X-Forwarded-For entries.
 //! - `packaging`: the Docker image's build inputs and baked-in config, without Docker.
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
 //! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
@@ -40,6 +42,7 @@ mod injection;
 mod limits;
 mod metrics;
 mod packaging;
+mod protocol;
 mod reload;
 mod results;
 mod tls;
