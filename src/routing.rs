@@ -23,6 +23,10 @@ pub struct Routing<'s> {
     /// (index of the cookie entry, experiment, variant index).
     newly_counted: Vec<(usize, &'s ExperimentPlan, usize)>,
     qa_cookie: Option<HeaderValue>,
+    /// A bot with nothing pinned and no cookie to overwrite: it gets no assignment cookie
+    /// (an empty one would say nothing). Other devices with nothing pinned do get the
+    /// empty cookie: it marks them as known, so their later assignments are counted.
+    bot_without_pins: bool,
 }
 
 /// A device's pinned assignments as read from its cookie, changed by the request, and
@@ -32,6 +36,8 @@ pub struct Pins {
     /// New device, or a valid cookie: assignments and conversions may be counted.
     pub known: bool,
     pub changed: bool,
+    /// The request carried an assignment cookie (valid or not).
+    pub had_cookie: bool,
 }
 
 impl Pins {
@@ -45,6 +51,7 @@ impl Pins {
                 assignments: Assignments::default(),
                 known: true,
                 changed: true,
+                had_cookie: false,
             };
         }
         match cookie_value(headers, &snapshot.config.cookie.assignments_name) {
@@ -52,12 +59,14 @@ impl Pins {
                 assignments: Assignments::default(),
                 known: false,
                 changed: true,
+                had_cookie: false,
             },
             Some(value) => match snapshot.signer.decode(&device.id, value) {
                 Ok(assignments) => Pins {
                     assignments,
                     known: true,
                     changed: false,
+                    had_cookie: true,
                 },
                 Err(rejected) => {
                     // Ignored, never an error: the device is assigned afresh by hash.
@@ -66,6 +75,7 @@ impl Pins {
                         assignments: Assignments::default(),
                         known: false,
                         changed: true,
+                        had_cookie: true,
                     }
                 }
             },
@@ -126,7 +136,7 @@ impl Routing<'_> {
     /// override); counts the new assignments the cookie holds.
     pub fn finish(self, snapshot: &Snapshot, device: &Device) -> Vec<HeaderValue> {
         let mut cookies = Vec::new();
-        if self.pins.changed {
+        if self.pins.changed && !self.bot_without_pins {
             let (cookie, kept) = self.pins.cookie(snapshot, device);
             cookies.push(cookie);
             // Only pins that fit in the cookie are counted: the others will be assigned again.
@@ -190,9 +200,11 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
             assignments: Assignments::default(),
             known: pins_known,
             changed: read.changed,
+            had_cookie: read.had_cookie,
         },
         newly_counted: Vec::new(),
         qa_cookie: None,
+        bot_without_pins: false,
     };
     let mut next = Assignments::default();
     let mut changed = routing.pins.changed;
@@ -257,6 +269,9 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         .entries
         .iter()
         .any(|e| next.get(&e.experiment).is_none());
+    routing.bot_without_pins = next.entries.is_empty()
+        && !read.had_cookie
+        && facts.device_class() == crate::targeting::DeviceClass::Bot;
     routing.pins.assignments = next;
     routing.pins.changed = changed;
     routing.newly_counted = newly_counted;

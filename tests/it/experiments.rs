@@ -500,6 +500,22 @@ async fn target_conditions_and_bots() {
         .map(|(_, v)| v)
         .sum();
     assert_eq!(counted, before, "the bot changed no count");
+    // A new bot gets its device id, and no assignment cookie: an empty one says nothing.
+    let (status, headers, _) = get(&proxy.url("/"), &[("user-agent", googlebot)]).await;
+    assert_eq!(status, 200);
+    let cookies: Vec<&str> = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        cookies.iter().any(|c| c.starts_with("device_id=")),
+        "{cookies:?}"
+    );
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("ab_assignments=")),
+        "no assignment cookie for a bot: {cookies:?}"
+    );
     proxy.stop().await;
 }
 
