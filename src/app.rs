@@ -40,6 +40,8 @@ pub struct App {
 
 pub struct Loaded {
     pub text: String,
+    /// The last reload was refused: the file then held something other than `text`.
+    pub last_refused: bool,
 }
 
 /// What a reload did.
@@ -182,7 +184,10 @@ impl App {
             config_path: config_path.to_path_buf(),
             runs_store,
             env,
-            loaded: Mutex::new(Loaded { text }),
+            loaded: Mutex::new(Loaded {
+                text,
+                last_refused: false,
+            }),
         })
     }
 
@@ -210,6 +215,17 @@ impl App {
         let mut loaded = self.loaded();
         let outcome = match Config::load(&self.config_path) {
             Err(err) => ReloadOutcome::Refused(err),
+            // A broken file put back as it was: nothing changes, but the log's last word
+            // (an error) and the reload metrics must say the file is good again.
+            Ok((_, text)) if !force && text == loaded.text && loaded.last_refused => {
+                loaded.last_refused = false;
+                tracing::info!(
+                    "config {} is valid again and the same as the config in force; still serving it",
+                    self.config_path.display()
+                );
+                self.metrics.record_reload(true);
+                return ReloadOutcome::Unchanged;
+            }
             // The certificate files may have changed on their own.
             Ok((_, text)) if !force && text == loaded.text => return self.refresh_tls(),
             Ok((config, text)) => match self.apply(&mut loaded, config, text) {
@@ -217,6 +233,7 @@ impl App {
                 Err(err) => ReloadOutcome::Refused(err),
             },
         };
+        loaded.last_refused = matches!(outcome, ReloadOutcome::Refused(_));
         match &outcome {
             ReloadOutcome::Refused(err) => {
                 tracing::error!("config reload refused, still serving the previous config: {err}");

@@ -137,6 +137,7 @@ async fn sighup_reloads_and_logs_refused_configs() {
     .await;
 
     // Break the file: the watcher (or a SIGHUP) refuses it and logs where.
+    let original = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
         "upstreams:\n  app: http://127.0.0.1:1\ndefault_upstream: nowhere\n",
@@ -157,6 +158,21 @@ async fn sighup_reloads_and_logs_refused_configs() {
     assert_eq!(
         headers["x-upstream"], "app",
         "the last good config still serves"
+    );
+
+    // Put the good text back: nothing changes, but the log's last word is no longer the
+    // error, and the reload counts as a success.
+    std::fs::write(&config, &original).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the restored file counted",
+        || async { reloads("success").await == 2.0 },
+    )
+    .await;
+    let log = proxy.drain_log().join("\n");
+    assert!(
+        log.contains("is valid again and the same as the config in force"),
+        "the recovery is logged:\n{log}"
     );
 }
 
