@@ -62,14 +62,17 @@ fn refused_addr() -> SocketAddr {
 
 /// `app` for `/ok`, `bad` (the faulty one) for `/garbage`, `/close`, `/cut`, `/stall`,
 /// and `gone` (refused) for `/gone`.
-fn faults_config(app: &str, bad: SocketAddr, gone: SocketAddr) -> String {
+/// `upstream_response`: how long `/stall` takes to become a 504. Only the test that
+/// stalls needs it short; it must still be long enough that, on a busy machine, the
+/// other faults are answered before it.
+fn faults_config(app: &str, bad: SocketAddr, gone: SocketAddr, upstream_response: &str) -> String {
     let route = |key: &str, upstream: &str, prefix: &str| {
         format!(
             "  {key}:\n    state: active\n    variants:\n      A: {{ weight: 1, upstream: {upstream} }}\n    fallback: A\n    match:\n      path_prefix: {prefix}\n"
         )
     };
     format!(
-        "upstreams:\n  app: {app}\n  bad: http://{bad}\n  gone: http://{gone}\ndefault_upstream: app\ntimeouts:\n  upstream_response: 300ms\nexperiments:\n{}{}{}{}{}",
+        "upstreams:\n  app: {app}\n  bad: http://{bad}\n  gone: http://{gone}\ndefault_upstream: app\ntimeouts:\n  upstream_response: {upstream_response}\nexperiments:\n{}{}{}{}{}",
         route("garbage", "bad", "/garbage"),
         route("close", "bad", "/close"),
         route("cut", "bad", "/cut"),
@@ -86,7 +89,7 @@ fn errors(m: &std::collections::HashMap<String, f64>, upstream: &str, kind: &str
 async fn each_upstream_fault_gets_its_answer_and_is_counted_by_kind() {
     let app = MockUpstream::start("app").await;
     let bad = faulty_upstream().await;
-    let proxy = TestProxy::start(&faults_config(&app.url(), bad, refused_addr())).await;
+    let proxy = TestProxy::start(&faults_config(&app.url(), bad, refused_addr(), "3s")).await;
     for (path, status, message) in [
         (
             "/garbage",
@@ -101,7 +104,7 @@ async fn each_upstream_fault_gets_its_answer_and_is_counted_by_kind() {
         (
             "/stall",
             504,
-            "abproxy: upstream bad did not answer within 300ms\n",
+            "abproxy: upstream bad did not answer within 3000ms\n",
         ),
         (
             "/gone",
@@ -205,7 +208,8 @@ async fn ten_thousand_upstream_failures_leak_nothing() {
         with_data_dir(
             &format!(
                 "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n{}",
-                faults_config(&app.url(), bad, refused_addr())
+                // No request here stalls: the timeout is not what is tested.
+                faults_config(&app.url(), bad, refused_addr(), "30s")
             ),
             dir.path(),
         ),
