@@ -26,7 +26,28 @@ use http::{header, HeaderMap, Method, StatusCode, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::headers::{transfer_coding, TransferCoding};
-use crate::metrics::ClientErrorKind;
+
+/// The `kind` label of `abproxy_client_errors_total`: a request refused because of what
+/// the client sent. Kept apart from upstream errors, so no client can inflate a
+/// variant's error rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientErrorKind {
+    /// An HTTP/1.1 request without `Host`, with two, or with an invalid one (400).
+    Host = 0,
+    /// `CONNECT`: abproxy is not a forward proxy (501).
+    Method = 1,
+    /// A request transfer coding other than `chunked` (501).
+    TransferCoding = 2,
+    /// A malformed request body (bad chunked framing) or one the client cut off (400).
+    Body = 3,
+    /// The client stopped sending its request body (`timeouts.request_body_idle`, 408).
+    BodyTimeout = 4,
+}
+
+impl ClientErrorKind {
+    pub const LABELS: [&'static str; 5] =
+        ["host", "method", "transfer_coding", "body", "body_timeout"];
+}
 
 /// Why a request head was refused: the status, the short reason sent back, and how it
 /// is counted.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::metrics::{ClientErrorKind, UpstreamErrorKind};
+use crate::client_request::ClientErrorKind;
+use crate::metrics::UpstreamErrorKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

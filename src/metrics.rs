@@ -17,6 +17,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+pub use crate::client_request::ClientErrorKind;
 use crate::config::Config;
 use crate::snapshot::Snapshot;
 
@@ -276,28 +277,6 @@ pub fn code_class_index(status: http::StatusCode) -> usize {
         400..=499 => 3,
         _ => 4,
     }
-}
-
-/// The `kind` label of `abproxy_client_errors_total`: a request refused because of what
-/// the client sent. Kept apart from upstream errors, so no client can inflate a
-/// variant's error rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientErrorKind {
-    /// An HTTP/1.1 request without `Host`, with two, or with an invalid one (400).
-    Host = 0,
-    /// `CONNECT`: abproxy is not a forward proxy (501).
-    Method = 1,
-    /// A request transfer coding other than `chunked` (501).
-    TransferCoding = 2,
-    /// A malformed request body (bad chunked framing) or one the client cut off (400).
-    Body = 3,
-    /// The client stopped sending its request body (`timeouts.request_body_idle`, 408).
-    BodyTimeout = 4,
-}
-
-impl ClientErrorKind {
-    pub const LABELS: [&'static str; 5] =
-        ["host", "method", "transfer_coding", "body", "body_timeout"];
 }
 
 /// Pre-resolved counters of one upstream.

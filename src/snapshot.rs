@@ -42,7 +42,8 @@ pub struct Snapshot {
     /// `abproxy_tunnels_open`.
     pub tunnels_open: prometheus::IntGauge,
     /// `abproxy_client_errors_total`, by `ClientErrorKind`.
-    pub client_errors: [prometheus::IntCounter; crate::metrics::ClientErrorKind::LABELS.len()],
+    pub client_errors:
+        [prometheus::IntCounter; crate::client_request::ClientErrorKind::LABELS.len()],
     pub events_unmatched: prometheus::IntCounter,
     /// Whether any goal is reached by a proxied request (else the proxy path skips them).
     pub has_request_goals: bool,
