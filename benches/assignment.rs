@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use abproxy::assign::WeightTable;
+use abproxy::experiments::assign::WeightTable;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn assignment(c: &mut Criterion) {

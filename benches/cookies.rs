@@ -3,8 +3,8 @@
 
 use std::hint::black_box;
 
-use abproxy::device::Device;
-use abproxy::sticky::{Assignments, Entry, Signer};
+use abproxy::experiments::device::Device;
+use abproxy::experiments::sticky::{Assignments, Entry, Signer};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
 

@@ -4,9 +4,9 @@
 use std::hint::black_box;
 
 use abproxy::config::HostPolicy;
-use abproxy::metrics::Metrics;
-use abproxy::proxy::rewrite_for_upstream;
-use abproxy::snapshot::UpstreamTarget;
+use abproxy::counting::metrics::Metrics;
+use abproxy::proxy::service::rewrite_for_upstream;
+use abproxy::state::snapshot::UpstreamTarget;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderValue, Request};
 
@@ -19,7 +19,7 @@ fn headers(c: &mut Criterion) {
         http2: false,
         ca_file: None,
     };
-    let client = abproxy::upstream_client::build(
+    let client = abproxy::transport::upstream_client::build(
         &mars,
         None,
         std::time::Duration::from_secs(2),
@@ -45,9 +45,9 @@ fn headers(c: &mut Criterion) {
         .into_parts();
     let assignments = HeaderValue::from_static("moon_mars=Mars, white_gold_btn=Gold");
     // Made once per connection by the proxy.
-    let peer = abproxy::proxy::Peer::new(
+    let peer = abproxy::proxy::service::Peer::new(
         "203.0.113.7:50000".parse().unwrap(),
-        abproxy::proxy::Scheme::Http,
+        abproxy::proxy::service::Scheme::Http,
     );
     c.bench_function("headers/rewrite a 10-field browser request", |b| {
         b.iter_batched(

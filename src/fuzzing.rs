@@ -8,12 +8,12 @@ use std::path::Path;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 
+use crate::config::names::{check_name, NameKind};
 use crate::config::{Config, HostPolicy, PoolConfig, QaOverride, Upstream};
-use crate::device::Device;
-use crate::names::{check_name, NameKind};
-use crate::proxy::{rewrite_for_upstream, Peer, Scheme};
-use crate::snapshot::UpstreamTarget;
-use crate::sticky::{Assignments, Entry, Signer};
+use crate::experiments::device::Device;
+use crate::experiments::sticky::{Assignments, Entry, Signer};
+use crate::proxy::service::{rewrite_for_upstream, Peer, Scheme};
+use crate::state::snapshot::UpstreamTarget;
 
 /// Config parser and validator: any text either is refused with a positioned message,
 /// or gives a config whose cross-references hold and that builds experiment plans.
@@ -45,10 +45,10 @@ pub fn config(data: &[u8]) {
         assert!(e.variants.iter().any(|v| v.name == e.control));
         let upstream_index = |name: &str| config.upstreams.iter().position(|u| u.name == name);
         // Panics if validation let through weights that sum to 0 or a dangling name.
-        let plan = crate::experiment::ExperimentPlan::new(
+        let plan = crate::experiments::plan::ExperimentPlan::new(
             e,
             Some(1),
-            &crate::counts::CountBook::default(),
+            &crate::counting::book::CountBook::default(),
             upstream_index,
         );
         for v in &plan.variants {
@@ -82,7 +82,7 @@ pub fn cookies(data: &[u8]) {
     );
     // Never a panic, whatever the device's cookie holds.
     let _ = device.set_cookie("device_id", "; Path=/");
-    if let Some(value) = crate::device::cookie_value(&headers, "ab_assignments") {
+    if let Some(value) = crate::experiments::device::cookie_value(&headers, "ab_assignments") {
         if let Ok(decoded) = signer.decode(&device.id, value) {
             // Only what the signer encoded verifies: it must re-encode to the same value.
             let (again, _) = signer.encode(&device.id, &decoded);
@@ -120,7 +120,7 @@ pub fn cookies(data: &[u8]) {
 /// The events JSON: any body is accepted or refused with a message, never a panic, and
 /// accepted events have the documented shape.
 pub fn events(data: &[u8]) {
-    if let Ok(events) = crate::events::parse(data) {
+    if let Ok(events) = crate::proxy::events::parse(data) {
         assert!((1..=100).contains(&events.len()));
         for event in &events {
             assert!(!event.name.is_empty() && event.name.chars().count() <= 64);
@@ -155,7 +155,7 @@ pub fn headers(data: &[u8]) {
         query_param: Some("ab_force".into()),
         header: Some(HeaderName::from_static("x-ab-force")),
     };
-    let forced = crate::qa::forced(&qa, request.headers(), request.uri().query());
+    let forced = crate::experiments::qa::forced(&qa, request.headers(), request.uri().query());
     for (experiment, variant) in &forced.pairs {
         assert!(check_name(experiment, NameKind::Experiment).is_ok());
         assert!(check_name(variant, NameKind::Variant).is_ok());
@@ -201,7 +201,7 @@ pub fn headers(data: &[u8]) {
     );
     assert!(h.get_all(header::COOKIE).iter().count() <= 1);
     assert!(
-        !crate::device::cookie_pairs(h).any(|(name, _)| name == b"abproxy_admin"),
+        !crate::experiments::device::cookie_pairs(h).any(|(name, _)| name == b"abproxy_admin"),
         "the admin session reached the upstream"
     );
     assert_eq!(h.get_all(header::HOST).iter().count(), 1);
@@ -212,11 +212,11 @@ pub fn headers(data: &[u8]) {
 /// One upstream target for every `headers` run (its metrics and client are built once,
 /// and stay reachable: LeakSanitizer reports a leaked `Box` at exit).
 fn fuzz_upstream() -> &'static UpstreamTarget {
-    static TARGET: std::sync::OnceLock<(crate::metrics::Metrics, UpstreamTarget)> =
+    static TARGET: std::sync::OnceLock<(crate::counting::metrics::Metrics, UpstreamTarget)> =
         std::sync::OnceLock::new();
     &TARGET
         .get_or_init(|| {
-            let metrics = crate::metrics::Metrics::new();
+            let metrics = crate::counting::metrics::Metrics::new();
             let config = Upstream {
                 name: "mars".into(),
                 origin: "127.0.0.1:9002".parse().unwrap(),
@@ -224,7 +224,7 @@ fn fuzz_upstream() -> &'static UpstreamTarget {
                 http2: false,
                 ca_file: None,
             };
-            let client = crate::upstream_client::build(
+            let client = crate::transport::upstream_client::build(
                 &config,
                 None,
                 std::time::Duration::from_secs(1),

@@ -1,69 +1,50 @@
 //! abproxy: an A/B-testing reverse proxy.
 //!
-//! The data flow, one module per step:
+//! A request's way through the folders, left to right, and where each count goes:
 //!
 //! ```text
-//! config (YAML file → typed, validated Config)
-//!   → snapshot (everything derived from one Config, swapped whole by `app` on reload)
-//!   → assign / experiment (hash + weighted pick + state rules; pure)
-//!   → proxy (a tower Service: device → experiments → upstream → forward → Set-Cookie)
-//!   → metrics (Prometheus counters, pre-resolved per snapshot)
+//!  config ──► state::snapshot ──► proxy::service ──► experiments ──► proxy::service ──► upstream
+//!  (YAML →     (one immutable      (device id, the     (hash, weights,   (rewrite, forward
+//!   Config)     view, swapped       /_ab/ endpoints,    state rules,      through transport,
+//!               whole on reload)    routing)            sticky pins)      Set-Cookie back)
+//!                                         │
+//!                                         ▼
+//!                 counting (count book → counts log, export, /metrics)
+//!                                         │
+//!                                         ▼
+//!                 stats (tests, intervals, SRM)  ──►  admin (API, page)  /  cli (analyze)
 //! ```
 //!
-//! - [`config`]: parse and validate the YAML file (`config::yaml` keeps positions).
-//! - [`names`]: the naming rules for experiments, variants, upstreams and device ids.
-//! - [`assign`]: the assignment hash of `PRODUCT.md`.
-//! - [`experiment`]: which requests an experiment applies to; what each state serves.
-//! - [`snapshot`]: one immutable, request-ready view of a config.
-//! - [`app`]: the shared state and the one path that loads or reloads a config.
-//! - [`reload`]: file-watch and SIGHUP triggers for reloads.
-//! - [`device`], [`headers`]: the `device_id` cookie; request/response header rewriting.
-//! - [`client_request`]: what a client's request must be (Host, method, body framing)
-//!   and its body on the way upstream (malformed or stalled: the client's fault).
-//! - [`proxy`], [`error`]: the request path and its failure responses.
-//! - [`server`], [`admin`]: listeners, connections, graceful shutdown; `/metrics`.
-//! - [`backend`]: the built-in Moon/Mars upstream used by `demo` and the benchmarks.
+//! The folders are layers. A module imports only from layers below its own (and from
+//! its own folder, without circles); `tests/it/layout.rs` checks this on every test run.
+//! From the bottom up:
+//!
+//! | layer | what it holds | may use |
+//! |---|---|---|
+//! | [`util`] | file writes, randomness, HTML escaping | std |
+//! | [`config`] | the YAML file → a validated [`config::Config`]; the naming rules | util; **pure** |
+//! | [`stats`] | the statistics and the analysis report | util; **pure** |
+//! | [`counting`] | the count book, the durable counts log, the export, the metric registry | config, util |
+//! | [`experiments`] | the assignment hash, experiment plans, targeting, sticky cookies, QA overrides, device ids, lifecycle rules, goals | counting, config, util; **pure** |
+//! | [`transport`] | upstream connection pools, TLS termination, connection draining, bodies | config, counting |
+//! | [`state`] | the snapshot, the app (load, reload, commit), the run book, secrets, reload triggers | everything below |
+//! | [`admin`] | the admin listener: API, page, charts, results | everything below |
+//! | [`proxy`] | the listeners, the proxy service, routing one request, `/_ab/` endpoints, header rewriting, upgrades, errors | everything below |
+//! | [`cli`] | `simulate`, the remote sources of `analyze`, the built-in backend | stats, counting, transport, util |
+//!
+//! "Pure" means no I/O and no clock: nothing under `config`, `experiments` or `stats`
+//! uses tokio, hyper, `std::net`, `std::fs` or reads the time; callers pass time and
+//! bytes in (addresses in the config are `core::net` values: plain data). [`fuzzing`]
+//! holds the properties the fuzz targets and their replay test check.
 
 pub mod admin;
-pub mod analysis;
-pub mod app;
-pub mod assign;
-pub mod backend;
-pub mod body;
-pub mod client_request;
+pub mod cli;
 pub mod config;
-pub mod count_store;
-pub mod counts;
-pub mod device;
-pub mod drain;
-pub mod error;
-pub mod events;
-pub mod experiment;
-pub mod export;
-pub mod frontend;
-pub mod fsutil;
+pub mod counting;
+pub mod experiments;
 pub mod fuzzing;
-pub mod goals;
-pub mod headers;
-pub mod html;
-pub mod lifecycle;
-pub mod metrics;
-pub mod names;
 pub mod proxy;
-pub mod qa;
-pub mod random;
-pub mod reload;
-pub mod remote;
-pub mod results;
-pub mod routing;
-pub mod runs;
-pub mod secret;
-pub mod server;
-pub mod simulate;
-pub mod snapshot;
+pub mod state;
 pub mod stats;
-pub mod sticky;
-pub mod targeting;
-pub mod tls;
-pub mod upgrade;
-pub mod upstream_client;
+pub mod transport;
+pub mod util;

@@ -9,9 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use abproxy::app::{App, Env};
 use abproxy::config::Config;
-use abproxy::server::Listeners;
+use abproxy::proxy::server::Listeners;
+use abproxy::state::app::{App, Env};
 
 const DEFAULT_CONFIG: &str = "config/abproxy.yaml";
 
@@ -234,10 +234,10 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
 fn check(path: &Path) -> Result<()> {
     let result = Config::load(path).and_then(|(config, _)| {
         // A state change is checked against the run book, if this machine has one.
-        let book = abproxy::runs::RunStore::new(&config.data_dir)
+        let book = abproxy::state::runs::RunStore::new(&config.data_dir)
             .load()
             .unwrap_or_default();
-        abproxy::app::check_transitions(path, &config, &book).map(|_| config)
+        abproxy::state::app::check_transitions(path, &config, &book).map(|_| config)
     });
     match result {
         Ok(config) => {
@@ -270,7 +270,7 @@ fn analyze(
     confidence: f64,
     tuned_for: u64,
 ) -> Result<()> {
-    use abproxy::remote::{self, Fetched};
+    use abproxy::cli::remote::{self, Fetched};
     if !(confidence > 0.0 && confidence < 1.0) {
         bail!("--confidence must be between 0 and 1 (e.g. 0.95)");
     }
@@ -278,7 +278,7 @@ fn analyze(
         Source::File(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let counts: abproxy::analysis::Counts = serde_json::from_str(&text)
+            let counts: abproxy::stats::analysis::Counts = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a counts file", path.display()))?;
             (
                 path.display().to_string(),
@@ -306,13 +306,13 @@ fn analyze(
             (url.clone(), fetched)
         }
     };
-    let settings = abproxy::analysis::Settings {
+    let settings = abproxy::stats::analysis::Settings {
         confidence,
         sequential_tuned_for: tuned_for.max(1),
     };
     let mut reports = Vec::new();
     for f in &fetched {
-        let report = abproxy::analysis::analyze(&f.counts, settings)
+        let report = abproxy::stats::analysis::analyze(&f.counts, settings)
             .with_context(|| format!("{origin}: experiment {}", f.counts.experiment))?;
         reports.push((report, &f.run));
     }
@@ -336,7 +336,7 @@ fn analyze(
                 if let Some(run) = run {
                     println!("{}", describe_run(run, &origin));
                 }
-                print!("{}", abproxy::analysis::render_table(report));
+                print!("{}", abproxy::stats::analysis::render_table(report));
             }
         }
     }
@@ -365,8 +365,8 @@ fn simulate_options(
     weights: &str,
     concurrency: usize,
     seed: Option<u64>,
-) -> Result<abproxy::simulate::Options> {
-    use abproxy::simulate::parse_pairs;
+) -> Result<abproxy::cli::simulate::Options> {
+    use abproxy::cli::simulate::parse_pairs;
     let click_probs = parse_pairs(click_probs, "--click-probs").map_err(anyhow::Error::msg)?;
     if click_probs.iter().any(|(_, p)| *p > 1.0) {
         bail!("--click-probs: probabilities are between 0 and 1");
@@ -379,8 +379,8 @@ fn simulate_options(
     if !target.starts_with("http://") {
         bail!("--target must be an http:// URL of the proxy");
     }
-    let seed = seed.unwrap_or_else(abproxy::random::seed);
-    Ok(abproxy::simulate::Options {
+    let seed = seed.unwrap_or_else(abproxy::util::random::seed);
+    Ok(abproxy::cli::simulate::Options {
         target,
         visits,
         click_probs,
@@ -392,10 +392,10 @@ fn simulate_options(
     })
 }
 
-async fn simulate(options: abproxy::simulate::Options) -> Result<()> {
+async fn simulate(options: abproxy::cli::simulate::Options) -> Result<()> {
     let total = options.visits;
     let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let visits = abproxy::simulate::run(&options, move |done| {
+    let visits = abproxy::cli::simulate::run(&options, move |done| {
         if on_terminal && (done % 10 == 0 || done == total) {
             let width = 40;
             let filled = done * width / total.max(1);
@@ -411,7 +411,7 @@ async fn simulate(options: abproxy::simulate::Options) -> Result<()> {
     })
     .await
     .map_err(anyhow::Error::msg)?;
-    print!("{}", abproxy::simulate::report(&options, &visits));
+    print!("{}", abproxy::cli::simulate::report(&options, &visits));
     Ok(())
 }
 
@@ -470,7 +470,7 @@ async fn serve(path: &Path, env: Env) -> Result<()> {
     };
     // Reload triggers first: a SIGHUP that arrives once we say we are listening must
     // find its handler (the default action of SIGHUP ends the process).
-    let reloaders = abproxy::reload::Reloaders::start(app.clone())?;
+    let reloaders = abproxy::state::reload::Reloaders::start(app.clone())?;
     let shutdown = shutdown_signal();
     tracing::info!(
         "proxy listening on http://{} (admin http://{}/metrics), config {}",
@@ -478,7 +478,7 @@ async fn serve(path: &Path, env: Env) -> Result<()> {
         listeners.admin.local_addr()?,
         path.display()
     );
-    abproxy::server::run(app, listeners, shutdown).await;
+    abproxy::proxy::server::run(app, listeners, shutdown).await;
     drop(reloaders);
     tracing::info!("stopped");
     Ok(())
@@ -500,7 +500,7 @@ async fn demo(path: &Path) -> Result<()> {
             })?;
         println!("  backend {name:<8} http://{}", listener.local_addr()?);
         backends.push(tokio::spawn(async move {
-            abproxy::backend::run(&name, listener, std::future::pending()).await
+            abproxy::cli::backend::run(&name, listener, std::future::pending()).await
         }));
     }
     println!("  proxy            http://{}/", config.listen);
@@ -509,7 +509,7 @@ async fn demo(path: &Path) -> Result<()> {
     if env.admin_token.is_none() && config.admin_token_file.is_none() {
         // So the demo's admin page can make changes; a real deployment sets its own.
         env.admin_token =
-            Some(abproxy::random::token(16).context("no randomness for a demo admin token")?);
+            Some(abproxy::util::random::token(16).context("no randomness for a demo admin token")?);
     }
     match &env.admin_token {
         Some(token) => println!(
@@ -562,7 +562,7 @@ async fn backend(name: &str, listen: SocketAddr) -> Result<()> {
         "backend {name} listening on http://{}",
         listener.local_addr()?
     );
-    abproxy::backend::run(name, listener, shutdown_signal()).await;
+    abproxy::cli::backend::run(name, listener, shutdown_signal()).await;
     Ok(())
 }
 

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::App;
 use crate::config::edit::{self, Change, EditError};
 use crate::config::{Config, State};
-use crate::lifecycle::allowed_targets;
-use crate::snapshot::Snapshot;
+use crate::experiments::lifecycle::allowed_targets;
+use crate::state::app::App;
+use crate::state::snapshot::Snapshot;
 
 /// The body of a PATCH; every field optional, unknown fields refused.
 #[derive(Debug, Deserialize)]
@@ -57,7 +57,7 @@ pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
         .iter()
         .find(|p| p.key == key)
         .expect("every experiment has a plan");
-    let run_json = |r: &crate::runs::Run| json!({ "number": r.number, "started_at": r.started_at, "ended_at": r.ended_at });
+    let run_json = |r: &crate::state::runs::Run| json!({ "number": r.number, "started_at": r.started_at, "ended_at": r.ended_at });
     let record = runs.get(key);
     let variants: Vec<Value> = config
         .variants
@@ -157,7 +157,7 @@ pub fn patch(app: &App, key: &str, body: &[u8]) -> Answer {
                 )
             }
         };
-        if let Err(e) = crate::fsutil::write_atomically(&target, text.as_bytes(), mode) {
+        if let Err(e) = crate::util::fsutil::write_atomically(&target, text.as_bytes(), mode) {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot write {}: {e}", target.display()),
@@ -165,7 +165,7 @@ pub fn patch(app: &App, key: &str, body: &[u8]) -> Answer {
         }
         if let Err(e) = app.commit(&mut loaded, prepared, text) {
             // Put the file back, so file and proxy agree again.
-            let restored = crate::fsutil::write_atomically(&target, on_disk.as_bytes(), mode);
+            let restored = crate::util::fsutil::write_atomically(&target, on_disk.as_bytes(), mode);
             app.metrics.record_reload(false);
             let note = if restored.is_ok() {
                 "the file was restored"

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-use crate::sticky::Signer;
+use crate::experiments::sticky::Signer;
 
 pub const TOKEN_ENV: &str = "ABPROXY_ADMIN_TOKEN";
 pub const SESSION_COOKIE: &str = "abproxy_admin";
@@ -95,7 +95,7 @@ impl AdminToken {
     }
 
     fn fingerprint(&self) -> String {
-        crate::random::hex(&self.digest)
+        crate::util::random::hex(&self.digest)
     }
 }
 
@@ -128,7 +128,7 @@ pub fn identify(headers: &HeaderMap, token: Option<&AdminToken>, signer: &Signer
             Caller::Unknown
         };
     }
-    match crate::device::cookie_value(headers, SESSION_COOKIE)
+    match crate::experiments::device::cookie_value(headers, SESSION_COOKIE)
         .and_then(|v| std::str::from_utf8(v).ok())
     {
         Some(session) if session_valid(session, token, signer, SystemTime::now()) => {

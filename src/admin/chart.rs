@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::html::escape;
+use crate::util::html::escape;
 
 const WIDTH: f64 = 560.0;
 const LEFT: f64 = 90.0;

@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod chart;
 pub mod page;
+pub mod results;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,8 +29,8 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::app::App;
-use crate::snapshot::Snapshot;
+use crate::state::app::App;
+use crate::state::snapshot::Snapshot;
 use auth::Caller;
 
 /// Admin request bodies (a PATCH, a login form) are small.
@@ -94,9 +95,12 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                     )
                 }
             };
-            let now = crate::count_store::unix_ms(std::time::SystemTime::now());
-            match crate::results::collect(&snapshot, &app.counts.book, key, now) {
-                Some(results) => json(StatusCode::OK, &crate::results::to_json(&results, settings)),
+            let now = crate::counting::store::unix_ms(std::time::SystemTime::now());
+            match crate::admin::results::collect(&snapshot, &app.counts.book, key, now) {
+                Some(results) => json(
+                    StatusCode::OK,
+                    &crate::admin::results::to_json(&results, settings),
+                ),
                 None => json(
                     StatusCode::NOT_FOUND,
                     &serde_json::json!({ "error": format!("no experiment `{key}`") }),
@@ -158,8 +162,8 @@ fn results_key(path: &str) -> Option<&str> {
 }
 
 /// `?confidence=0.99` (default 0.95).
-fn results_settings(query: Option<&str>) -> Result<crate::analysis::Settings, String> {
-    let mut settings = crate::analysis::Settings::default();
+fn results_settings(query: Option<&str>) -> Result<crate::stats::analysis::Settings, String> {
+    let mut settings = crate::stats::analysis::Settings::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("confidence", value)) => match value.parse::<f64>() {
@@ -184,7 +188,7 @@ enum Need {
 
 /// The caller, or the response that refuses it.
 fn authorize(
-    snapshot: &crate::snapshot::Snapshot,
+    snapshot: &crate::state::snapshot::Snapshot,
     headers: &http::HeaderMap,
     need: Need,
 ) -> Result<Caller, Response<Full<Bytes>>> {
@@ -239,16 +243,16 @@ fn experiments_page(app: &App, request: &Request<Incoming>) -> Response<Full<Byt
         _ => None,
     };
     let experiments = api::list(&snapshot);
-    let now = crate::count_store::unix_ms(std::time::SystemTime::now());
-    let settings = crate::analysis::Settings::default();
+    let now = crate::counting::store::unix_ms(std::time::SystemTime::now());
+    let settings = crate::stats::analysis::Settings::default();
     let outcomes: Vec<page::Outcome> = snapshot
         .config
         .experiments
         .iter()
         .filter_map(|e| {
-            let results = crate::results::collect(&snapshot, &app.counts.book, &e.key, now)?;
-            let report =
-                crate::analysis::analyze(&results.counts, settings).map_err(|e| e.to_string());
+            let results = crate::admin::results::collect(&snapshot, &app.counts.book, &e.key, now)?;
+            let report = crate::stats::analysis::analyze(&results.counts, settings)
+                .map_err(|e| e.to_string());
             Some(page::Outcome {
                 title: e.title.clone(),
                 results,
@@ -284,7 +288,7 @@ async fn login(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
         Err(response) => return response,
     };
     let form = String::from_utf8_lossy(&body);
-    let candidate = crate::targeting::query_param(&form, "token").unwrap_or_default();
+    let candidate = crate::experiments::targeting::query_param(&form, "token").unwrap_or_default();
     if !token.matches(candidate.trim()) {
         return html(
             StatusCode::UNAUTHORIZED,
@@ -299,7 +303,7 @@ async fn login(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
     );
     redirect(
         "/experiments",
-        Some(crate::device::set_cookie(
+        Some(crate::experiments::device::set_cookie(
             auth::SESSION_COOKIE,
             &session,
             &attributes,
@@ -315,7 +319,7 @@ async fn read_body(
     snapshot: &Snapshot,
     request: Request<Incoming>,
 ) -> Result<Bytes, Response<Full<Bytes>>> {
-    crate::body::read_limited(request.into_body(), snapshot.config.limits.max_body_bytes)
+    crate::transport::body::read_limited(request.into_body(), snapshot.config.limits.max_body_bytes)
         .await
         .map_err(|e| json(e.status(), &serde_json::json!({ "error": e.to_string() })))
 }
@@ -323,7 +327,7 @@ async fn read_body(
 fn nonce() -> String {
     // A CSP nonce must not be guessable; without randomness, refuse to render a page
     // that trusts it (an empty nonce matches no script).
-    crate::random::token(16).unwrap_or_default()
+    crate::util::random::token(16).unwrap_or_default()
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {

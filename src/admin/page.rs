@@ -4,9 +4,9 @@
 use serde_json::Value;
 
 use super::chart;
-use crate::analysis::Report;
-use crate::html::escape;
-use crate::results::ExperimentResults;
+use crate::admin::results::ExperimentResults;
+use crate::stats::analysis::Report;
+use crate::util::html::escape;
 
 /// Everything the page shows, from `api::list`.
 pub struct PageContext<'a> {
@@ -373,7 +373,7 @@ fn results_section(outcome: &Outcome) -> String {
         return out;
     }
     let srm = match report.srm_p_value {
-        Some(p) if p < crate::analysis::SRM_THRESHOLD => format!(
+        Some(p) if p < crate::stats::analysis::SRM_THRESHOLD => format!(
             r#"<p class="verdict srm">Sample-ratio mismatch (p = {p:.1e}): the split does not match the weights — do not trust these results.</p>"#
         ),
         Some(p) => format!(r#"<div class="muted">sample ratio ok (p = {p:.3})</div>"#),
@@ -420,7 +420,7 @@ fn results_section(outcome: &Outcome) -> String {
                 _ if name == &report.control => "control".to_string(),
                 _ => String::new(),
             };
-            let p = |x: f64| escape(&crate::analysis::format_p(x));
+            let p = |x: f64| escape(&crate::stats::analysis::format_p(x));
             out.push_str(&format!(
                 r#"<tr><td><span class="swatch" style="background:{color}"></span>{name}</td><td>{users}</td><td>{conversions}</td><td>{rate:.2}%</td><td>{diff}</td><td>{pv}</td><td>{ph}</td><td>{ps}</td><td>{beat}</td></tr>"#,
                 color = color_of(name),

@@ -72,7 +72,8 @@ pub fn apply(text: &str, key: &str, change: &Change) -> Result<String, EditError
         // (a name with a newline would write any key it liked).
         let (_, variants) = entry(experiment, "variants")
             .ok_or_else(|| EditError::Unsupported(format!("experiment `{key}` has no variants")))?;
-        if crate::names::check_name(variant, crate::names::NameKind::Variant).is_err()
+        if crate::config::names::check_name(variant, crate::config::names::NameKind::Variant)
+            .is_err()
             || entry(variants, variant).is_none()
         {
             return Err(EditError::UnknownVariant {

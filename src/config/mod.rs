@@ -5,6 +5,7 @@
 //! that `check` accepts is exactly a file the proxy accepts.
 
 pub mod edit;
+pub mod names;
 mod parse;
 pub mod yaml;
 
@@ -176,7 +177,7 @@ pub struct Experiment {
     /// Share of devices enrolled, in basis points (10 000 = 100 %).
     pub traffic_bp: u32,
     /// Who the experiment is for; others get the fallback, uncounted.
-    pub target: crate::targeting::Target,
+    pub target: crate::experiments::targeting::Target,
     /// What counts as a conversion, in file order.
     pub goals: Vec<Goal>,
 }

@@ -10,8 +10,8 @@ use super::{
     Config, CookieConfig, Experiment, ExportConfig, Goal, HostPolicy, Limits, Match, PoolConfig,
     QaOverride, State, Timeouts, TlsConfig, Trigger, Upstream, UpstreamDown, ValueSource, Variant,
 };
-use crate::names;
-use crate::targeting::{DeviceClass, Pattern, Target};
+use crate::config::names;
+use crate::experiments::targeting::{DeviceClass, Pattern, Target};
 
 pub(super) struct Error {
     pub pos: Pos,

@@ -4,7 +4,7 @@
 //! `chisquare`, numerical integration of the Beta posteriors, `multipletests`).
 
 use super::*;
-use crate::random::SplitMix;
+use crate::util::random::SplitMix;
 
 /// Relative closeness (with a floor for values that are zero).
 fn close(got: f64, want: f64, tolerance: f64, what: &str) {

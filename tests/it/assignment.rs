@@ -45,8 +45,10 @@ fn golden_vectors_match_the_weight_table() {
     for v in &vectors {
         // Config order = reverse name order, so only a walk in name order passes.
         let names: Vec<&str> = v.weights.keys().rev().map(String::as_str).collect();
-        let table =
-            abproxy::assign::WeightTable::new(names.iter().map(|n| (*n, v.weights[*n]))).unwrap();
+        let table = abproxy::experiments::assign::WeightTable::new(
+            names.iter().map(|n| (*n, v.weights[*n])),
+        )
+        .unwrap();
         let got = names[table.assign(v.device_id.as_bytes(), &v.experiment)];
         assert_eq!(got, v.variant, "{v:?}");
     }

@@ -147,7 +147,7 @@ async fn demo_button_click_counts_a_conversion() {
     let backend_addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let backend = tokio::spawn(async move {
-        abproxy::backend::run("Mars", listener, async {
+        abproxy::cli::backend::run("Mars", listener, async {
             let _ = stop_rx.await;
         })
         .await

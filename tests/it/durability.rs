@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use abproxy::counts::{GoalKey, GoalTotals, Record, VariantKey, VariantTotals};
+use abproxy::counting::book::{GoalKey, GoalTotals, Record, VariantKey, VariantTotals};
 
 use crate::support::binary::ProxyProcess;
 use crate::support::*;
@@ -99,7 +99,7 @@ async fn kill_9_loses_at_most_the_last_second() {
     let mut proxy = ProxyProcess::serve(&config);
     visit_and_convert(proxy.addr, 30).await;
     // Older than one flush interval (plus the fsync's own time): must be on disk.
-    tokio::time::sleep(abproxy::count_store::FLUSH_INTERVAL + Duration::from_millis(700)).await;
+    tokio::time::sleep(abproxy::counting::store::FLUSH_INTERVAL + Duration::from_millis(700)).await;
     visit_and_convert(proxy.addr, 10).await;
     proxy.signal(libc::SIGKILL);
     tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
@@ -247,7 +247,7 @@ export:
     let counted = totals(proxy.admin).await;
     let (_dir, _) = proxy.stop_keep_files().await;
 
-    let rotated = abproxy::export::rotated_files(&export_dir).unwrap();
+    let rotated = abproxy::counting::export::rotated_files(&export_dir).unwrap();
     assert!(rotated.len() >= 2, "rotated by size: {rotated:?}");
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     files.push(export_dir.join("events.jsonl"));

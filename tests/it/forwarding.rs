@@ -73,15 +73,16 @@ async fn request_headers_added_replaced_and_stripped() {
         h["x-device-id"], "dev-42",
         "id from the second Cookie field"
     );
-    let expected_variant = if abproxy::assign::WeightTable::new([("Moon", 1), ("Mars", 1)])
-        .unwrap()
-        .assign(b"dev-42", "moon_mars")
-        == 0
-    {
-        "Moon"
-    } else {
-        "Mars"
-    };
+    let expected_variant =
+        if abproxy::experiments::assign::WeightTable::new([("Moon", 1), ("Mars", 1)])
+            .unwrap()
+            .assign(b"dev-42", "moon_mars")
+            == 0
+        {
+            "Moon"
+        } else {
+            "Mars"
+        };
     assert_eq!(
         h["x-ab-assignments"],
         format!("moon_mars={expected_variant}").as_str()

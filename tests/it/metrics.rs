@@ -1,6 +1,6 @@
 //! The Prometheus series of PRODUCT.md, with the counts that traffic should produce.
 
-use abproxy::assign::WeightTable;
+use abproxy::experiments::assign::WeightTable;
 
 use crate::support::*;
 

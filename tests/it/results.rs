@@ -235,7 +235,7 @@ impl Prometheus {
         let url = format!(
             "{}/api/v1/query?query={}",
             self.url,
-            abproxy::remote::percent_encode(promql)
+            abproxy::cli::remote::percent_encode(promql)
         );
         let (status, _, body) = get(&url, &[]).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -349,7 +349,7 @@ async fn the_admin_page_shows_results_tables_and_charts() {
     let (moon, mars) = moon_and_mars().await;
     let proxy = TestProxy::start(&goals_config(&moon, &mars)).await;
     let first = drive(&proxy, 30).await;
-    tokio::time::sleep(abproxy::count_store::FLUSH_INTERVAL + Duration::from_millis(300)).await;
+    tokio::time::sleep(abproxy::counting::store::FLUSH_INTERVAL + Duration::from_millis(300)).await;
     let second = drive(&proxy, 30).await;
     let (status, headers, body) = get(&format!("http://{}/experiments", proxy.admin), &[]).await;
     assert_eq!(status, 200);

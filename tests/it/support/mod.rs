@@ -21,8 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use abproxy::app::App;
-use abproxy::server::Listeners;
+use abproxy::proxy::server::Listeners;
+use abproxy::state::app::App;
 
 /// What a mock upstream received.
 #[derive(Debug, Clone)]
@@ -157,8 +157,8 @@ async fn mock_respond(
 pub fn returning_device_cookies(proxy: &TestProxy, id: &str) -> String {
     let secret = std::fs::read(proxy.dir.path().join("data/secret"))
         .expect("the proxy generated its secret");
-    let signer = abproxy::sticky::Signer::new(secret.trim_ascii());
-    let (value, _) = signer.encode(id, &abproxy::sticky::Assignments::default());
+    let signer = abproxy::experiments::sticky::Signer::new(secret.trim_ascii());
+    let (value, _) = signer.encode(id, &abproxy::experiments::sticky::Assignments::default());
     format!("device_id={id}; ab_assignments={value}")
 }
 
@@ -223,8 +223,8 @@ impl TestProxy {
         let admin = listeners.admin.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         // As `abproxy serve` does: the watch is in place before the test goes on.
-        let reloaders = abproxy::reload::Reloaders::start(app.clone()).unwrap();
-        let task = tokio::spawn(abproxy::server::run(app, listeners, async move {
+        let reloaders = abproxy::state::reload::Reloaders::start(app.clone()).unwrap();
+        let task = tokio::spawn(abproxy::proxy::server::run(app, listeners, async move {
             let _ = rx.await;
             drop(reloaders);
         }));
@@ -379,7 +379,7 @@ pub fn request(url: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
 
 /// A `Cookie` header value carrying every cookie a response set (what a browser would
 /// send next), merged over a previous value of the same form.
-pub use abproxy::simulate::merge_cookies as cookies_after;
+pub use abproxy::cli::simulate::merge_cookies as cookies_after;
 
 /// The `device_id` a response set, if any.
 pub fn set_device_id(headers: &HeaderMap) -> Option<String> {

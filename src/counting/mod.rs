@@ -1,0 +1,16 @@
+//! Counting: what happened, kept so that nothing counted is lost.
+//!
+//! - [`book`]: the in-memory count book (exposures, assignments, conversions per
+//!   experiment, run and variant, with their history), atomic adds on the request path;
+//! - [`store`]: its durable log in the data directory (written by a flusher, replayed at
+//!   start-up);
+//! - [`export`]: the optional JSON-lines export of every counted event;
+//! - [`metrics`]: the Prometheus registry abproxy owns, its metric names and label sets.
+//!
+//! May use `config` and `util`; nothing above (the experiment plans hold handles into the
+//! book, not the other way round).
+
+pub mod book;
+pub mod export;
+pub mod metrics;
+pub mod store;

@@ -1,0 +1,23 @@
+//! What an experiment decides for one device: pure rules, no I/O, no clock.
+//!
+//! - [`assign`]: the assignment hash of `PRODUCT.md` and the weighted pick;
+//! - [`plan`]: an experiment ready for requests (which requests it applies to, what each
+//!   state serves, its count handles);
+//! - [`targeting`]: device classes (bots) and target conditions;
+//! - [`sticky`]: the signed assignment cookie;
+//! - [`device`]: the `device_id` cookie;
+//! - [`qa`]: forced variants for QA;
+//! - [`lifecycle`]: the allowed state transitions;
+//! - [`goals`]: which requests and events convert, once per device, goal and run.
+//!
+//! May use `counting` (the count book's handles), `config` and `util`; never tokio,
+//! hyper, `std::net`, `std::fs` or a clock.
+
+pub mod assign;
+pub mod device;
+pub mod goals;
+pub mod lifecycle;
+pub mod plan;
+pub mod qa;
+pub mod sticky;
+pub mod targeting;

@@ -1,0 +1,548 @@
+//! The proxy as a `tower::Service`: one request through its phases.
+//!
+//! ```text
+//! load snapshot → reserved /_ab/ paths → device id (read or mint)
+//!   → experiments that apply → assign each (count exposures/assignments)
+//!   → choose upstream (first routing experiment, else default_upstream)
+//!   → rewrite request headers → forward (streamed) → rewrite response → Set-Cookie
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::config::{HostPolicy, UpstreamDown};
+use crate::counting::metrics::{UpstreamErrorKind, CODE_CLASS_ERROR};
+use crate::experiments::device::Device;
+use crate::proxy::client_request::{BodyWatch, ClientBody};
+use crate::proxy::error::ProxyError;
+use crate::proxy::headers;
+use crate::proxy::routing::{assignments_header, route, RequestView};
+use crate::state::app::App;
+use crate::state::snapshot::{Snapshot, UpstreamRequestBody};
+
+/// Responses stream the upstream's body, or carry a small body of our own.
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
+
+/// An upstream response body on its way to the client, counting an upstream that cuts
+/// it off (`abproxy_upstream_errors_total{kind="body"}`). The client's connection is
+/// then closed mid-body, so it cannot mistake the truncated body for a whole one.
+pub struct UpstreamBody {
+    inner: Incoming,
+    cut: prometheus::IntCounter,
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.cut.inc();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The reserved prefix of `PRODUCT.md`: never forwarded.
+pub const RESERVED_PREFIX: &str = "/_ab/";
+
+/// One per client connection (it knows the peer address).
+#[derive(Clone)]
+pub struct ProxyService {
+    app: Arc<App>,
+    /// Who is at the other end: made once per connection.
+    peer: Peer,
+    /// Held for as long as the connection lasts (hyper drops the service with it).
+    _open: Arc<OpenConnection>,
+    /// The connection came past `limits.max_connections`: answer 503, then close.
+    over_capacity: bool,
+}
+
+impl ProxyService {
+    /// Admit a new client connection: it counts as open until the service is dropped,
+    /// and is over capacity if more than `limits.max_connections` are then open.
+    pub fn admit(app: Arc<App>, peer: SocketAddr, scheme: Scheme) -> ProxyService {
+        let open = OpenConnection::enter(app.metrics.connections_open.clone());
+        let over_capacity = open.count > app.snapshot().config.limits.max_connections;
+        if over_capacity {
+            app.metrics.connections_rejected.inc();
+        }
+        ProxyService {
+            app,
+            peer: Peer::new(peer, scheme),
+            _open: Arc::new(open),
+            over_capacity,
+        }
+    }
+
+    pub fn over_capacity(&self) -> bool {
+        self.over_capacity
+    }
+}
+
+/// How the client reached the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// The client connection's end, as the upstream is told it: `X-Forwarded-For` and
+/// `X-Forwarded-Proto` values formatted once per connection (formatting an IP per
+/// request showed in the profile).
+#[derive(Clone)]
+pub struct Peer {
+    pub forwarded_for: HeaderValue,
+    pub forwarded_proto: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, scheme: Scheme) -> Peer {
+        Peer {
+            forwarded_for: headers::peer_value(addr.ip()),
+            forwarded_proto: HeaderValue::from_static(match scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            }),
+        }
+    }
+}
+
+/// One open client connection, counted in `abproxy_connections_open` until dropped.
+struct OpenConnection {
+    gauge: prometheus::IntGauge,
+    /// Open connections, this one included, when it was admitted.
+    count: usize,
+}
+
+impl OpenConnection {
+    fn enter(gauge: prometheus::IntGauge) -> OpenConnection {
+        gauge.inc();
+        let count = gauge.get().max(0) as usize;
+        OpenConnection { gauge, count }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+impl tower::Service<Request<Incoming>> for ProxyService {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        if self.over_capacity {
+            let mut response = plain_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "abproxy: too many open connections; try again shortly\n",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        if let Err(refused) = crate::proxy::client_request::check_head(
+            request.method(),
+            request.version(),
+            request.headers(),
+        ) {
+            self.app.metrics.client_errors[refused.kind as usize].inc();
+            tracing::debug!(reason = refused.reason, "request refused");
+            let response =
+                plain_response(refused.status, &format!("abproxy: {}\n", refused.reason));
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        let snapshot = self.app.snapshot();
+        let peer = self.peer.clone();
+        Box::pin(async move { Ok(handle(&snapshot, &peer, request).await) })
+    }
+}
+
+async fn handle(
+    snapshot: &Snapshot,
+    peer: &Peer,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let device = Device::from_headers(request.headers(), &snapshot.config.cookie.name);
+    let (mut response, set_cookies) = if request.uri().path() == crate::proxy::events::PATH {
+        crate::proxy::events::handle(snapshot, &device, request).await
+    } else if request.uri().path().starts_with(RESERVED_PREFIX) {
+        crate::proxy::frontend::respond(snapshot, &device, &request)
+    } else {
+        let view = RequestView {
+            host: headers::request_host(request.uri(), request.headers()),
+            path: request.uri().path(),
+            query: request.uri().query(),
+            headers: request.headers(),
+        };
+        let mut routing = route(snapshot, &device, &view);
+        let assignments = assignments_header(&routing);
+        // Request goals look at the response: keep what they need of the request.
+        let goal_request = snapshot
+            .has_request_goals
+            .then(|| (request.method().clone(), request.uri().path().to_string()));
+        let response = match routing.upstream.or(snapshot.default_upstream) {
+            Some(upstream) => {
+                let added = Added {
+                    peer,
+                    device_id: &device.id,
+                    assignments,
+                    upgrade: None,
+                };
+                send_upstream(snapshot, &routing, upstream, request, added).await
+            }
+            None => error_response(&ProxyError::NoRoute),
+        };
+        if let Some((method, path)) = goal_request {
+            let (status, response_headers) = (response.status(), response.headers());
+            routing.pins.record_goals(snapshot, &device.id, |e| {
+                crate::experiments::goals::reached_by_request(
+                    e,
+                    &method,
+                    &path,
+                    status,
+                    response_headers,
+                )
+            });
+        }
+        let set_cookies = routing.finish(snapshot, &device);
+        (response, set_cookies)
+    };
+    // Appended: the upstream's own Set-Cookie fields stay.
+    let h = response.headers_mut();
+    if device.is_new || !set_cookies.is_empty() {
+        headers::make_private(h);
+    }
+    if device.is_new {
+        h.append(
+            header::SET_COOKIE,
+            device.set_cookie(
+                &snapshot.config.cookie.name,
+                &snapshot.set_cookie_attributes,
+            ),
+        );
+    }
+    for cookie in set_cookies {
+        h.append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// What abproxy adds to a request on its way upstream.
+#[derive(Clone)]
+struct Added<'a> {
+    peer: &'a Peer,
+    device_id: &'a str,
+    assignments: Option<HeaderValue>,
+    /// A WebSocket (or other) upgrade the client asked for, put back after the
+    /// hop-by-hop fields are removed.
+    upgrade: Option<HeaderValue>,
+}
+
+/// Forward to `upstream` (falling back per `upstream_down`), and open the tunnel if the
+/// request was an upgrade the upstream accepted. Every failure is a response.
+async fn send_upstream(
+    snapshot: &Snapshot,
+    routing: &crate::proxy::routing::Routing<'_>,
+    upstream: usize,
+    mut request: Request<Incoming>,
+    mut added: Added<'_>,
+) -> Response<ProxyBody> {
+    let client_upgrade = crate::proxy::upgrade::ClientSide::take(&mut request);
+    added.upgrade = client_upgrade.as_ref().map(|c| c.upgrade.clone());
+    let fallback = FallbackRetry::plan(routing, &request);
+    let retry = fallback.as_ref().map(|_| added.clone());
+    let (parts, body) = request.into_parts();
+    let (body, watch) = ClientBody::new(body, snapshot.config.timeouts.request_body_idle);
+    let request = Request::from_parts(parts, Either::Left(body));
+    let mut response = match forward(snapshot, upstream, request, added, watch.as_deref()).await {
+        Ok(response) => response,
+        Err(err) => match (fallback, retry) {
+            (Some(fallback), Some(retry)) if err.upstream_is_down() => {
+                fallback.served.inc();
+                tracing::debug!(error = %err, "serving the fallback's upstream");
+                match forward(snapshot, fallback.upstream, fallback.request, retry, None).await {
+                    Ok(response) => response,
+                    Err(err) => return error_response(&err),
+                }
+            }
+            _ => return error_response(&err),
+        },
+    };
+    if let Some(client) = client_upgrade {
+        client.finish(&mut response, snapshot.tunnels_open.clone());
+    }
+    response
+}
+
+/// `upstream_down: fallback`: where to send a request again, and what to count, if its
+/// variant's upstream turns out to be down.
+struct FallbackRetry {
+    upstream: usize,
+    /// A copy of the client's head. Only bodiless requests are retried: a body is
+    /// streamed into the first attempt and cannot be sent twice.
+    request: Request<UpstreamRequestBody>,
+    served: prometheus::IntCounter,
+}
+
+impl FallbackRetry {
+    fn plan(
+        routing: &crate::proxy::routing::Routing<'_>,
+        request: &Request<Incoming>,
+    ) -> Option<Self> {
+        let applied = routing.applied.iter().find(|a| a.experiment.routing)?;
+        let e = applied.experiment;
+        if e.upstream_down != UpstreamDown::Fallback
+            || applied.served == e.fallback
+            || !hyper::body::Body::is_end_stream(request.body())
+        {
+            return None;
+        }
+        let upstream = e.variants[e.fallback].upstream?;
+        if Some(upstream) == e.variants[applied.served].upstream {
+            return None;
+        }
+        let mut copy = Request::new(Either::Right(http_body_util::Empty::new()));
+        *copy.method_mut() = request.method().clone();
+        *copy.uri_mut() = request.uri().clone();
+        *copy.version_mut() = request.version();
+        *copy.headers_mut() = request.headers().clone();
+        Some(FallbackRetry {
+            upstream,
+            request: copy,
+            served: e.fallback_served[applied.served].clone(),
+        })
+    }
+}
+
+async fn forward(
+    snapshot: &Snapshot,
+    upstream_index: usize,
+    request: Request<UpstreamRequestBody>,
+    added: Added<'_>,
+    client_body: Option<&BodyWatch>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let upstream = &snapshot.upstreams[upstream_index];
+    let (mut parts, body) = request.into_parts();
+    rewrite_for_upstream(
+        &mut parts,
+        upstream,
+        snapshot.host_policy(),
+        added.device_id,
+        added.assignments,
+        added.peer,
+    );
+    if let Some(upgrade) = added.upgrade {
+        crate::proxy::upgrade::restore(&mut parts.headers, upgrade);
+    }
+
+    let timeouts = snapshot.config.timeouts;
+    let started = Instant::now();
+    let sent = upstream.client.request(Request::from_parts(parts, body));
+    let result = match tokio::time::timeout(timeouts.upstream_response, sent).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(err)) => Err(match client_body.and_then(|b| b.client_fault(false)) {
+            Some(kind) => ProxyError::from_client_fault(kind, timeouts.request_body_idle),
+            None => ProxyError::from_client(&upstream.name, err, timeouts.connect),
+        }),
+        Err(_elapsed) => Err(match client_body.and_then(|b| b.client_fault(true)) {
+            Some(kind) => ProxyError::from_client_fault(kind, timeouts.request_body_idle),
+            None => ProxyError::UpstreamTimeout {
+                upstream: upstream.name.clone(),
+                timeout: timeouts.upstream_response,
+            },
+        }),
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(err) if err.client_error_kind().is_some() => {
+            // The client broke its own request: nothing is counted against the upstream.
+            snapshot.client_errors[err.client_error_kind().expect("checked") as usize].inc();
+            tracing::debug!(error = %err, "request body failed on the client's side");
+            return Err(err);
+        }
+        Err(err) => {
+            upstream.metrics.responses[CODE_CLASS_ERROR].inc();
+            upstream.metrics.count_error(&err);
+            tracing::debug!(error = %format_chain(&err), "upstream request failed");
+            return Err(err);
+        }
+    };
+    upstream
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    upstream.metrics.responses[crate::counting::metrics::code_class_index(response.status())].inc();
+    // abproxy answers in its own HTTP version whatever the upstream spoke (RFC 9110 §6.2):
+    // an HTTP/1.0 upstream's version would otherwise reach the client and close its
+    // connection after every response. (hyper answers an HTTP/1.0 client in HTTP/1.0 by
+    // itself, and HTTP/2 clients ignore this.)
+    *response.version_mut() = http::Version::HTTP_11;
+    if headers::remove_hop_by_hop(response.headers_mut()) == headers::TransferCoding::Other {
+        // We would pass on still-encoded bytes with nothing saying how they are encoded.
+        let err = ProxyError::UpstreamTransferCoding {
+            upstream: upstream.name.clone(),
+        };
+        upstream.metrics.count_error(&err);
+        return Err(err);
+    }
+    let cut = upstream.metrics.errors[UpstreamErrorKind::Body as usize].clone();
+    Ok(response.map(|inner| Either::Left(UpstreamBody { inner, cut })))
+}
+
+fn format_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+    plain_response(err.status(), &format!("abproxy: {err}\n"))
+}
+
+/// A short plain-text response of our own.
+pub fn plain_response(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::copy_from_slice(
+        text.as_bytes(),
+    ))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Turn a client's request head into the one the upstream gets: hop-by-hop fields
+/// dropped, `X-Device-Id`, `X-AB-Assignments`, `X-Forwarded-*` set (never taken from the
+/// client), the admin session cookie removed, `Host` by the policy, and the absolute URI
+/// the pooled client needs. Pure: the benchmarks call it directly.
+pub fn rewrite_for_upstream(
+    parts: &mut http::request::Parts,
+    upstream: &crate::state::snapshot::UpstreamTarget,
+    host_policy: HostPolicy,
+    device_id: &str,
+    assignments: Option<HeaderValue>,
+    peer: &Peer,
+) {
+    // hyper sizes the parsed map to the request's fields: make room for ours at once
+    // rather than regrowing (and rehashing) it on the first insert.
+    parts.headers.reserve(6);
+
+    // The name the client asked for: an absolute-form URI's authority wins over Host
+    // (RFC 9112 §3.2.2).
+    let client_host = match parts.uri.authority() {
+        Some(authority) => {
+            HeaderValue::from_str(headers::without_userinfo(authority.as_str())).ok()
+        }
+        // An empty Host (a target with no authority) names no host.
+        None => parts
+            .headers
+            .get(header::HOST)
+            .filter(|h| !h.is_empty())
+            .cloned(),
+    };
+    let h = &mut parts.headers;
+    let takes_trailers = headers::takes_trailers(h);
+    // hyper's server only accepts request bodies framed by `chunked` or a length.
+    headers::remove_hop_by_hop(h);
+    if takes_trailers {
+        // TE is hop-by-hop: this hop's says abproxy takes trailers, as the client does
+        // (hyper's server, like many, only sends trailers to a request that says so).
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    // Never let a client speak for the proxy: these are ours to set, or (X-Real-IP,
+    // which we do not set) an address an app might trust.
+    h.insert(
+        &headers::X_DEVICE_ID,
+        HeaderValue::from_str(device_id).expect("validated device id"),
+    );
+    match assignments {
+        Some(value) => h.insert(&headers::X_AB_ASSIGNMENTS, value),
+        None => h.remove(&headers::X_AB_ASSIGNMENTS),
+    };
+    h.remove(&headers::X_REAL_IP);
+    // The admin session: browsers send it to every port of the host, and an upstream
+    // app must never be able to replay it against the admin listener. HTTP/2's one
+    // field per cookie becomes one field.
+    headers::cookies_for_upstream(h, crate::admin::auth::SESSION_COOKIE);
+    headers::append_forwarded_for(h, &peer.forwarded_for);
+    h.insert(&headers::X_FORWARDED_PROTO, peer.forwarded_proto.clone());
+    let host = match (host_policy, client_host) {
+        (HostPolicy::Client, Some(client_host)) => {
+            h.insert(&headers::X_FORWARDED_HOST, client_host.clone());
+            client_host
+        }
+        (HostPolicy::Upstream, Some(client_host)) => {
+            h.insert(&headers::X_FORWARDED_HOST, client_host);
+            upstream.authority_header.clone()
+        }
+        (_, None) => {
+            h.remove(&headers::X_FORWARDED_HOST);
+            upstream.authority_header.clone()
+        }
+    };
+    // The pooled client needs an absolute URI; the path and query go through unchanged.
+    // Its connector always dials the upstream, so the authority is free to carry the
+    // host: HTTP/2 sends it as `:authority`, where a `Host` field must not differ.
+    let mut uri_parts = http::uri::Parts::default();
+    uri_parts.scheme = Some(upstream.scheme.clone());
+    uri_parts.authority = Some(if upstream.http2 {
+        let authority = http::uri::Authority::try_from(host.as_bytes())
+            .unwrap_or_else(|_| upstream.authority.clone());
+        h.remove(header::HOST);
+        authority
+    } else {
+        h.insert(header::HOST, host);
+        upstream.authority.clone()
+    });
+    uri_parts.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a valid URI");
+    parts.version = if upstream.http2 {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
+}

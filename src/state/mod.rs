@@ -1,0 +1,16 @@
+//! The proxy's state, and the one path that changes it.
+//!
+//! - [`snapshot`]: everything derived from one config (experiment plans, upstream pools,
+//!   metric handles), immutable, swapped whole;
+//! - [`app`]: the shared state; load, reload and commit of a config;
+//! - [`runs`]: the run book (each experiment's runs, durable in the data directory);
+//! - [`secret`]: the cookie-signing secret;
+//! - [`reload`]: file-watch and SIGHUP triggers.
+//!
+//! May use every layer below (transport, experiments, counting, stats, config, util).
+
+pub mod app;
+pub mod reload;
+pub mod runs;
+pub mod secret;
+pub mod snapshot;
