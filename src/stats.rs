@@ -293,6 +293,38 @@ pub fn sample_size_per_arm(baseline: f64, mde: f64, alpha: f64, power: f64) -> f
     numerator * numerator / (mde * mde)
 }
 
+/// What `abproxy plan` sizes: detect `baseline → baseline + mde` (absolute) at two-sided
+/// `alpha` with `power`, in each of `comparisons` comparisons with the control.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Design {
+    pub baseline: f64,
+    pub mde: f64,
+    pub alpha: f64,
+    pub power: f64,
+    pub comparisons: u64,
+}
+
+impl Design {
+    /// The fixed-horizon z-test's size (`sample_size_per_arm`) at Bonferroni's
+    /// alpha / comparisons.
+    pub fn fixed_horizon_per_arm(self) -> f64 {
+        let per_comparison = self.alpha / self.comparisons.max(1) as f64;
+        sample_size_per_arm(self.baseline, self.mde, per_comparison, self.power)
+    }
+
+    /// The always-valid test's size (`sequential_sample_size_per_arm`).
+    pub fn sequential_per_arm(self, tuned_for_users: u64) -> f64 {
+        sequential_sample_size_per_arm(
+            self.baseline,
+            self.mde,
+            self.alpha,
+            self.power,
+            self.comparisons,
+            tuned_for_users,
+        )
+    }
+}
+
 /// Holm's step-down adjustment of p-values (statsmodels `multipletests(method="holm")`),
 /// in the input order.
 pub fn holm(p_values: &[f64]) -> Vec<f64> {
