@@ -323,3 +323,57 @@ async fn simulate_drives_a_proxy_like_visitors() {
     );
     proxy.stop().await;
 }
+
+/// A new experiment, before any device and after one: the results API, the admin page
+/// and `analyze --admin` say "not enough data" and print no NaN (with no devices the
+/// Wald bounds were NaN: `+0.0 [NaN, NaN]` in the table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_experiment_reads_not_enough_data_everywhere() {
+    use crate::support::*;
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = TestProxy::start(
+        &(moon_mars_config(&moon, &mars, 50, 50)
+            + "    control: Moon\n    goals:\n      click: { event: button_click }\n"),
+    )
+    .await;
+    let admin = format!("http://{}", proxy.admin);
+    for devices in [0, 1] {
+        if devices == 1 {
+            let (status, _, _) = get(&proxy.url("/"), &[]).await;
+            assert_eq!(status, 200);
+        }
+        let (status, _, body) =
+            get(&format!("{admin}/api/experiments/moon_mars/results"), &[]).await;
+        assert_eq!(status, 200);
+        let api = String::from_utf8(body.to_vec()).unwrap();
+        let results: serde_json::Value = serde_json::from_str(&api).unwrap();
+        let verdict = results["verdicts"]["click"][0].as_str().unwrap();
+        assert!(
+            verdict.starts_with("Mars vs Moon: not enough data yet (")
+                && verdict.contains("a verdict needs at least 10 in each"),
+            "{verdict}"
+        );
+        let (status, _, page) = get(&format!("{admin}/experiments"), &[]).await;
+        assert_eq!(status, 200);
+        let page = String::from_utf8(page.to_vec()).unwrap();
+        assert!(
+            page.contains("Mars vs Moon: not enough data yet ("),
+            "{page}"
+        );
+        let url = admin.clone();
+        let (code, table, err) = tokio::task::spawn_blocking(move || {
+            run(&["analyze", "--admin", &url, "--experiment", "moon_mars"])
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "{err}");
+        assert!(table.contains("not enough data"), "{table}");
+        for (what, text) in [("api", &api), ("page", &page), ("table", &table)] {
+            assert!(
+                !text.contains("NaN"),
+                "{what} with {devices} device(s):\n{text}"
+            );
+        }
+    }
+    proxy.stop().await;
+}
