@@ -356,7 +356,7 @@ pub fn verdict(
     });
     if row.users.min(control_row.users) < MIN_DEVICES_PER_VARIANT {
         return format!(
-            "{lead}{name} vs {control}: not enough data yet ({name} {} devices, {control} {}; a verdict needs at least {MIN_DEVICES_PER_VARIANT} in each)",
+            "{lead}{name} vs {control}: not enough data yet (devices: {name} {}, {control} {}; a verdict needs at least {MIN_DEVICES_PER_VARIANT} in each)",
             row.users, control_row.users
         );
     }

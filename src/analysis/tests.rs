@@ -185,7 +185,7 @@ fn tiny_samples_say_not_enough_data_and_never_nan() {
         let verdict = &report.goals["g"].verdicts[0];
         assert_eq!(
             verdict,
-            &format!("B vs A: not enough data yet (B {nb} devices, A {na}; a verdict needs at least {MIN_DEVICES_PER_VARIANT} in each)")
+            &format!("B vs A: not enough data yet (devices: B {nb}, A {na}; a verdict needs at least {MIN_DEVICES_PER_VARIANT} in each)")
         );
         let table = render_table(&report);
         let json = serde_json::to_string(&report).unwrap();
