@@ -121,9 +121,14 @@ enum Command {
         /// Devices entering the experiment per day (all arms), to estimate the duration.
         #[arg(long)]
         daily_users: Option<u64>,
-        /// Arms sharing the daily devices.
+        /// Arms, the control included; each other arm is compared with the control, at
+        /// alpha / (arms − 1) (Bonferroni).
         #[arg(long, default_value_t = 2)]
         arms: u64,
+        /// Devices (both arms together) the sequential test is tuned for, as in
+        /// `analyze --tuned-for` (the admin page uses the default).
+        #[arg(long, default_value_t = abproxy::stats::DEFAULT_SEQUENTIAL_TUNING_USERS)]
+        tuned_for: u64,
     },
     /// Run one built-in backend (a small landing page).
     Backend {
@@ -177,7 +182,18 @@ fn main() {
             power,
             daily_users,
             arms,
-        } => plan(baseline, mde, alpha, power, daily_users, arms),
+            tuned_for,
+        } => plan(
+            abproxy::stats::Design {
+                baseline,
+                mde,
+                alpha,
+                power,
+                comparisons: arms.saturating_sub(1),
+            },
+            daily_users,
+            tuned_for,
+        ),
         Command::Simulate {
             target,
             visits,
@@ -415,24 +431,31 @@ async fn simulate(options: abproxy::simulate::Options) -> Result<()> {
     Ok(())
 }
 
-fn plan(
-    baseline: f64,
-    mde: f64,
-    alpha: f64,
-    power: f64,
-    daily_users: Option<u64>,
-    arms: u64,
-) -> Result<()> {
+/// Devices per arm for the verdict's always-valid test (`stats::sequential`, read as often
+/// as one likes) and for one fixed-horizon z-test read once at the end; with more than two
+/// arms each comparison with the control is at alpha / (arms − 1) (Bonferroni).
+fn plan(design: abproxy::stats::Design, daily_users: Option<u64>, tuned_for: u64) -> Result<()> {
+    let abproxy::stats::Design {
+        baseline,
+        mde,
+        alpha,
+        power,
+        comparisons,
+    } = design;
     let target = baseline + mde;
     if !(baseline > 0.0 && baseline < 1.0) || !(target > 0.0 && target < 1.0) || mde == 0.0 {
         bail!(
             "--baseline and --baseline + --mde must both be rates between 0 and 1, and --mde not 0"
         );
     }
-    if !(alpha > 0.0 && alpha < 1.0) || !(power > 0.0 && power < 1.0) || arms < 2 {
+    if !(alpha > 0.0 && alpha < 1.0) || !(power > 0.0 && power < 1.0) || comparisons < 1 {
         bail!("--alpha and --power must be between 0 and 1, and --arms at least 2");
     }
-    let per_arm = abproxy::stats::sample_size_per_arm(baseline, mde, alpha, power).ceil() as u64;
+    if daily_users == Some(0) {
+        bail!("--daily-users must be at least 1");
+    }
+    let arms = comparisons + 1;
+    let tuned_for = tuned_for.max(1);
     println!(
         "to detect {:.2}% -> {:.2}% ({:+.2} pts), two-sided alpha = {alpha}, power {:.0}%:",
         100.0 * baseline,
@@ -440,19 +463,36 @@ fn plan(
         100.0 * mde,
         100.0 * power
     );
-    println!(
-        "  {per_arm} devices per arm, {} in all ({arms} arms)",
-        per_arm * arms
-    );
-    if let Some(daily) = daily_users {
-        if daily == 0 {
-            bail!("--daily-users must be at least 1");
-        }
-        let days = (per_arm * arms).div_ceil(daily);
+    if comparisons > 1 {
         println!(
-            "  at {daily} devices a day: {days} day{}",
-            if days == 1 { "" } else { "s" }
+            "  {arms} arms: {comparisons} comparisons with the control, each at alpha = {} (Bonferroni; the verdict's Holm adjustment is never stricter)",
+            alpha / comparisons as f64
         );
+    }
+    let sizes = [
+        (
+            format!("looking as often as you like (the always-valid test the verdict uses, tuned for {tuned_for} devices):"),
+            design.sequential_per_arm(tuned_for),
+        ),
+        (
+            "one look at the end (fixed-horizon z-test; significant only if read once):".to_string(),
+            design.fixed_horizon_per_arm(),
+        ),
+    ];
+    for (how, per_arm) in sizes {
+        let per_arm = per_arm.ceil() as u64;
+        println!("  {how}");
+        println!(
+            "    {per_arm} devices per arm, {} in all ({arms} arms)",
+            per_arm * arms
+        );
+        if let Some(daily) = daily_users {
+            let days = (per_arm * arms).div_ceil(daily);
+            println!(
+                "    at {daily} devices a day: {days} day{}",
+                if days == 1 { "" } else { "s" }
+            );
+        }
     }
     Ok(())
 }
