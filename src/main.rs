@@ -32,6 +32,7 @@ enum Format {
 enum Command {
     /// Run the proxy.
     Serve {
+        /// The YAML config file (watched: saving it reloads the proxy).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Runtime worker threads (default: one per CPU core).
@@ -40,11 +41,13 @@ enum Command {
     },
     /// Validate a config file: exit 0 if valid, else print PATH:LINE:COL: message and exit 1.
     Check {
+        /// The YAML config file to validate.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Start a built-in backend for every upstream of the config, and the proxy in front.
     Demo {
+        /// The YAML config whose upstreams get a built-in backend each.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -70,6 +73,7 @@ enum Command {
         /// With --prometheus: how far back a replica that went away is remembered.
         #[arg(long, default_value = "30d")]
         lookback: String,
+        /// `table` for reading, `json` for scripts (the analysis as one object per experiment).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Confidence of the intervals (1 − the significance level).
@@ -99,6 +103,7 @@ enum Command {
         /// The designed split for the SRM line, e.g. Moon=50,Mars=50 (default: equal).
         #[arg(long, default_value = "")]
         weights: String,
+        /// Visits in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
         /// Seed for the click draws (default: random).
@@ -116,6 +121,7 @@ enum Command {
         /// Two-sided significance level.
         #[arg(long, default_value_t = 0.05)]
         alpha: f64,
+        /// The chance of detecting a change of --mde when there is one.
         #[arg(long, default_value_t = 0.8)]
         power: f64,
         /// Devices entering the experiment per day (all arms), to estimate the duration.
@@ -127,10 +133,13 @@ enum Command {
     },
     /// Run one built-in backend (a small landing page).
     Backend {
+        /// The name the page shows and every response's `X-Backend` header carries, e.g. Moon.
         #[arg(long)]
         name: String,
+        /// The IP:port to listen on, e.g. 127.0.0.1:9001 (0.0.0.0:9001 in a container).
         #[arg(long)]
         listen: SocketAddr,
+        /// Runtime worker threads (default: one per CPU core).
         #[arg(long)]
         threads: Option<usize>,
     },

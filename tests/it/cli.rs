@@ -305,3 +305,77 @@ async fn one_thread_serves_reloads_and_drains() {
     let exit = tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
     assert!(exit.success(), "{exit:?}");
 }
+
+/// `abproxy SUBCOMMAND --help` for every subcommand `abproxy --help` lists: every option
+/// (and argument) has a line of description, not only its name and default.
+#[test]
+fn every_option_of_every_subcommand_has_a_help_line() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(binary::BIN)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(&["--help"]);
+    let subcommands: Vec<String> = section(&top, "Commands:")
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| name != "help")
+        .collect();
+    assert!(subcommands.len() >= 7, "{top}");
+    let mut undescribed = Vec::new();
+    for sub in &subcommands {
+        let text = help(&[sub, "--help"]);
+        let options = section(&text, "Options:");
+        assert!(
+            options.iter().any(|(spec, _)| spec.contains("--help")),
+            "{sub}: {text}"
+        );
+        for (spec, description) in options.iter().chain(&section(&text, "Arguments:")) {
+            if description.is_empty() {
+                undescribed.push(format!("abproxy {sub} {spec}"));
+            }
+        }
+    }
+    assert!(undescribed.is_empty(), "no help line: {undescribed:#?}");
+}
+
+/// The entries of a clap help section: (what is described, its description without the
+/// `[default: …]` and `[possible values: …]` clap adds by itself). An entry starts at a
+/// line indented by 2 to 6 spaces; a long description may go on to deeper-indented lines.
+fn section(help: &str, title: &str) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut lines = help.lines().skip_while(|l| *l != title).skip(1);
+    for line in lines.by_ref() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            break;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if indent <= 6 {
+            let (spec, rest) = text.split_once("  ").unwrap_or((text, ""));
+            entries.push((spec.to_string(), rest.trim().to_string()));
+        } else if let Some((_, description)) = entries.last_mut() {
+            description.push(' ');
+            description.push_str(text);
+        }
+    }
+    entries
+        .into_iter()
+        .map(|(spec, description)| {
+            let mut text = description;
+            for marker in ["[default: ", "[possible values: "] {
+                while let Some(start) = text.find(marker) {
+                    let end = text[start..].find(']').map_or(text.len(), |e| start + e + 1);
+                    text.replace_range(start..end, "");
+                }
+            }
+            (spec, text.trim().to_string())
+        })
+        .collect()
+}
