@@ -88,20 +88,32 @@ enum Command {
         /// The proxy's URL, e.g. http://127.0.0.1:8080
         #[arg(long)]
         target: String,
+        /// The proxy's admin URL, e.g. http://127.0.0.1:8081: the experiments' titles,
+        /// weights and pages are read from it, and --click-probs checked, before any visit.
+        #[arg(long)]
+        admin: Option<String>,
+        /// The admin token, if the proxy has one (default: ABPROXY_ADMIN_TOKEN).
+        #[arg(long, requires = "admin")]
+        token: Option<String>,
         /// Visits (each a new device).
         #[arg(short = 'n', long, default_value_t = 1000)]
         visits: usize,
         /// Click probability per variant, e.g. Moon=0.1,Mars=0.2
         #[arg(long)]
         click_probs: String,
+        /// The page each visit loads (default: one the experiments of --click-probs apply
+        /// to, read from --admin; else /).
+        #[arg(long)]
+        path: Option<String>,
         /// The event a click sends (the demo's goal is button_click).
         #[arg(long, default_value = "button_click")]
         event: String,
         /// The event's params as JSON (the demo's goal filters on this button).
         #[arg(long, default_value = r#"{"button":"reserve"}"#)]
         params: String,
-        /// The designed split for the SRM line, e.g. Moon=50,Mars=50 (default: equal).
-        #[arg(long, default_value = "")]
+        /// Without --admin: the designed split for the SRM line, e.g. Moon=50,Mars=50
+        /// (with neither, the split is not checked).
+        #[arg(long, default_value = "", conflicts_with = "admin")]
         weights: String,
         /// Visits in flight at once.
         #[arg(long, default_value_t = 8)]
@@ -189,8 +201,11 @@ fn main() {
         } => plan(baseline, mde, alpha, power, daily_users, arms),
         Command::Simulate {
             target,
+            admin,
+            token,
             visits,
             click_probs,
+            path,
             event,
             params,
             weights,
@@ -198,8 +213,13 @@ fn main() {
             seed,
         } => simulate_options(
             target,
+            admin.map(|url| {
+                let token = token.or_else(|| std::env::var(abproxy::admin::auth::TOKEN_ENV).ok());
+                (url, token)
+            }),
             visits,
             &click_probs,
+            path,
             event,
             &params,
             &weights,
@@ -367,8 +387,10 @@ fn describe_run(run: &serde_json::Value, origin: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 fn simulate_options(
     target: String,
+    admin: Option<(String, Option<String>)>,
     visits: usize,
     click_probs: &str,
+    path: Option<String>,
     event: String,
     params: &str,
     weights: &str,
@@ -388,6 +410,13 @@ fn simulate_options(
     if !target.starts_with("http://") {
         bail!("--target must be an http:// URL of the proxy");
     }
+    if admin
+        .as_ref()
+        .is_some_and(|(url, _)| !url.starts_with("http://"))
+    {
+        bail!("--admin must be an http:// URL of the proxy's admin listener");
+    }
+    let (admin, token) = admin.unzip();
     let seed = seed.unwrap_or_else(abproxy::random::seed);
     Ok(abproxy::simulate::Options {
         target,
@@ -398,13 +427,16 @@ fn simulate_options(
         concurrency: concurrency.max(1),
         seed,
         weights: parse_pairs(weights, "--weights").map_err(anyhow::Error::msg)?,
+        admin,
+        token: token.flatten(),
+        path,
     })
 }
 
 async fn simulate(options: abproxy::simulate::Options) -> Result<()> {
     let total = options.visits;
     let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let visits = abproxy::simulate::run(&options, move |done| {
+    let report = abproxy::simulate::simulate(&options, move |done| {
         if on_terminal && (done % 10 == 0 || done == total) {
             let width = 40;
             let filled = done * width / total.max(1);
@@ -420,7 +452,7 @@ async fn simulate(options: abproxy::simulate::Options) -> Result<()> {
     })
     .await
     .map_err(anyhow::Error::msg)?;
-    print!("{}", abproxy::simulate::report(&options, &visits));
+    print!("{report}");
     Ok(())
 }
 

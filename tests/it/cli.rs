@@ -371,7 +371,9 @@ fn section(help: &str, title: &str) -> Vec<(String, String)> {
             let mut text = description;
             for marker in ["[default: ", "[possible values: "] {
                 while let Some(start) = text.find(marker) {
-                    let end = text[start..].find(']').map_or(text.len(), |e| start + e + 1);
+                    let end = text[start..]
+                        .find(']')
+                        .map_or(text.len(), |e| start + e + 1);
                     text.replace_range(start..end, "");
                 }
             }

@@ -15,6 +15,8 @@
 //! - `metrics`: the Prometheus series and their counts.
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
 //!   `analyze --prometheus` against a real Prometheus scraping two replicas.
+//! - `simulate`: `abproxy simulate` against a running proxy: the demo's report, the real
+//!   weights, `--click-probs` checked, pages under a path prefix.
 //! - `tls`: TLS termination, HTTP/2 clients, trailers, certificate rotation under load.
 //! - `upstreams`: https:// upstreams verified against a CA file, h2 over TLS, h2c.
 //! - `websocket`: an echo through the proxy, assigned and cookied, surviving a reload.
@@ -42,6 +44,7 @@ mod metrics;
 mod packaging;
 mod reload;
 mod results;
+mod simulate;
 mod tls;
 mod upstreams;
 mod websocket;
