@@ -143,6 +143,16 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         arms: u64,
     },
+    /// GET a URL (the admin listener's /healthz): exit 0 on a 2xx answer, else 1 (the
+    /// Docker image's HEALTHCHECK; the slim image has no curl).
+    Healthcheck {
+        /// The URL to probe.
+        #[arg(long, default_value = abproxy::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// How long the whole exchange may take, e.g. 3s or 500ms.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Run one built-in backend (a small landing page).
     Backend {
         /// The name the page shows and every response's `X-Backend` header carries, e.g. Moon.
@@ -230,6 +240,12 @@ fn main() {
         Command::Serve { config, threads } => {
             runtime(threads).and_then(|rt| rt.block_on(serve(&config, Env::from_process())))
         }
+        Command::Healthcheck { url, timeout } => runtime(Some(1))
+            .and_then(|rt| {
+                rt.block_on(abproxy::healthcheck::probe(&url, timeout))
+                    .map_err(anyhow::Error::msg)
+            })
+            .map(|status| println!("{status}")),
         Command::Demo { config } => runtime(None).and_then(|rt| rt.block_on(demo(&config))),
         Command::Backend {
             name,
