@@ -165,9 +165,11 @@ pub fn page_for(simulated: &[&Design]) -> Result<(String, Option<String>), Strin
     for d in simulated {
         if let Some(h) = d.host.as_deref() {
             match host {
-                Some(other) if !other.eq_ignore_ascii_case(h) => return Err(format!(
+                Some(other) if !other.eq_ignore_ascii_case(h) => {
+                    return Err(format!(
                     "the experiments of --click-probs apply to different hosts ({other} and {h})"
-                )),
+                ))
+                }
                 _ => host = Some(h),
             }
         }
