@@ -4,10 +4,13 @@
 # http://moon:9001 and http://mars:9002, data in the /var/lib/abproxy volume).
 #
 # Build:  docker build -t abproxy .
-# Try it: the same image runs the two built-in backends the baked-in config names.
+# Try it: the same image runs the two built-in backends the baked-in config names (their
+# healthcheck is off: it probes the proxy's admin listener, which a backend has not).
 #   docker network create abproxy
-#   docker run -d --network abproxy --name moon abproxy backend --name Moon --listen 0.0.0.0:9001
-#   docker run -d --network abproxy --name mars abproxy backend --name Mars --listen 0.0.0.0:9002
+#   docker run -d --network abproxy --name moon --no-healthcheck abproxy \
+#     backend --name Moon --listen 0.0.0.0:9001
+#   docker run -d --network abproxy --name mars --no-healthcheck abproxy \
+#     backend --name Mars --listen 0.0.0.0:9002
 #   docker run -d --network abproxy --name abproxy -p 8080:8080 -p 127.0.0.1:8081:8081 \
 #     -e ABPROXY_ADMIN_TOKEN=change-me-at-least-16-chars -v abproxy-data:/var/lib/abproxy abproxy
 # Your own config: mount a directory (not a single file: the admin page's Save writes a

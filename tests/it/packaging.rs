@@ -222,6 +222,137 @@ fn the_runtime_image_trusts_the_system_cas_and_probes_its_own_health() {
     );
 }
 
+/// One `docker run` of the Dockerfile's comment: its options and what runs in it.
+#[derive(Debug, Default)]
+struct DockerRun {
+    name: String,
+    network: String,
+    published: Vec<String>,
+    volumes: Vec<String>,
+    env: Vec<String>,
+    healthcheck: bool,
+    image: String,
+    args: Vec<String>,
+}
+
+fn documented_runs(dockerfile: &str) -> Vec<DockerRun> {
+    let mut text = String::new();
+    for line in dockerfile.lines().take_while(|l| l.starts_with('#')) {
+        let line = line.trim_start_matches('#').trim();
+        match line.strip_suffix('\\') {
+            Some(part) => text.push_str(part),
+            None => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("docker run "))
+        .filter(|l| !l.contains("..."))
+        .map(|l| {
+            let mut run = DockerRun {
+                healthcheck: true,
+                ..Default::default()
+            };
+            let mut words = l.split_whitespace();
+            while let Some(word) = words.next() {
+                let mut value = || words.next().unwrap().to_string();
+                match word {
+                    "--name" => run.name = value(),
+                    "--network" => run.network = value(),
+                    "-p" => run.published.push(value()),
+                    "-v" => run.volumes.push(value()),
+                    "-e" => run.env.push(value()),
+                    "--no-healthcheck" => run.healthcheck = false,
+                    "-d" | "--rm" => {}
+                    flag if flag.starts_with('-') => panic!("unexpected option {flag} in {l}"),
+                    image => {
+                        run.image = image.to_string();
+                        run.args = words.by_ref().map(str::to_string).collect();
+                    }
+                }
+            }
+            run
+        })
+        .collect()
+}
+
+/// The `docker run` lines the Dockerfile documents work with the baked-in config: one
+/// network, a backend container named and listening as each upstream says, the proxy
+/// publishing the ports it listens on (0.0.0.0 inside), its data directory on a named
+/// volume (filled from the image, so owned by its user), and a token so Save works.
+#[test]
+fn the_documented_docker_run_fits_the_baked_in_config() {
+    let runs = documented_runs(&repo_file("Dockerfile"));
+    assert!(runs.len() >= 3, "{runs:?}");
+    let config = yaml_file("config/docker.yaml");
+    let proxy = runs
+        .iter()
+        .find(|r| r.args.is_empty())
+        .expect("a run of the image's CMD (serve)");
+    for run in &runs {
+        assert_eq!(
+            run.network, proxy.network,
+            "{} on the proxy's network",
+            run.name
+        );
+        assert_eq!(
+            run.image, "abproxy",
+            "the image `docker build -t abproxy .` makes"
+        );
+    }
+    for (upstream, url) in entries(get(&config, "upstreams").unwrap()) {
+        let authority = scalar(url).strip_prefix("http://").unwrap();
+        let (host, port) = authority.split_once(':').unwrap();
+        let backend = runs
+            .iter()
+            .find(|r| r.name == host)
+            .unwrap_or_else(|| panic!("upstream {upstream}: no container named {host}"));
+        assert_eq!(backend.args[0], "backend");
+        let listen = &backend.args[backend.args.iter().position(|a| a == "--listen").unwrap() + 1];
+        assert_eq!(listen, &format!("0.0.0.0:{port}"), "upstream {upstream}");
+        assert!(
+            !backend.healthcheck,
+            "a backend has no admin listener to probe"
+        );
+    }
+    for listen in [
+        scalar(get(&config, "listen").unwrap()),
+        scalar(get(get(&config, "admin").unwrap(), "listen").unwrap()),
+    ] {
+        let (ip, port) = listen.rsplit_once(':').unwrap();
+        assert_eq!(
+            ip, "0.0.0.0",
+            "a published port reaches only a non-loopback listener"
+        );
+        assert!(
+            proxy
+                .published
+                .iter()
+                .any(|p| p.ends_with(&format!(":{port}"))),
+            "{port} published: {:?}",
+            proxy.published
+        );
+    }
+    let data_dir = scalar(get(&config, "data_dir").unwrap());
+    let data = proxy
+        .volumes
+        .iter()
+        .find(|v| v.ends_with(&format!(":{data_dir}")))
+        .expect("the data directory on a volume");
+    assert!(
+        !data.starts_with('.') && !data.starts_with('/') && !data.starts_with('$'),
+        "a named volume: {data}"
+    );
+    let token = proxy
+        .env
+        .iter()
+        .find_map(|e| e.strip_prefix("ABPROXY_ADMIN_TOKEN="))
+        .expect("an admin token, or the admin page cannot save");
+    assert!(token.len() >= 16, "{token}");
+}
+
 // ---- the build context ----
 
 /// `.dockerignore` as Docker reads it: one pattern a line (`#` comments), relative to
