@@ -1,4 +1,4 @@
-//! The `abproxy` binary: `check`, signals, `demo`.
+//! The `abproxy` binary: `check`, signals, `demo`, `healthcheck`, every `--help`.
 
 use std::time::Duration;
 
@@ -380,4 +380,68 @@ fn section(help: &str, title: &str) -> Vec<(String, String)> {
             (spec, text.trim().to_string())
         })
         .collect()
+}
+
+fn healthcheck(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(binary::BIN)
+        .arg("healthcheck")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The image's probe, against real sockets: 0 for a serving admin listener's /healthz;
+/// 1, naming the URL, for a 404, a listener that never answers, and a proxy that is gone.
+#[test]
+fn healthcheck_passes_on_a_serving_admin_listener_and_fails_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("abproxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\ndata_dir: {}\nupstreams:\n  app: http://127.0.0.1:9\ndefault_upstream: app\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut proxy = ProxyProcess::serve(&config);
+    let healthz = format!("http://{}/healthz", proxy.admin);
+    let (code, out, err) = healthcheck(&["--url", &healthz]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("{healthz}: 200 OK"));
+
+    let missing = format!("http://{}/nope", proxy.admin);
+    let (code, _, err) = healthcheck(&["--url", &missing]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("{missing}: 404 Not Found")), "{err}");
+
+    // Accepted by the kernel's backlog, never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging = format!("http://{}/healthz", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let (code, _, err) = healthcheck(&["--url", &hanging, "--timeout", "500ms"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{hanging}: no answer within 500ms")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the deadline holds"
+    );
+    drop(silent);
+
+    proxy.signal(libc::SIGTERM);
+    assert!(proxy.wait(Duration::from_secs(20)).success());
+    let (code, _, err) = healthcheck(&["--url", &healthz]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{healthz}: cannot be reached")),
+        "{err}"
+    );
 }

@@ -20,10 +20,12 @@
 //! - `tls`: TLS termination, HTTP/2 clients, trailers, certificate rotation under load.
 //! - `upstreams`: https:// upstreams verified against a CA file, h2 over TLS, h2c.
 //! - `websocket`: an echo through the proxy, assigned and cookied, surviving a reload.
-//! - `packaging`: the Docker image's build inputs and baked-in config, without Docker.
+//! - `packaging`: the Dockerfile, the build context, compose.yaml and Prometheus, without
+//!   a Docker engine (the configs they run checked by the real binary).
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
 //! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
-//! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`.
+//! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`, `healthcheck`,
+//!   a help line for every option.
 
 mod support;
 
