@@ -232,13 +232,17 @@ async fn simulate_checks_the_split_against_the_proxys_own_weights() {
     );
     assert!(!out.contains("MISMATCH"), "{out}");
 
-    // 20/30/50 read as equal thirds: expected 100 each, observed about 60/90/150.
+    // 20/30/50 read as 50/30/20: expected 150/90/60, observed about 60/90/150. The χ²
+    // statistic's noncentrality is 300·Σ(p−q)²/q = 189, so it misses p < 0.001 with
+    // probability 3e-24 (equal thirds, at 42, missed in 1 run in 480):
+    // python3 -c "from scipy.stats import ncx2, chi2; c = chi2.ppf(0.999, 2);
+    //   print(ncx2.cdf(c, 2, 189), ncx2.cdf(c, 2, 42))"  → 2.87e-24 0.00208
     let mut wrong = rest.to_vec();
-    wrong.extend(["--weights", "A=1,B=1,C=1"]);
+    wrong.extend(["--weights", "A=50,B=30,C=20"]);
     let (code, out, err) = simulate(args(&proxy, false, &wrong)).await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("  SRM against the given weights A=1 B=1 C=1: p = 0.0000 (MISMATCH)"),
+        out.contains("  SRM against the given weights A=50 B=30 C=20: p = 0.0000 (MISMATCH)"),
         "{out}"
     );
     proxy.stop().await;
