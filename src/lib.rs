@@ -23,6 +23,7 @@
 //! - [`proxy`], [`error`]: the request path and its failure responses.
 //! - [`server`], [`admin`]: listeners, connections, graceful shutdown; `/metrics`.
 //! - [`backend`]: the built-in Moon/Mars upstream used by `demo` and the benchmarks.
+//! - [`healthcheck`]: `abproxy healthcheck`, the Docker image's probe of `/healthz`.
 
 pub mod admin;
 pub mod analysis;
@@ -45,6 +46,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod goals;
 pub mod headers;
+pub mod healthcheck;
 pub mod html;
 pub mod lifecycle;
 pub mod metrics;
