@@ -32,6 +32,7 @@ enum Format {
 enum Command {
     /// Run the proxy.
     Serve {
+        /// The YAML config file (watched: saving it reloads the proxy).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Runtime worker threads (default: one per CPU core).
@@ -40,11 +41,13 @@ enum Command {
     },
     /// Validate a config file: exit 0 if valid, else print PATH:LINE:COL: message and exit 1.
     Check {
+        /// The YAML config file to validate.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Start a built-in backend for every upstream of the config, and the proxy in front.
     Demo {
+        /// The YAML config whose upstreams get a built-in backend each.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -70,6 +73,7 @@ enum Command {
         /// With --prometheus: how far back a replica that went away is remembered.
         #[arg(long, default_value = "30d")]
         lookback: String,
+        /// `table` for reading, `json` for scripts (the analysis as one object per experiment).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Confidence of the intervals (1 − the significance level).
@@ -84,21 +88,34 @@ enum Command {
         /// The proxy's URL, e.g. http://127.0.0.1:8080
         #[arg(long)]
         target: String,
+        /// The proxy's admin URL, e.g. http://127.0.0.1:8081: the experiments' titles,
+        /// weights and pages are read from it, and --click-probs checked, before any visit.
+        #[arg(long)]
+        admin: Option<String>,
+        /// The admin token, if the proxy has one (default: ABPROXY_ADMIN_TOKEN).
+        #[arg(long, requires = "admin")]
+        token: Option<String>,
         /// Visits (each a new device).
         #[arg(short = 'n', long, default_value_t = 1000)]
         visits: usize,
         /// Click probability per variant, e.g. Moon=0.1,Mars=0.2
         #[arg(long)]
         click_probs: String,
+        /// The page each visit loads (default: one the experiments of --click-probs apply
+        /// to, read from --admin; else /).
+        #[arg(long)]
+        path: Option<String>,
         /// The event a click sends (the demo's goal is button_click).
         #[arg(long, default_value = "button_click")]
         event: String,
         /// The event's params as JSON (the demo's goal filters on this button).
         #[arg(long, default_value = r#"{"button":"reserve"}"#)]
         params: String,
-        /// The designed split for the SRM line, e.g. Moon=50,Mars=50 (default: equal).
-        #[arg(long, default_value = "")]
+        /// Without --admin: the designed split for the SRM line, e.g. Moon=50,Mars=50
+        /// (with neither, the split is not checked).
+        #[arg(long, default_value = "", conflicts_with = "admin")]
         weights: String,
+        /// Visits in flight at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
         /// Seed for the click draws (default: random).
@@ -116,21 +133,40 @@ enum Command {
         /// Two-sided significance level.
         #[arg(long, default_value_t = 0.05)]
         alpha: f64,
+        /// The chance of detecting a change of --mde when there is one.
         #[arg(long, default_value_t = 0.8)]
         power: f64,
         /// Devices entering the experiment per day (all arms), to estimate the duration.
         #[arg(long)]
         daily_users: Option<u64>,
-        /// Arms sharing the daily devices.
+        /// Arms, the control included; each other arm is compared with the control, at
+        /// alpha / (arms − 1) (Bonferroni).
         #[arg(long, default_value_t = 2)]
         arms: u64,
+        /// Devices (both arms together) the sequential test is tuned for, as in
+        /// `analyze --tuned-for` (the admin page uses the default).
+        #[arg(long, default_value_t = abproxy::stats::DEFAULT_SEQUENTIAL_TUNING_USERS)]
+        tuned_for: u64,
+    },
+    /// GET a URL (the admin listener's /healthz): exit 0 on a 2xx answer, else 1 (the
+    /// Docker image's HEALTHCHECK; the slim image has no curl).
+    Healthcheck {
+        /// The URL to probe.
+        #[arg(long, default_value = abproxy::cli::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// How long the whole exchange may take, e.g. 3s or 500ms.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Run one built-in backend (a small landing page).
     Backend {
+        /// The name the page shows and every response's `X-Backend` header carries, e.g. Moon.
         #[arg(long)]
         name: String,
+        /// The IP:port to listen on, e.g. 127.0.0.1:9001 (0.0.0.0:9001 in a container).
         #[arg(long)]
         listen: SocketAddr,
+        /// Runtime worker threads (default: one per CPU core).
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -177,11 +213,25 @@ fn main() {
             power,
             daily_users,
             arms,
-        } => plan(baseline, mde, alpha, power, daily_users, arms),
+            tuned_for,
+        } => plan(
+            abproxy::stats::Design {
+                baseline,
+                mde,
+                alpha,
+                power,
+                comparisons: arms.saturating_sub(1),
+            },
+            daily_users,
+            tuned_for,
+        ),
         Command::Simulate {
             target,
+            admin,
+            token,
             visits,
             click_probs,
+            path,
             event,
             params,
             weights,
@@ -189,8 +239,13 @@ fn main() {
             seed,
         } => simulate_options(
             target,
+            admin.map(|url| {
+                let token = token.or_else(|| std::env::var(abproxy::admin::auth::TOKEN_ENV).ok());
+                (url, token)
+            }),
             visits,
             &click_probs,
+            path,
             event,
             &params,
             &weights,
@@ -201,6 +256,12 @@ fn main() {
         Command::Serve { config, threads } => {
             runtime(threads).and_then(|rt| rt.block_on(serve(&config, Env::from_process())))
         }
+        Command::Healthcheck { url, timeout } => runtime(Some(1))
+            .and_then(|rt| {
+                rt.block_on(abproxy::cli::healthcheck::probe(&url, timeout))
+                    .map_err(anyhow::Error::msg)
+            })
+            .map(|status| println!("{status}")),
         Command::Demo { config } => runtime(None).and_then(|rt| rt.block_on(demo(&config))),
         Command::Backend {
             name,
@@ -358,8 +419,10 @@ fn describe_run(run: &serde_json::Value, origin: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 fn simulate_options(
     target: String,
+    admin: Option<(String, Option<String>)>,
     visits: usize,
     click_probs: &str,
+    path: Option<String>,
     event: String,
     params: &str,
     weights: &str,
@@ -379,6 +442,13 @@ fn simulate_options(
     if !target.starts_with("http://") {
         bail!("--target must be an http:// URL of the proxy");
     }
+    if admin
+        .as_ref()
+        .is_some_and(|(url, _)| !url.starts_with("http://"))
+    {
+        bail!("--admin must be an http:// URL of the proxy's admin listener");
+    }
+    let (admin, token) = admin.unzip();
     let seed = seed.unwrap_or_else(abproxy::util::random::seed);
     Ok(abproxy::cli::simulate::Options {
         target,
@@ -389,13 +459,16 @@ fn simulate_options(
         concurrency: concurrency.max(1),
         seed,
         weights: parse_pairs(weights, "--weights").map_err(anyhow::Error::msg)?,
+        admin,
+        token: token.flatten(),
+        path,
     })
 }
 
 async fn simulate(options: abproxy::cli::simulate::Options) -> Result<()> {
     let total = options.visits;
     let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let visits = abproxy::cli::simulate::run(&options, move |done| {
+    let report = abproxy::cli::simulate::simulate(&options, move |done| {
         if on_terminal && (done % 10 == 0 || done == total) {
             let width = 40;
             let filled = done * width / total.max(1);
@@ -411,28 +484,35 @@ async fn simulate(options: abproxy::cli::simulate::Options) -> Result<()> {
     })
     .await
     .map_err(anyhow::Error::msg)?;
-    print!("{}", abproxy::cli::simulate::report(&options, &visits));
+    print!("{report}");
     Ok(())
 }
 
-fn plan(
-    baseline: f64,
-    mde: f64,
-    alpha: f64,
-    power: f64,
-    daily_users: Option<u64>,
-    arms: u64,
-) -> Result<()> {
+/// Devices per arm for the verdict's always-valid test (`stats::sequential`, read as often
+/// as one likes) and for one fixed-horizon z-test read once at the end; with more than two
+/// arms each comparison with the control is at alpha / (arms − 1) (Bonferroni).
+fn plan(design: abproxy::stats::Design, daily_users: Option<u64>, tuned_for: u64) -> Result<()> {
+    let abproxy::stats::Design {
+        baseline,
+        mde,
+        alpha,
+        power,
+        comparisons,
+    } = design;
     let target = baseline + mde;
     if !(baseline > 0.0 && baseline < 1.0) || !(target > 0.0 && target < 1.0) || mde == 0.0 {
         bail!(
             "--baseline and --baseline + --mde must both be rates between 0 and 1, and --mde not 0"
         );
     }
-    if !(alpha > 0.0 && alpha < 1.0) || !(power > 0.0 && power < 1.0) || arms < 2 {
+    if !(alpha > 0.0 && alpha < 1.0) || !(power > 0.0 && power < 1.0) || comparisons < 1 {
         bail!("--alpha and --power must be between 0 and 1, and --arms at least 2");
     }
-    let per_arm = abproxy::stats::sample_size_per_arm(baseline, mde, alpha, power).ceil() as u64;
+    if daily_users == Some(0) {
+        bail!("--daily-users must be at least 1");
+    }
+    let arms = comparisons + 1;
+    let tuned_for = tuned_for.max(1);
     println!(
         "to detect {:.2}% -> {:.2}% ({:+.2} pts), two-sided alpha = {alpha}, power {:.0}%:",
         100.0 * baseline,
@@ -440,19 +520,36 @@ fn plan(
         100.0 * mde,
         100.0 * power
     );
-    println!(
-        "  {per_arm} devices per arm, {} in all ({arms} arms)",
-        per_arm * arms
-    );
-    if let Some(daily) = daily_users {
-        if daily == 0 {
-            bail!("--daily-users must be at least 1");
-        }
-        let days = (per_arm * arms).div_ceil(daily);
+    if comparisons > 1 {
         println!(
-            "  at {daily} devices a day: {days} day{}",
-            if days == 1 { "" } else { "s" }
+            "  {arms} arms: {comparisons} comparisons with the control, each at alpha = {} (Bonferroni; the verdict's Holm adjustment is never stricter)",
+            alpha / comparisons as f64
         );
+    }
+    let sizes = [
+        (
+            format!("looking as often as you like (the always-valid test the verdict uses, tuned for {tuned_for} devices):"),
+            design.sequential_per_arm(tuned_for),
+        ),
+        (
+            "one look at the end (fixed-horizon z-test; significant only if read once):".to_string(),
+            design.fixed_horizon_per_arm(),
+        ),
+    ];
+    for (how, per_arm) in sizes {
+        let per_arm = per_arm.ceil() as u64;
+        println!("  {how}");
+        println!(
+            "    {per_arm} devices per arm, {} in all ({arms} arms)",
+            per_arm * arms
+        );
+        if let Some(daily) = daily_users {
+            let days = (per_arm * arms).div_ceil(daily);
+            println!(
+                "    at {daily} devices a day: {days} day{}",
+                if days == 1 { "" } else { "s" }
+            );
+        }
     }
     Ok(())
 }

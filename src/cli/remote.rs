@@ -25,7 +25,7 @@ pub struct Fetched {
 }
 
 /// GET `url` and parse its JSON body; a non-2xx answer is an error with its body.
-async fn get_json(url: &str, bearer: Option<&str>) -> Result<Value, String> {
+pub(crate) async fn get_json(url: &str, bearer: Option<&str>) -> Result<Value, String> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut request = http::Request::get(url);

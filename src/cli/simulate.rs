@@ -1,7 +1,17 @@
 //! `abproxy simulate`: drive a running proxy like real visitors, and print what the
-//! original demo's simulator printed. Each visit is a new device: it loads the page
-//! (getting its cookies), reads its groups from `/_ab/assignments`, and clicks with the
-//! probability given for its variant by sending the event to `/_ab/events`.
+//! original demo's simulator printed (`report`). Each visit is a new device: it loads the
+//! page (getting its cookies), reads its groups from `/_ab/assignments?path=PAGE`, and
+//! clicks with the probability given for its variant by sending the event to
+//! `/_ab/events`.
+//!
+//! With the admin listener (`--admin`), the experiments' titles, weights and pages are
+//! read before the first visit (`design`): `--click-probs` names are checked, the page is
+//! one every simulated experiment applies to, and the split is checked against the real
+//! weights. Without it, names are checked against the variants the visits got, and the
+//! split only against `--weights`.
+
+pub mod design;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +23,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use crate::stats::{self, Proportion};
 use crate::util::random::SplitMix;
 
 #[derive(Debug, Clone)]
@@ -27,8 +36,115 @@ pub struct Options {
     pub params: serde_json::Value,
     pub concurrency: usize,
     pub seed: u64,
-    /// The designed split for the SRM line; equal when empty.
+    /// The designed split for the SRM line when there is no `admin` to read it from.
     pub weights: Vec<(String, f64)>,
+    /// The proxy's admin URL (`http://127.0.0.1:8081`) and its token, if it has one.
+    pub admin: Option<String>,
+    pub token: Option<String>,
+    /// The page each visit loads; by default one the simulated experiments apply to
+    /// (known from `admin`), else `/`.
+    pub path: Option<String>,
+}
+
+pub use report::report;
+
+/// Run a whole simulation: read the experiments (with `admin`), check the options
+/// against them, drive the visits and return the report. `progress` gets the number of
+/// visits done. An error is a sentence for the user.
+pub async fn simulate(
+    options: &Options,
+    progress: impl Fn(usize) + Send + Sync + 'static,
+) -> Result<String, String> {
+    let designs = match &options.admin {
+        Some(url) => {
+            let list = crate::cli::remote::get_json(
+                &format!("{}/api/experiments", url.trim_end_matches('/')),
+                options.token.as_deref(),
+            )
+            .await
+            .map_err(|e| {
+                let hint = if e.contains("401") {
+                    " (give --token, or set ABPROXY_ADMIN_TOKEN)"
+                } else {
+                    ""
+                };
+                format!("cannot read the experiments from the admin listener {url}: {e}{hint}")
+            })?;
+            let designs = design::from_api(&list)?;
+            design::check_click_probs(&options.click_probs, &designs)?;
+            Some(designs)
+        }
+        None => None,
+    };
+    let simulated = designs
+        .as_deref()
+        .map(|d| design::simulated(&options.click_probs, d))
+        .unwrap_or_default();
+    let (auto_path, host) = design::page_for(&simulated)?;
+    let page = Page {
+        path: options.path.clone().unwrap_or(auto_path),
+        host,
+    };
+    if !page.path.starts_with('/') {
+        return Err(format!("--path `{}` must start with /", page.path));
+    }
+    let visits = run(options, &page, progress).await?;
+    check_visits(options, &simulated, &page, &visits)?;
+    Ok(report(options, designs.as_deref(), &page.path, &visits))
+}
+
+/// After the visits: a `--click-probs` name no visit got (without `admin`, the only way
+/// to tell a typo), or a simulated experiment no visit was in (it does not apply to the
+/// page), means the figures are not what was asked for.
+fn check_visits(
+    options: &Options,
+    simulated: &[&design::Design],
+    page: &Page,
+    visits: &[Visit],
+) -> Result<(), String> {
+    let in_experiment = |key: &str| visits.iter().any(|v| v.groups.contains_key(key));
+    if let Some(missed) = simulated.iter().find(|d| !in_experiment(&d.key)) {
+        return Err(format!(
+            "no visit was in experiment {} on the page {}: does it apply there (match, target)?",
+            missed.key, page.path
+        ));
+    }
+    if options.admin.is_some() {
+        return Ok(());
+    }
+    let seen: std::collections::BTreeSet<&str> = visits
+        .iter()
+        .flat_map(|v| v.groups.values().map(String::as_str))
+        .collect();
+    let unseen: Vec<&str> = options
+        .click_probs
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !seen.contains(n))
+        .collect();
+    if unseen.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "--click-probs: no visit to {} got {} (variants seen: {}): a typo, or an experiment \
+         under a match.path_prefix (give --path)? With --admin URL the names and the page \
+         are checked before any visit",
+        page.path,
+        unseen.join(", "),
+        if seen.is_empty() {
+            "none".to_string()
+        } else {
+            seen.into_iter().collect::<Vec<_>>().join(", ")
+        }
+    ))
+}
+
+/// What every visit requests: the page path and, for an experiment matched by host, the
+/// Host header.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub path: String,
+    pub host: Option<String>,
 }
 
 /// One simulated visit: every experiment's group, and whether it clicked.
@@ -41,6 +157,7 @@ pub struct Visit {
 /// Run the simulation; `progress` is called with the number of visits done.
 pub async fn run(
     options: &Options,
+    page: &Page,
     progress: impl Fn(usize) + Send + Sync + 'static,
 ) -> Result<Vec<Visit>, String> {
     let client: Client<HttpConnector, Full<Bytes>> =
@@ -51,13 +168,14 @@ pub async fn run(
     let progress = Arc::new(progress);
     let mut workers = Vec::new();
     for worker in 0..options.concurrency.max(1) {
-        let (client, base, next, visits, progress, options) = (
+        let (client, base, next, visits, progress, options, page) = (
             client.clone(),
             base.clone(),
             next.clone(),
             visits.clone(),
             progress.clone(),
             options.clone(),
+            page.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut rng = SplitMix(options.seed.wrapping_add(worker as u64 * 0x9E37_79B9));
@@ -65,7 +183,7 @@ pub async fn run(
                 if next.fetch_add(1, Ordering::Relaxed) >= options.visits {
                     return Ok::<(), String>(());
                 }
-                let visit = visit(&client, &base, &options, &mut rng).await?;
+                let visit = visit(&client, &base, &page, &options, &mut rng).await?;
                 let done = {
                     let mut all = visits.lock().unwrap_or_else(|p| p.into_inner());
                     all.push(visit);
@@ -85,14 +203,28 @@ pub async fn run(
 async fn visit(
     client: &Client<HttpConnector, Full<Bytes>>,
     base: &str,
+    page: &Page,
     options: &Options,
     rng: &mut SplitMix,
 ) -> Result<Visit, String> {
-    let (headers, _) = request(client, Request::get(format!("{base}/")), Bytes::new()).await?;
+    let with_host = |builder: http::request::Builder| match &page.host {
+        Some(host) => builder.header(header::HOST, host),
+        None => builder,
+    };
+    let (headers, _) = request(
+        client,
+        with_host(Request::get(format!("{base}{}", page.path))),
+        Bytes::new(),
+    )
+    .await?;
     let mut jar = merge_cookies(&headers, "");
     let (headers, body) = request(
         client,
-        Request::get(format!("{base}/_ab/assignments")).header(header::COOKIE, &jar),
+        with_host(Request::get(format!(
+            "{base}/_ab/assignments?path={}",
+            query_escape(&page.path)
+        )))
+        .header(header::COOKIE, &jar),
         Bytes::new(),
     )
     .await?;
@@ -123,7 +255,7 @@ async fn visit(
             serde_json::json!({ "event": options.event, "params": options.params }).to_string();
         request(
             client,
-            Request::post(format!("{base}/_ab/events"))
+            with_host(Request::post(format!("{base}/_ab/events")))
                 .header(header::COOKIE, &jar)
                 .header(header::CONTENT_TYPE, "application/json"),
             Bytes::from(event),
@@ -183,159 +315,15 @@ pub fn merge_cookies(headers: &HeaderMap, jar: &str) -> String {
         .join("; ")
 }
 
-/// What the original demo's simulator printed: per experiment the split, per variant the
-/// conversion with its 95 % interval and the true (given) probability, the z-test and
-/// SRM lines, then the independence of every pair of experiments.
-pub fn report(options: &Options, visits: &[Visit]) -> String {
-    let mut out = format!(
-        "simulated {} visits to {} (click probabilities: {})\n",
-        visits.len(),
-        options.target,
-        options
-            .click_probs
-            .iter()
-            .map(|(v, p)| format!("{v}={p}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let experiments: Vec<String> = visits
-        .iter()
-        .flat_map(|v| v.groups.keys().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    for experiment in &experiments {
-        out.push_str(&format!("\nexperiment {experiment}\n"));
-        let mut by_variant: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for v in visits {
-            if let Some(g) = v.groups.get(experiment) {
-                let e = by_variant.entry(g.as_str()).or_default();
-                e.0 += 1;
-                e.1 += u64::from(v.clicked);
+/// `path` as a query value: what would end or split it is percent-encoded.
+fn query_escape(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
             }
-        }
-        let total: u64 = by_variant.values().map(|(n, _)| n).sum();
-        for (variant, (n, _)) in &by_variant {
-            out.push_str(&format!(
-                "  {variant}: {n} visits ({:.2}%)\n",
-                100.0 * *n as f64 / total as f64
-            ));
-        }
-        let known: Vec<(&str, f64)> = options
-            .click_probs
-            .iter()
-            .filter(|(v, _)| by_variant.contains_key(v.as_str()))
-            .map(|(v, p)| (v.as_str(), *p))
-            .collect();
-        for (variant, exact) in &known {
-            let (n, clicks) = by_variant[variant];
-            let rate = clicks as f64 / n as f64;
-            let half = stats::z_critical(0.95) * (rate * (1.0 - rate) / n as f64).sqrt();
-            out.push_str(&format!(
-                "  {variant}: visits {n}, clicks {clicks}, Conv={:.2} +- {:.2}%, Exact: {:.2}%\n",
-                100.0 * rate,
-                100.0 * half,
-                100.0 * exact
-            ));
-        }
-        if let Some((control, _)) = known.first() {
-            let (na, ca) = by_variant[control];
-            for (variant, _) in known.iter().skip(1) {
-                let (nb, cb) = by_variant[variant];
-                match stats::two_proportion_z(
-                    Proportion {
-                        conversions: ca,
-                        users: na,
-                    },
-                    Proportion {
-                        conversions: cb,
-                        users: nb,
-                    },
-                ) {
-                    Some((z, p)) => out.push_str(&format!(
-                        "  z-test {variant} vs {control}: z = {z:.2}, p = {p:.4}\n"
-                    )),
-                    None => {
-                        out.push_str(&format!("  z-test {variant} vs {control}: no variance\n"))
-                    }
-                }
-            }
-        }
-        let observed: Vec<u64> = by_variant.values().map(|(n, _)| *n).collect();
-        let weights: Vec<f64> = if options.weights.is_empty() {
-            vec![1.0; observed.len()]
-        } else {
-            by_variant
-                .keys()
-                .map(|v| {
-                    options
-                        .weights
-                        .iter()
-                        .find(|(n, _)| n == v)
-                        .map_or(0.0, |(_, w)| *w)
-                })
-                .collect()
-        };
-        let against = if options.weights.is_empty() {
-            "equal weights"
-        } else {
-            "the given weights"
-        };
-        if let Some((_, p)) = stats::sample_ratio_mismatch(&observed, &weights) {
-            let flag = if p < crate::stats::analysis::SRM_THRESHOLD {
-                "MISMATCH"
-            } else {
-                "ok"
-            };
-            out.push_str(&format!("  SRM against {against}: p = {p:.4} ({flag})\n"));
-        }
-    }
-    for (i, a) in experiments.iter().enumerate() {
-        for b in &experiments[i + 1..] {
-            let rows: Vec<&str> = variants_of(visits, a);
-            let cols: Vec<&str> = variants_of(visits, b);
-            let table: Vec<Vec<u64>> = rows
-                .iter()
-                .map(|r| {
-                    cols.iter()
-                        .map(|c| {
-                            visits
-                                .iter()
-                                .filter(|v| {
-                                    v.groups.get(a).map(String::as_str) == Some(*r)
-                                        && v.groups.get(b).map(String::as_str) == Some(*c)
-                                })
-                                .count() as u64
-                        })
-                        .collect()
-                })
-                .collect();
-            out.push_str(&format!(
-                "\nindependence of {a} and {b}\n  {:<10}{}\n",
-                "",
-                cols.iter().map(|c| format!("{c:>10}")).collect::<String>()
-            ));
-            for (r, row) in rows.iter().zip(&table) {
-                out.push_str(&format!(
-                    "  {r:<10}{}\n",
-                    row.iter().map(|n| format!("{n:>10}")).collect::<String>()
-                ));
-            }
-            match stats::independence(&table) {
-                Some((chi2, p)) => out.push_str(&format!("  chi2 = {chi2:.2}, p = {p:.4}\n")),
-                None => out.push_str("  (one of them has a single group: nothing to test)\n"),
-            }
-        }
-    }
-    out
-}
-
-fn variants_of<'v>(visits: &'v [Visit], experiment: &str) -> Vec<&'v str> {
-    visits
-        .iter()
-        .filter_map(|v| v.groups.get(experiment).map(String::as_str))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
+            _ => format!("%{b:02X}"),
+        })
         .collect()
 }
 
@@ -363,58 +351,6 @@ pub fn parse_pairs(text: &str, what: &str) -> Result<Vec<(String, f64)>, String>
 mod tests {
     use super::*;
 
-    fn options() -> Options {
-        Options {
-            target: "http://x".into(),
-            visits: 0,
-            click_probs: vec![("Moon".into(), 0.1), ("Mars".into(), 0.2)],
-            event: "button_click".into(),
-            params: serde_json::json!({}),
-            concurrency: 1,
-            seed: 1,
-            weights: vec![],
-        }
-    }
-
-    fn visit(mm: &str, btn: &str, clicked: bool) -> Visit {
-        Visit {
-            groups: [
-                ("moon_mars".to_string(), mm.to_string()),
-                ("btn".to_string(), btn.to_string()),
-            ]
-            .into(),
-            clicked,
-        }
-    }
-
-    #[test]
-    fn report_lines() {
-        let mut visits = Vec::new();
-        for i in 0..100 {
-            visits.push(visit("Moon", if i % 2 == 0 { "A" } else { "B" }, i < 10));
-            visits.push(visit("Mars", if i % 2 == 0 { "A" } else { "B" }, i < 25));
-        }
-        let text = report(&options(), &visits);
-        assert!(text.contains("  Mars: 100 visits (50.00%)"), "{text}");
-        // 25/100 = 25.00 %, half-width 1.96·√(0.25·0.75/100) = 8.49 points.
-        assert!(
-            text.contains("  Mars: visits 100, clicks 25, Conv=25.00 +- 8.49%, Exact: 20.00%"),
-            "{text}"
-        );
-        // python3 -c "from statsmodels.stats.proportion import proportions_ztest;
-        //   print(proportions_ztest([25, 10], [100, 100]))"  → (2.7914526, 0.0052472)
-        assert!(
-            text.contains("  z-test Mars vs Moon: z = 2.79, p = 0.0052"),
-            "{text}"
-        );
-        assert!(
-            text.contains("  SRM against equal weights: p = 1.0000 (ok)"),
-            "{text}"
-        );
-        assert!(text.contains("independence of btn and moon_mars"), "{text}");
-        assert!(text.contains("chi2 = 0.00, p = 1.0000"), "{text}");
-    }
-
     #[test]
     fn pairs() {
         assert_eq!(
@@ -424,5 +360,15 @@ mod tests {
         assert!(parse_pairs("Moon", "x").is_err());
         assert!(parse_pairs("Moon=-1", "x").is_err());
         assert!(parse_pairs("Moon=NaN", "x").is_err());
+    }
+
+    #[test]
+    fn a_page_path_survives_the_query() {
+        assert_eq!(query_escape("/shop/a b&c=d"), "/shop/a%20b%26c%3Dd");
+        let decoded = crate::experiments::targeting::query_param(
+            &format!("path={}", query_escape("/shop/a b&c=d")),
+            "path",
+        );
+        assert_eq!(decoded.as_deref(), Some("/shop/a b&c=d"));
     }
 }

@@ -14,6 +14,7 @@
 //! devices counting as 0); `weights` (the designed split, for the sample-ratio check)
 //! defaults to equal.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,13 @@ use crate::stats::{self, Proportion, ValueSums};
 
 /// Sample-ratio mismatch is flagged below this p-value.
 pub const SRM_THRESHOLD: f64 = 0.001;
+
+/// Below this many devices in the variant or in the control the verdict says "not
+/// enough data" instead of reading the tests: one device then moves a rate by ten points
+/// or more, and the z-test and the always-valid test are normal approximations that mean
+/// little with so few. The table and the JSON still show the (wide, honest) Newcombe
+/// interval from one device on.
+pub const MIN_DEVICES_PER_VARIANT: u64 = 10;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +116,10 @@ pub struct VariantReport {
     pub p_value_holm: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_value_sequential: Option<f64>,
+    /// Holm-adjusted across the comparisons with the control, as `p_value_holm`; what
+    /// the verdict's "significant" reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value_sequential_holm: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ci_low_sequential: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -242,7 +254,8 @@ fn goal_report(
             ..Default::default()
         };
         row.mean = values(v).filter(|s| s.users > 0).map(|s| s.mean());
-        if name != control {
+        // An arm without devices has no rate: nothing to compare (the keys are left out).
+        if name != control && a.users > 0 && b.users > 0 {
             let d = stats::difference(a, b, settings.confidence);
             (row.diff, row.ci_low, row.ci_high) = (Some(d.estimate), Some(d.low), Some(d.high));
             row.relative_lift = stats::relative_lift(a, b, settings.confidence).map(|l| l.estimate);
@@ -278,63 +291,104 @@ fn goal_report(
         }
         variants.insert(name.clone(), row);
     }
-    // Holm across the comparisons with the control.
-    let compared: Vec<(String, f64)> = variants
-        .iter()
-        .filter_map(|(n, r)| r.p_value.map(|p| (n.clone(), p)))
+    // Holm across every comparison with the control, for the z-test and for the
+    // always-valid test (Holm holds for always-valid p-values too: each is valid at any
+    // stopping time). A comparison without a p-value (no variance yet) still counts in
+    // the family, as p = 1.
+    let compared: Vec<String> = variants
+        .keys()
+        .filter(|n| n.as_str() != control)
+        .cloned()
         .collect();
-    let adjusted = stats::holm(&compared.iter().map(|(_, p)| *p).collect::<Vec<_>>());
-    for ((name, _), p) in compared.iter().zip(adjusted) {
+    let adjust = |p_of: fn(&VariantReport) -> Option<f64>| {
+        let raw: Vec<f64> = compared
+            .iter()
+            .map(|n| variants.get(n).and_then(p_of).unwrap_or(1.0))
+            .collect();
+        stats::holm(&raw)
+    };
+    let fixed = adjust(|r| r.p_value);
+    let sequential = adjust(|r| r.p_value_sequential);
+    for (i, name) in compared.iter().enumerate() {
         if let Some(row) = variants.get_mut(name) {
-            row.p_value_holm = Some(p);
+            row.p_value_holm = row.p_value.map(|_| fixed[i]);
+            row.p_value_sequential_holm = row.p_value_sequential.map(|_| sequential[i]);
         }
     }
+    let control_row = variants.get(control).cloned().unwrap_or_default();
     for (name, row) in variants.iter() {
         if name != control {
-            verdicts.push(verdict(name, control, row, srm_p_value, settings));
+            verdicts.push(verdict(
+                (name, row),
+                (control, &control_row),
+                srm_p_value,
+                settings,
+            ));
         }
     }
     GoalReport { variants, verdicts }
 }
 
-/// "Mars beats Moon: +3.0 pts [+0.2, +5.8], p = 0.035; significant".
+/// One line per variant, what a person reads first:
 ///
-/// "significant" needs the always-valid (sequential) p-value under 1 − confidence, so
-/// the verdict stays honest however often it is read; a fixed-horizon-only result says
-/// so. A sample-ratio mismatch overrides everything.
+/// - `Mars beats Moon: +3.0 pts [+0.2, +5.8], p = 0.001; significant` (or `loses to`):
+///   only when the always-valid (sequential) p-value, Holm-adjusted across the
+///   comparisons with the control, is below 1 − confidence, so the verdict stays honest
+///   however often it is read;
+/// - `Mars leads Moon: …; keep collecting` (or `trails`, `ties`) otherwise, with
+///   `(significant only if this is the single planned look)` when only the fixed-horizon
+///   z-test is below 1 − confidence;
+/// - `Mars vs Moon: not enough data yet (…)` below `MIN_DEVICES_PER_VARIANT` in either arm;
+/// - a sample-ratio mismatch comes first, and then nothing is called a win.
 pub fn verdict(
-    name: &str,
-    control: &str,
-    row: &VariantReport,
+    (name, row): (&str, &VariantReport),
+    (control, control_row): (&str, &VariantReport),
     srm_p_value: Option<f64>,
     settings: Settings,
 ) -> String {
     let alpha = 1.0 - settings.confidence;
-    let (Some(diff), Some(low), Some(high)) = (row.diff, row.ci_low, row.ci_high) else {
-        return format!("{name} vs {control}: no data");
-    };
-    if !(low.is_finite() && high.is_finite()) {
-        return format!("{name} vs {control}: not enough data yet (no devices in one arm)");
+    let mismatch = srm_p_value.filter(|&p| p < SRM_THRESHOLD);
+    let lead = mismatch.map_or(String::new(), |p| {
+        format!(
+            "Sample-ratio mismatch ({}) — do not trust this comparison. ",
+            p_is(p)
+        )
+    });
+    if row.users.min(control_row.users) < MIN_DEVICES_PER_VARIANT {
+        return format!(
+            "{lead}{name} vs {control}: not enough data yet (devices: {name} {}, {control} {}; a verdict needs at least {MIN_DEVICES_PER_VARIANT} in each)",
+            row.users, control_row.users
+        );
     }
-    let relation = if diff > 0.0 {
-        "beats"
-    } else if diff < 0.0 {
-        "trails"
-    } else {
-        "ties"
+    let (Some(diff), Some(low), Some(high)) = (row.diff, row.ci_low, row.ci_high) else {
+        return format!("{lead}{name} vs {control}: not enough data yet");
     };
-    let p = row.p_value.map_or("p = n/a".to_string(), p_is);
-    let conclusion = if srm_p_value.is_some_and(|p| p < SRM_THRESHOLD) {
-        "sample-ratio mismatch — do not trust".to_string()
-    } else if row.p_value_sequential.is_some_and(|p| p < alpha) {
-        "significant".to_string()
-    } else if row.p_value.is_some_and(|p| p < alpha) {
-        "keep collecting (significant only if this is the single planned look)".to_string()
+    let significant = mismatch.is_none() && row.p_value_sequential_holm.is_some_and(|p| p < alpha);
+    let relation = match (
+        significant,
+        diff.partial_cmp(&0.0).unwrap_or(Ordering::Equal),
+    ) {
+        (true, Ordering::Greater) => "beats",
+        (true, _) => "loses to",
+        (false, Ordering::Greater) => "leads",
+        (false, Ordering::Less) => "trails",
+        (false, Ordering::Equal) => "ties",
+    };
+    let mut p = row.p_value.map_or("p = n/a".to_string(), p_is);
+    if let Some(holm) = row.p_value_holm.filter(|&h| Some(h) != row.p_value) {
+        p.push_str(&format!(" (Holm {})", format_p(holm)));
+    }
+    let conclusion = if mismatch.is_some() {
+        ""
+    } else if significant {
+        "; significant"
+    } else if row.p_value_holm.is_some_and(|p| p < alpha) {
+        "; keep collecting (significant only if this is the single planned look)"
     } else {
-        "keep collecting".to_string()
+        "; keep collecting"
     };
     format!(
-        "{name} {relation} {control}: {} pts [{}, {}], {p}; {conclusion}",
+        "{lead}{name} {relation} {control}: {} pts [{}, {}], {p}{conclusion}",
         points(diff),
         points(low),
         points(high)
@@ -408,7 +462,8 @@ pub fn render_table(report: &Report) -> String {
                 (Some(d), Some(l), Some(h)) => {
                     format!("{} [{}, {}]", points(d), points(l), points(h))
                 }
-                _ => "control".to_string(),
+                _ if name == &report.control => "control".to_string(),
+                _ => "not enough data".to_string(),
             };
             out.push_str(&format!(
                 "  {:<12} {:>9} {:>11} {:>7.2}% {:>20} {:>8} {:>8} {:>8} {:>9}\n",
@@ -514,134 +569,4 @@ pub mod indexmap_like {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn counts(json: &str) -> Counts {
-        serde_json::from_str(json).unwrap()
-    }
-
-    const ISSUE_EXAMPLE: &str = r#"{"experiment": "moon_mars", "control": "Moon", "variants": {"Moon": {"users": 1000, "goals": {"click": {"conversions": 100}}}, "Mars": {"users": 1000, "goals": {"click": {"conversions": 130}}}}}"#;
-
-    #[test]
-    fn the_issue_example() {
-        let report = analyze(&counts(ISSUE_EXAMPLE), Settings::default()).unwrap();
-        assert_eq!(report.control, "Moon");
-        assert_eq!(report.srm_p_value, Some(1.0));
-        let click = &report.goals["click"];
-        let mars = click.variants.get("Mars").unwrap();
-        // statsmodels proportions_ztest([130, 100], [1000, 1000]) = (2.1027406, 0.0354885)
-        assert!((mars.z.unwrap() - 2.102740605622114).abs() < 1e-9);
-        assert!((mars.p_value.unwrap() - 0.03548845046647471).abs() < 1e-9);
-        assert_eq!(
-            mars.p_value_holm, mars.p_value,
-            "one comparison: Holm changes nothing"
-        );
-        let moon = click.variants.get("Moon").unwrap();
-        assert_eq!(
-            (moon.users, moon.conversions, moon.diff),
-            (1000, 100, None),
-            "control rows carry counts only"
-        );
-        assert_eq!(click.verdicts, vec!["Mars beats Moon: +3.0 pts [+0.2, +5.8], p = 0.035; keep collecting (significant only if this is the single planned look)"]);
-    }
-
-    #[test]
-    fn three_variants_get_holm_and_an_srm_flag() {
-        let c = counts(
-            r#"{"experiment": "e", "variants": {
-                "A": {"users": 5000, "goals": {"g": {"conversions": 500}}},
-                "B": {"users": 5600, "goals": {"g": {"conversions": 640}}},
-                "C": {"users": 4400, "goals": {"g": {"conversions": 470}}}}}"#,
-        );
-        let report = analyze(&c, Settings::default()).unwrap();
-        assert_eq!(report.control, "A", "the first variant by default");
-        assert!(report.srm_p_value.unwrap() < SRM_THRESHOLD);
-        let g = &report.goals["g"];
-        let (b, cc) = (g.variants.get("B").unwrap(), g.variants.get("C").unwrap());
-        let raw = [b.p_value.unwrap(), cc.p_value.unwrap()];
-        let holm = stats::holm(&raw);
-        assert_eq!(
-            (b.p_value_holm.unwrap(), cc.p_value_holm.unwrap()),
-            (holm[0], holm[1])
-        );
-        assert!(
-            g.verdicts
-                .iter()
-                .all(|v| v.ends_with("sample-ratio mismatch — do not trust")),
-            "{:?}",
-            g.verdicts
-        );
-        // With the configured 56/44… weights there is no mismatch.
-        let mut weighted = c.clone();
-        weighted.weights = Some(
-            [
-                ("A".to_string(), 50.0),
-                ("B".to_string(), 56.0),
-                ("C".to_string(), 44.0),
-            ]
-            .into(),
-        );
-        assert!(
-            analyze(&weighted, Settings::default())
-                .unwrap()
-                .srm_p_value
-                .unwrap()
-                > 0.5
-        );
-    }
-
-    #[test]
-    fn a_clear_effect_is_significant_even_sequentially() {
-        let c = counts(
-            r#"{"experiment": "e", "variants": {"A": {"users": 20000, "goals": {"g": {"conversions": 2000}}}, "B": {"users": 20000, "goals": {"g": {"conversions": 2500}}}}}"#,
-        );
-        let report = analyze(&c, Settings::default()).unwrap();
-        assert!(
-            report.goals["g"].verdicts[0].ends_with("; significant"),
-            "{:?}",
-            report.goals["g"].verdicts
-        );
-    }
-
-    #[test]
-    fn value_goals_get_welch() {
-        let c = counts(
-            r#"{"experiment": "e", "variants": {
-            "A": {"users": 400, "goals": {"revenue": {"conversions": 40, "value_sum": 1546.6906735739794, "value_sum_sq": 97584.33447033861}}},
-            "B": {"users": 420, "goals": {"revenue": {"conversions": 55, "value_sum": 2577.2949098751965, "value_sum_sq": 198741.18353799437}}}}}"#,
-        );
-        let report = analyze(&c, Settings::default()).unwrap();
-        let b = report.goals["revenue"].variants.get("B").unwrap();
-        // scipy ttest_ind(b, a, equal_var=False).pvalue on the same data (see stats tests).
-        assert!((b.p_value_welch.unwrap() - 0.07435532754568867).abs() < 1e-7);
-        assert!((b.mean.unwrap() - 2577.2949098751965 / 420.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn bad_counts_are_refused_clearly() {
-        let err = |json: &str| {
-            analyze(&counts(json), Settings::default())
-                .unwrap_err()
-                .to_string()
-        };
-        assert_eq!(
-            err(
-                r#"{"experiment": "e", "control": "Z", "variants": {"A": {"users": 1}, "B": {"users": 1}}}"#
-            ),
-            "control `Z` is not one of the variants"
-        );
-        assert_eq!(
-            err(r#"{"experiment": "e", "variants": {"A": {"users": 1}}}"#),
-            "an experiment needs at least two variants to compare"
-        );
-        assert!(err(r#"{"experiment": "e", "variants": {"A": {"users": 1, "goals": {"g": {"conversions": 2}}}, "B": {"users": 1}}}"#).contains("2 conversions out of 1 users"));
-        assert!(err(r#"{"experiment": "e", "weights": {"A": 1}, "variants": {"A": {"users": 1}, "B": {"users": 1}}}"#).contains("weights"));
-        assert!(serde_json::from_str::<Counts>(
-            r#"{"experiment": "e", "variants": {}, "colour": 1}"#
-        )
-        .unwrap_err()
-        .to_string()
-        .contains("unknown field `colour`"));
-    }
-}
+mod tests;

@@ -69,44 +69,104 @@ pub fn two_proportion_z(a: Proportion, b: Proportion) -> Option<(f64, f64)> {
     Some((z, two_sided_p(z)))
 }
 
-/// One rate with its Wald interval, clipped to [0, 1] (as statsmodels
-/// `proportion_confint(method="normal")`). No users: the bounds are NaN.
+/// Wilson's score interval of one rate (Wilson 1927; statsmodels
+/// `proportion_confint(method="wilson")`): never zero-width, never outside [0, 1], right
+/// at 0 % and 100 %, where the Wald interval collapses to a point. No users: nothing is
+/// known, the interval is all of [0, 1] (the rate itself counts as 0).
 pub fn rate_interval(p: Proportion, confidence: f64) -> Interval {
-    let rate = p.rate();
-    let half = z_critical(confidence) * p.variance_of_rate().sqrt();
+    let (low, high) = wilson(p, z_critical(confidence));
     Interval {
-        estimate: rate,
-        low: (rate - half).clamp(0.0, 1.0),
-        high: (rate + half).clamp(0.0, 1.0),
+        estimate: p.rate(),
+        low,
+        high,
     }
 }
 
-/// The difference of rates with the unpooled (Wald) interval.
+fn wilson(p: Proportion, z: f64) -> (f64, f64) {
+    if p.users == 0 {
+        return (0.0, 1.0);
+    }
+    let (rate, n, z2) = (p.rate(), p.users as f64, z * z);
+    let denominator = 1.0 + z2 / n;
+    let center = (rate + z2 / (2.0 * n)) / denominator;
+    let half = z * (rate * (1.0 - rate) / n + z2 / (4.0 * n * n)).sqrt() / denominator;
+    // At 0 or n conversions one bound is exactly 0 or 1; rounding would leave 1e-18.
+    let low = if p.conversions == 0 {
+        0.0
+    } else {
+        center - half
+    };
+    let high = if p.conversions == p.users {
+        1.0
+    } else {
+        center + half
+    };
+    (low.clamp(0.0, 1.0), high.clamp(0.0, 1.0))
+}
+
+/// The difference of rates `b − a` with Newcombe's hybrid score interval (Newcombe 1998,
+/// "Interval estimation for the difference between independent proportions", method
+/// 10): the two Wilson intervals combined, l = d − √((p_b − l_b)² + (u_a − p_a)²),
+/// u = d + √((u_b − p_b)² + (p_a − l_a)²). The same as statsmodels
+/// `confint_proportions_2indep(cb, nb, ca, na, compare="diff")` (its default method).
+/// Sound at every sample size: one device, no conversions or all conversions give a
+/// wide interval, not a point. An arm without devices says nothing: the interval is all
+/// of [−1, 1] (and the estimate counts that arm's rate as 0; the analysis shows none).
 pub fn difference(a: Proportion, b: Proportion, confidence: f64) -> Interval {
     let diff = b.rate() - a.rate();
-    let half = z_critical(confidence) * (a.variance_of_rate() + b.variance_of_rate()).sqrt();
+    if a.users == 0 || b.users == 0 {
+        return Interval {
+            estimate: diff,
+            low: -1.0,
+            high: 1.0,
+        };
+    }
+    let z = z_critical(confidence);
+    let ((la, ua), (lb, ub)) = (wilson(a, z), wilson(b, z));
+    let (pa, pb) = (a.rate(), b.rate());
     Interval {
         estimate: diff,
-        low: diff - half,
-        high: diff + half,
+        low: (diff - (pb - lb).hypot(ua - pa)).max(-1.0),
+        high: (diff + (ub - pb).hypot(pa - la)).min(1.0),
     }
 }
 
-/// Relative lift `rate_b / rate_a − 1` with a delta-method interval; `None` when the
-/// control has no conversions (the ratio is undefined).
+/// Relative lift `rate_b / rate_a − 1` with the MOVER-R Wilson interval of the ratio
+/// (Donner & Zou 2012, "Closed-form confidence intervals for functions of the normal
+/// mean and standard deviation"; Fagerland, Lydersen & Laake 2017, "Statistical analysis
+/// of contingency tables", §4.7): the ratio's analogue of Newcombe's interval, so it
+/// stays wide where the delta method collapsed to a point (no conversions in the
+/// variant, everyone converting in both arms). `None` when the control has no devices or
+/// no conversions (the ratio is undefined).
 pub fn relative_lift(a: Proportion, b: Proportion, confidence: f64) -> Option<Interval> {
     let (pa, pb) = (a.rate(), b.rate());
     if a.users == 0 || b.users == 0 || pa == 0.0 {
         return None;
     }
-    let lift = pb / pa - 1.0;
-    // Var(pb/pa) ≈ Var(pb)/pa² + pb²·Var(pa)/pa⁴ (independent arms).
-    let var = b.variance_of_rate() / (pa * pa) + pb * pb * a.variance_of_rate() / pa.powi(4);
-    let half = z_critical(confidence) * var.sqrt();
+    let z = z_critical(confidence);
+    let ((la, ua), (lb, ub)) = (wilson(a, z), wilson(b, z));
+    let product = pa * pb;
+    // Each limit is a root of a quadratic; the lower one is written as k / (pa·pb + √D),
+    // which stays exact when its leading coefficient ua·(2pa − ua) is zero or negative.
+    let k = lb * (2.0 * pb - lb);
+    let lower = if pb == 0.0 {
+        0.0
+    } else {
+        k / (product
+            + (product * product - ua * (2.0 * pa - ua) * k)
+                .max(0.0)
+                .sqrt())
+    };
+    let leading = la * (2.0 * pa - la);
+    let upper = (product
+        + (product * product - leading * ub * (2.0 * pb - ub))
+            .max(0.0)
+            .sqrt())
+        / leading;
     Some(Interval {
-        estimate: lift,
-        low: lift - half,
-        high: lift + half,
+        estimate: pb / pa - 1.0,
+        low: lower.max(0.0) - 1.0,
+        high: upper - 1.0,
     })
 }
 
@@ -220,8 +280,9 @@ pub fn independence(table: &[Vec<u64>]) -> Option<(f64, f64)> {
     Some((chi2, dist.sf(chi2)))
 }
 
-/// Devices per arm to detect `baseline → baseline + mde` with a two-sided test at
-/// `alpha` and the given `power`:
+/// Devices per arm (unrounded) to detect `baseline → baseline + mde` with the
+/// fixed-horizon two-sided z-test at `alpha`, read once at the end, with the given `power`
+/// (with k comparisons against the control, pass Bonferroni's alpha / k):
 /// n = (z₁₋α/₂·√(2p̄(1−p̄)) + z₁₋β·√(p₁(1−p₁)+p₂(1−p₂)))² / (p₂−p₁)².
 pub fn sample_size_per_arm(baseline: f64, mde: f64, alpha: f64, power: f64) -> f64 {
     let (p1, p2) = (baseline, baseline + mde);
@@ -232,6 +293,38 @@ pub fn sample_size_per_arm(baseline: f64, mde: f64, alpha: f64, power: f64) -> f
     let numerator =
         za * (2.0 * pbar * (1.0 - pbar)).sqrt() + zb * (p1 * (1.0 - p1) + p2 * (1.0 - p2)).sqrt();
     numerator * numerator / (mde * mde)
+}
+
+/// What `abproxy plan` sizes: detect `baseline → baseline + mde` (absolute) at two-sided
+/// `alpha` with `power`, in each of `comparisons` comparisons with the control.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Design {
+    pub baseline: f64,
+    pub mde: f64,
+    pub alpha: f64,
+    pub power: f64,
+    pub comparisons: u64,
+}
+
+impl Design {
+    /// The fixed-horizon z-test's size (`sample_size_per_arm`) at Bonferroni's
+    /// alpha / comparisons.
+    pub fn fixed_horizon_per_arm(self) -> f64 {
+        let per_comparison = self.alpha / self.comparisons.max(1) as f64;
+        sample_size_per_arm(self.baseline, self.mde, per_comparison, self.power)
+    }
+
+    /// The always-valid test's size (`sequential_sample_size_per_arm`).
+    pub fn sequential_per_arm(self, tuned_for_users: u64) -> f64 {
+        sequential_sample_size_per_arm(
+            self.baseline,
+            self.mde,
+            self.alpha,
+            self.power,
+            self.comparisons,
+            tuned_for_users,
+        )
+    }
 }
 
 /// Holm's step-down adjustment of p-values (statsmodels `multipletests(method="holm")`),
@@ -327,15 +420,80 @@ pub fn sequential(
     let theta = b.rate() - a.rate();
     let log_lambda = 0.5 * (v / (v + tau2)).ln() + tau2 * theta * theta / (2.0 * v * (v + tau2));
     let p_value = (-log_lambda).exp().min(1.0);
-    let half = (v * (v + tau2) / tau2 * (((v + tau2) / v).ln() + 2.0 * (1.0 / alpha).ln())).sqrt();
+    let half = mixture_threshold(v, tau2, alpha);
+    // A difference of rates lies in [−1, 1], however wide the small-sample interval.
     Some((
         p_value,
         Interval {
             estimate: theta,
-            low: theta - half,
-            high: theta + half,
+            low: (theta - half).max(-1.0),
+            high: (theta + half).min(1.0),
         },
     ))
+}
+
+/// The |θ̂| beyond which the mixture SPRT's p-value is below `level` (Λ > 1/level), which
+/// is also the half-width of its confidence sequence at `level`:
+/// √(V(V+τ²)/τ² · (ln((V+τ²)/V) + 2·ln(1/level))).
+fn mixture_threshold(v: f64, tau2: f64, level: f64) -> f64 {
+    (v * (v + tau2) / tau2 * (((v + tau2) / v).ln() + 2.0 * (1.0 / level).ln())).sqrt()
+}
+
+/// The chance that the always-valid test, read once at `per_arm` devices in each of the
+/// two arms compared, shows p < `alpha / comparisons` (Bonferroni, the first step of the
+/// Holm adjustment the verdict applies) when the rates really are `baseline` and
+/// `baseline + mde`. The mixture is tuned as `sequential` tunes it at `alpha` (= 1 −
+/// confidence). With the true variance V = (p₁q₁ + p₂q₂)/n and θ̂ ~ N(mde, V):
+/// Φ((mde − c)/√V) + Φ((−mde − c)/√V), c the test's threshold.
+pub fn sequential_power(
+    baseline: f64,
+    mde: f64,
+    alpha: f64,
+    comparisons: u64,
+    tuned_for_users: u64,
+    per_arm: f64,
+) -> f64 {
+    let (p1, p2) = (baseline, baseline + mde);
+    let v = (p1 * (1.0 - p1) + p2 * (1.0 - p2)) / per_arm;
+    let tau2 = optimal_mixture_ratio(alpha) * v * 2.0 * per_arm / tuned_for_users.max(1) as f64;
+    let c = mixture_threshold(v, tau2, alpha / comparisons.max(1) as f64);
+    let (normal, sd) = (standard_normal(), v.sqrt());
+    normal.cdf((mde - c) / sd) + normal.cdf((-mde - c) / sd)
+}
+
+/// Devices per arm (unrounded) at which `sequential_power` reaches `power`: the size at
+/// which the verdict, read then, says "significant" with that chance. Reading it earlier
+/// as well only adds chances to stop sooner (the test is valid at every look). Solved by
+/// bisection; the power rises with n over the range that matters (power above ½).
+pub fn sequential_sample_size_per_arm(
+    baseline: f64,
+    mde: f64,
+    alpha: f64,
+    power: f64,
+    comparisons: u64,
+    tuned_for_users: u64,
+) -> f64 {
+    let reaches =
+        |n: f64| sequential_power(baseline, mde, alpha, comparisons, tuned_for_users, n) >= power;
+    let (mut low, mut high) = (1.0f64, 2.0f64);
+    if reaches(low) {
+        return low;
+    }
+    while !reaches(high) {
+        if high > 1e15 {
+            return f64::INFINITY; // no realistic experiment gets there
+        }
+        (low, high) = (high, 2.0 * high);
+    }
+    while high - low > 1e-9 * high {
+        let mid = 0.5 * (low + high);
+        if reaches(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    high
 }
 
 /// r = τ²/V minimising the interval's width at the tuning point: the root of
@@ -349,5 +507,7 @@ fn optimal_mixture_ratio(alpha: f64) -> f64 {
     r
 }
 
+#[cfg(test)]
+mod interval_tests;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! The `abproxy` binary: `check`, signals, `demo`.
+//! The `abproxy` binary: `check`, signals, `demo`, `healthcheck`, every `--help`.
 
 use std::time::Duration;
 
@@ -320,4 +320,144 @@ async fn one_thread_serves_reloads_and_drains() {
     proxy.signal(libc::SIGTERM);
     let exit = tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
     assert!(exit.success(), "{exit:?}");
+}
+
+/// `abproxy SUBCOMMAND --help` for every subcommand `abproxy --help` lists: every option
+/// (and argument) has a line of description, not only its name and default.
+#[test]
+fn every_option_of_every_subcommand_has_a_help_line() {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(binary::BIN)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(&["--help"]);
+    let subcommands: Vec<String> = section(&top, "Commands:")
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| name != "help")
+        .collect();
+    assert!(subcommands.len() >= 7, "{top}");
+    let mut undescribed = Vec::new();
+    for sub in &subcommands {
+        let text = help(&[sub, "--help"]);
+        let options = section(&text, "Options:");
+        assert!(
+            options.iter().any(|(spec, _)| spec.contains("--help")),
+            "{sub}: {text}"
+        );
+        for (spec, description) in options.iter().chain(&section(&text, "Arguments:")) {
+            if description.is_empty() {
+                undescribed.push(format!("abproxy {sub} {spec}"));
+            }
+        }
+    }
+    assert!(undescribed.is_empty(), "no help line: {undescribed:#?}");
+}
+
+/// The entries of a clap help section: (what is described, its description without the
+/// `[default: …]` and `[possible values: …]` clap adds by itself). An entry starts at a
+/// line indented by 2 to 6 spaces; a long description may go on to deeper-indented lines.
+fn section(help: &str, title: &str) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut lines = help.lines().skip_while(|l| *l != title).skip(1);
+    for line in lines.by_ref() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            break;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if indent <= 6 {
+            let (spec, rest) = text.split_once("  ").unwrap_or((text, ""));
+            entries.push((spec.to_string(), rest.trim().to_string()));
+        } else if let Some((_, description)) = entries.last_mut() {
+            description.push(' ');
+            description.push_str(text);
+        }
+    }
+    entries
+        .into_iter()
+        .map(|(spec, description)| {
+            let mut text = description;
+            for marker in ["[default: ", "[possible values: "] {
+                while let Some(start) = text.find(marker) {
+                    let end = text[start..]
+                        .find(']')
+                        .map_or(text.len(), |e| start + e + 1);
+                    text.replace_range(start..end, "");
+                }
+            }
+            (spec, text.trim().to_string())
+        })
+        .collect()
+}
+
+fn healthcheck(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(binary::BIN)
+        .arg("healthcheck")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The image's probe, against real sockets: 0 for a serving admin listener's /healthz;
+/// 1, naming the URL, for a 404, a listener that never answers, and a proxy that is gone.
+#[test]
+fn healthcheck_passes_on_a_serving_admin_listener_and_fails_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("abproxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\ndata_dir: {}\nupstreams:\n  app: http://127.0.0.1:9\ndefault_upstream: app\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut proxy = ProxyProcess::serve(&config);
+    let healthz = format!("http://{}/healthz", proxy.admin);
+    let (code, out, err) = healthcheck(&["--url", &healthz]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("{healthz}: 200 OK"));
+
+    let missing = format!("http://{}/nope", proxy.admin);
+    let (code, _, err) = healthcheck(&["--url", &missing]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("{missing}: 404 Not Found")), "{err}");
+
+    // Accepted by the kernel's backlog, never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging = format!("http://{}/healthz", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let (code, _, err) = healthcheck(&["--url", &hanging, "--timeout", "500ms"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{hanging}: no answer within 500ms")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the deadline holds"
+    );
+    drop(silent);
+
+    proxy.signal(libc::SIGTERM);
+    assert!(proxy.wait(Duration::from_secs(20)).success());
+    let (code, _, err) = healthcheck(&["--url", &healthz]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{healthz}: cannot be reached")),
+        "{err}"
+    );
 }

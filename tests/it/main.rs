@@ -15,15 +15,19 @@
 //! - `metrics`: the Prometheus series and their counts.
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
 //!   `analyze --prometheus` against a real Prometheus scraping two replicas.
+//! - `simulate`: `abproxy simulate` against a running proxy: the demo's report, the real
+//!   weights, `--click-probs` checked, pages under a path prefix.
 //! - `tls`: TLS termination, HTTP/2 clients, trailers, certificate rotation under load.
 //! - `upstreams`: https:// upstreams verified against a CA file, h2 over TLS, h2c.
 //! - `websocket`: an echo through the proxy, assigned and cookied, surviving a reload.
 //! - `protocol`: raw-socket client rules: own HTTP version, CONNECT, Host, codings,
 //!   malformed and stalled request bodies, X-Forwarded-For entries.
-//! - `packaging`: the Docker image's build inputs and baked-in config, without Docker.
+//! - `packaging`: the Dockerfile, the build context, compose.yaml and Prometheus, without
+//!   a Docker engine (the configs they run checked by the real binary).
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
 //! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
-//! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`.
+//! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`, `healthcheck`,
+//!   a help line for every option.
 
 mod support;
 
@@ -45,6 +49,7 @@ mod packaging;
 mod protocol;
 mod reload;
 mod results;
+mod simulate;
 mod tls;
 mod upstreams;
 mod websocket;
