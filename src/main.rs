@@ -199,7 +199,7 @@ fn main() {
                 (Some(path), _, _) => Source::File(path),
                 (_, Some(url), _) => Source::Admin {
                     url,
-                    token: token.or_else(|| std::env::var(abproxy::admin::auth::TOKEN_ENV).ok()),
+                    token: token.or_else(|| std::env::var(abproxy::state::secret::TOKEN_ENV).ok()),
                 },
                 (_, _, Some(url)) => Source::Prometheus { url, lookback },
                 _ => unreachable!("clap requires one source"),
@@ -240,7 +240,7 @@ fn main() {
         } => simulate_options(
             target,
             admin.map(|url| {
-                let token = token.or_else(|| std::env::var(abproxy::admin::auth::TOKEN_ENV).ok());
+                let token = token.or_else(|| std::env::var(abproxy::state::secret::TOKEN_ENV).ok());
                 (url, token)
             }),
             visits,
@@ -293,7 +293,7 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
 }
 
 fn check(path: &Path) -> Result<()> {
-    let result = Config::load(path).and_then(|(config, _)| {
+    let result = abproxy::state::app::load_config(path).and_then(|(config, _)| {
         // A state change is checked against the run book, if this machine has one.
         let book = abproxy::state::runs::RunStore::new(&config.data_dir)
             .load()
@@ -582,7 +582,7 @@ async fn serve(path: &Path, env: Env) -> Result<()> {
 }
 
 async fn demo(path: &Path) -> Result<()> {
-    let (config, _) = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (config, _) = abproxy::state::app::load_config(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("abproxy demo");
     let mut backends = Vec::new();
     for upstream in &config.upstreams {

@@ -12,20 +12,17 @@
 //! With no token configured, reads are open (the admin listener defaults to loopback)
 //! and writes are refused with a message saying how to configure one.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
 
 use crate::experiments::sticky::Signer;
+use crate::state::secret::AdminToken;
 
-pub const TOKEN_ENV: &str = "ABPROXY_ADMIN_TOKEN";
 pub const SESSION_COOKIE: &str = "abproxy_admin";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Shorter tokens are refused: they could be guessed.
-pub const MIN_TOKEN_LEN: usize = 16;
 pub const HOW_TO_SET: &str = "no admin token is configured: set ABPROXY_ADMIN_TOKEN or admin.token_file (at least 16 characters) to allow changes";
 
 /// What to warn about when the admin listener is reachable from other hosts with no
@@ -39,64 +36,6 @@ pub fn exposure_warning(admin: std::net::SocketAddr, has_token: bool) -> Option<
          anyone who can reach it can read metrics, experiments and results; {HOW_TO_SET}, \
          or set admin.listen to 127.0.0.1"
     ))
-}
-
-/// The configured token, kept only as its SHA-256.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken {
-    digest: [u8; 32],
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(..)")
-    }
-}
-
-impl AdminToken {
-    /// `ABPROXY_ADMIN_TOKEN` (given as `env`) first, then `token_file`; `None` when
-    /// neither is set.
-    pub fn load(
-        env: Option<String>,
-        token_file: Option<&Path>,
-    ) -> Result<Option<AdminToken>, String> {
-        let (token, source) = match (env, token_file) {
-            (Some(token), _) => (token, TOKEN_ENV.to_string()),
-            (None, Some(path)) => (
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read admin.token_file {}: {e}", path.display()))?,
-                format!("admin.token_file {}", path.display()),
-            ),
-            (None, None) => return Ok(None),
-        };
-        let token = token.trim();
-        if token.len() < MIN_TOKEN_LEN {
-            return Err(format!(
-                "the admin token from {source} must be at least {MIN_TOKEN_LEN} characters"
-            ));
-        }
-        Ok(Some(AdminToken::new(token)))
-    }
-
-    pub fn new(token: &str) -> AdminToken {
-        AdminToken {
-            digest: Sha256::digest(token.as_bytes()).into(),
-        }
-    }
-
-    /// Constant-time: compares digests, so neither length nor content leaks timing.
-    pub fn matches(&self, candidate: &str) -> bool {
-        let other: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
-        self.digest
-            .iter()
-            .zip(other.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-
-    fn fingerprint(&self) -> String {
-        crate::util::random::hex(&self.digest)
-    }
 }
 
 /// How a request proved who it is.
@@ -236,26 +175,6 @@ mod tests {
             );
         }
         h
-    }
-
-    #[test]
-    fn token_sources_and_length() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("token");
-        std::fs::write(&file, "file-token-0123456789\n").unwrap();
-        assert!(AdminToken::load(None, None).unwrap().is_none());
-        let t = AdminToken::load(None, Some(&file)).unwrap().unwrap();
-        assert!(t.matches("file-token-0123456789"));
-        let t = AdminToken::load(Some("env-token-0123456789".into()), Some(&file))
-            .unwrap()
-            .unwrap();
-        assert!(t.matches("env-token-0123456789") && !t.matches("file-token-0123456789"));
-        assert!(AdminToken::load(Some("short".into()), None)
-            .unwrap_err()
-            .contains("at least 16"));
-        assert!(AdminToken::load(None, Some(&dir.path().join("missing")))
-            .unwrap_err()
-            .contains("cannot read"));
     }
 
     #[test]

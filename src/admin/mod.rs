@@ -65,7 +65,8 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
         "/metrics" if read => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(&app.snapshot(), app.counts.replica()),
+            app.metrics
+                .render(app.snapshot().count_families(app.counts.replica())),
         ),
         "/healthz" if read => text(
             StatusCode::OK,

@@ -7,10 +7,12 @@
 pub mod edit;
 pub mod names;
 mod parse;
+pub mod target;
 pub mod yaml;
 
 use std::fmt;
-use std::net::SocketAddr;
+// Addresses are plain data here (`core::net`): the config opens no socket.
+use core::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -177,7 +179,7 @@ pub struct Experiment {
     /// Share of devices enrolled, in basis points (10 000 = 100 %).
     pub traffic_bp: u32,
     /// Who the experiment is for; others get the fallback, uncounted.
-    pub target: crate::experiments::targeting::Target,
+    pub target: target::Target,
     /// What counts as a conversion, in file order.
     pub goals: Vec<Goal>,
 }
@@ -299,17 +301,6 @@ impl Config {
         };
         let tree = yaml::parse(text).map_err(|e| at(e.pos, e.message))?;
         parse::config(&tree).map_err(|e| at(e.pos, e.message))
-    }
-
-    /// Read, parse and validate a config file.
-    pub fn load(path: &Path) -> Result<(Config, String), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            pos: Pos { line: 0, col: 0 },
-            message: format!("cannot read the config file: {e}"),
-        })?;
-        let config = Config::from_str(&text, path)?;
-        Ok((config, text))
     }
 
     pub fn upstream(&self, name: &str) -> Option<&Upstream> {

@@ -1,17 +1,17 @@
 //! Tree → [`Config`]: every key checked, every error placed at the key it is about and
 //! named by its dotted path (`experiments.moon_mars.fallback`).
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::target::{DeviceClass, Pattern, Target};
 use super::yaml::{Key, Node, Pos, Value};
 use super::{
     Config, CookieConfig, Experiment, ExportConfig, Goal, HostPolicy, Limits, Match, PoolConfig,
     QaOverride, State, Timeouts, TlsConfig, Trigger, Upstream, UpstreamDown, ValueSource, Variant,
 };
 use crate::config::names;
-use crate::experiments::targeting::{DeviceClass, Pattern, Target};
 
 pub(super) struct Error {
     pub pos: Pos,

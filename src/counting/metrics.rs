@@ -18,8 +18,6 @@ use prometheus::{
 };
 
 use crate::config::Config;
-pub use crate::proxy::client_request::ClientErrorKind;
-use crate::state::snapshot::Snapshot;
 
 pub const EXPOSURES: &str = "abproxy_exposures_total";
 pub const ASSIGNMENTS: &str = "abproxy_assignments_total";
@@ -42,6 +40,10 @@ pub const TUNNELS_OPEN: &str = "abproxy_tunnels_open";
 pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
 pub const CLIENT_ERRORS: &str = "abproxy_client_errors_total";
+
+/// The `reason` label values of `abproxy_assignment_cookie_rejected_total`, indexed by
+/// `experiments::sticky::Rejected`.
+pub const COOKIE_REJECTED_REASONS: [&str; 2] = ["malformed", "bad_signature"];
 
 /// The `code_class` label values, indexed by [`code_class_index`].
 pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
@@ -135,7 +137,7 @@ impl Metrics {
             "Assignment cookies ignored (device re-assigned by hash): malformed, or a bad signature (tampered, another device's, another secret).",
             &["reason"],
         );
-        for reason in crate::experiments::sticky::Rejected::LABELS {
+        for reason in COOKIE_REJECTED_REASONS {
             assignment_cookie_rejected.with_label_values(&[reason]);
         }
         let config_reloads = counter(
@@ -205,11 +207,11 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric, with the experiment counts of
-    /// `snapshot`'s experiments, from the data directory whose id is `replica`.
-    pub fn render(&self, snapshot: &Snapshot, replica: &str) -> Vec<u8> {
+    /// The Prometheus text exposition of every metric, with `counts` (the experiment
+    /// counts, read from the count book at scrape time: `Snapshot::count_families`).
+    pub fn render(&self, counts: Vec<prometheus::proto::MetricFamily>) -> Vec<u8> {
         let mut families = self.registry.gather();
-        families.extend(count_families(snapshot, replica));
+        families.extend(counts);
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::with_capacity(8 * 1024);
         TextEncoder::new()
@@ -279,6 +281,28 @@ pub fn code_class_index(status: http::StatusCode) -> usize {
     }
 }
 
+/// The `kind` label of `abproxy_client_errors_total`: a request refused because of what
+/// the client sent. Kept apart from upstream errors, so no client can inflate a
+/// variant's error rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientErrorKind {
+    /// An HTTP/1.1 request without `Host`, with two, or with an invalid one (400).
+    Host = 0,
+    /// `CONNECT`: abproxy is not a forward proxy (501).
+    Method = 1,
+    /// A request transfer coding other than `chunked` (501).
+    TransferCoding = 2,
+    /// A malformed request body (bad chunked framing) or one the client cut off (400).
+    Body = 3,
+    /// The client stopped sending its request body (`timeouts.request_body_idle`, 408).
+    BodyTimeout = 4,
+}
+
+impl ClientErrorKind {
+    pub const LABELS: [&'static str; 5] =
+        ["host", "method", "transfer_coding", "body", "body_timeout"];
+}
+
 /// Pre-resolved counters of one upstream.
 #[derive(Clone)]
 pub struct UpstreamMetrics {
@@ -308,10 +332,11 @@ impl UpstreamErrorKind {
 }
 
 impl UpstreamMetrics {
-    /// Count `err` in `abproxy_upstream_errors_total` by its kind (see
-    /// `ProxyError::upstream_error_kind`, the one place that maps errors to kinds).
-    pub fn count_error(&self, err: &crate::proxy::error::ProxyError) {
-        if let Some(kind) = err.upstream_error_kind() {
+    /// Count a failure in `abproxy_upstream_errors_total` by its kind (`None`: not an
+    /// upstream failure; `ProxyError::upstream_error_kind` is the one place that maps
+    /// errors to kinds).
+    pub fn count_error(&self, kind: Option<UpstreamErrorKind>) {
+        if let Some(kind) = kind {
             self.errors[kind as usize].inc();
         }
     }
@@ -331,7 +356,7 @@ impl UpstreamMetrics {
 }
 
 /// Register `metric` in `registry` and hand it back (clones share its values).
-fn registered<M: prometheus::core::Collector + Clone + 'static>(
+pub fn registered<M: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     metric: M,
 ) -> M {
@@ -341,89 +366,14 @@ fn registered<M: prometheus::core::Collector + Clone + 'static>(
     metric
 }
 
-fn int_counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub fn int_counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
     registered(
         registry,
         IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition"),
     )
-}
-
-/// The experiment counts as metric families, read from the count book through the
-/// snapshot's plans (each experiment's last run; zeros before its first).
-fn count_families(snapshot: &Snapshot, replica: &str) -> Vec<prometheus::proto::MetricFamily> {
-    let registry = Registry::new();
-    let int_counter =
-        |name: &str, help: &str, labels: &[&str]| int_counter_vec(&registry, name, help, labels);
-    let float_counter = |name: &str, help: &str| {
-        registered(
-            &registry,
-            prometheus::CounterVec::new(Opts::new(name, help), &["experiment", "variant", "goal"])
-                .expect("valid metric definition"),
-        )
-    };
-    let exposures = int_counter(
-        EXPOSURES,
-        "Requests served under an active experiment, by assigned variant (last run).",
-        &["experiment", "variant"],
-    );
-    let assignments = int_counter(
-        ASSIGNMENTS,
-        "Devices newly assigned to a variant in the experiment's last run (the analysis population).",
-        &["experiment", "variant"],
-    );
-    let conversions = int_counter(
-        CONVERSIONS,
-        "Devices of the last run's population reaching a goal (once per device, goal and run).",
-        &["experiment", "variant", "goal"],
-    );
-    let value_sum = float_counter(
-        CONVERSION_VALUE_SUM,
-        "Value goals: sum of the converting devices' values (the first conversion's value).",
-    );
-    let value_sum_squares = float_counter(
-        CONVERSION_VALUE_SUM_SQUARES,
-        "Value goals: sum of squares of the converting devices' values, for the variance.",
-    );
-    let run = registered(
-        &registry,
-        IntGaugeVec::new(
-            Opts::new(
-                EXPERIMENT_RUN,
-                "The run the count metrics of an experiment are for (0: never active); `control` is the variant the analysis compares with; `replica` identifies the data directory the counts come from.",
-            ),
-            &["experiment", "control", "replica"],
-        )
-        .expect("valid gauge definition"),
-    );
-    for plan in &snapshot.experiments {
-        let key = plan.key.as_str();
-        run.with_label_values(&[key, plan.variants[plan.control].name.as_str(), replica])
-            .set(plan.counts_run.unwrap_or(0) as i64);
-        for variant in &plan.variants {
-            let name = variant.name.as_str();
-            let totals = variant.counts.totals();
-            exposures
-                .with_label_values(&[key, name])
-                .inc_by(totals.exposures);
-            assignments
-                .with_label_values(&[key, name])
-                .inc_by(totals.assigned);
-            for (goal, counts) in plan.goals.iter().zip(&variant.goals) {
-                let labels = [key, name, goal.name.as_str()];
-                let totals = counts.totals();
-                conversions
-                    .with_label_values(&labels)
-                    .inc_by(totals.conversions);
-                if goal.value.is_some() {
-                    value_sum
-                        .with_label_values(&labels)
-                        .inc_by(totals.value_sum);
-                    value_sum_squares
-                        .with_label_values(&labels)
-                        .inc_by(totals.value_sum_sq);
-                }
-            }
-        }
-    }
-    registry.gather()
 }

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use crate::config::target::{DeviceClass, Target};
 use crate::config::{Experiment, Match, State};
 use crate::counting::book::{CountBook, GoalCounters, GoalKey, VariantCounters, VariantKey};
 use crate::experiments::assign::{bucket, WeightTable};
-use crate::experiments::targeting::{DeviceClass, RequestFacts, Target};
+use crate::experiments::targeting::RequestFacts;
 
 /// Enrollment buckets: traffic is in basis points.
 const TRAFFIC_BUCKETS: u64 = 10_000;
@@ -339,7 +340,7 @@ mod tests {
     #[test]
     fn bots_and_untargeted_devices_get_the_fallback_uncounted() {
         let mut e = experiment(State::Active);
-        e.target.devices = vec![crate::experiments::targeting::DeviceClass::Mobile];
+        e.target.devices = vec![crate::config::target::DeviceClass::Mobile];
         let p = plan(&e);
         let mut h = http::HeaderMap::new();
         let uncounted = Decision {

@@ -54,7 +54,8 @@ impl Assignments {
     }
 }
 
-/// Why a cookie was ignored (the discriminant indexes [`Rejected::LABELS`]).
+/// Why a cookie was ignored (the discriminant indexes the metric's reason labels,
+/// `counting::metrics::COOKIE_REJECTED_REASONS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
     /// Not of the form above (truncated, foreign, an old format).
@@ -62,11 +63,6 @@ pub enum Rejected {
     /// Well-formed, but the tag does not match: tampered, another device's, or signed
     /// with another secret.
     BadSignature,
-}
-
-impl Rejected {
-    /// The `reason` label values, in discriminant order.
-    pub const LABELS: [&'static str; 2] = ["malformed", "bad_signature"];
 }
 
 /// Signs and verifies assignment cookies with one secret.

@@ -4,14 +4,7 @@
 
 use http::{HeaderMap, HeaderName};
 
-/// What kind of client sent the request, from its User-Agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceClass {
-    Mobile,
-    Desktop,
-    Bot,
-}
+use crate::config::target::{DeviceClass, Target};
 
 /// Case-insensitive User-Agent substrings that mark a bot: search and social crawlers,
 /// link previewers, archivers and uptime monitors. Bots are served the fallback and never
@@ -51,34 +44,6 @@ pub fn classify(user_agent: Option<&str>) -> DeviceClass {
     } else {
         DeviceClass::Desktop
     }
-}
-
-/// A regex compared by its source, so configs stay comparable.
-#[derive(Debug, Clone)]
-pub struct Pattern(pub regex::Regex);
-
-impl PartialEq for Pattern {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
-impl Eq for Pattern {}
-
-/// `target` conditions: every one given must hold (AND). Empty = everyone.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Target {
-    /// The device class must be one of these (never `Bot`).
-    pub devices: Vec<DeviceClass>,
-    /// Header equals value (exactly).
-    pub headers: Vec<(HeaderName, String)>,
-    /// Header matches a regex (unanchored: use `^…$` for the whole value).
-    pub header_matches: Vec<(HeaderName, Pattern)>,
-    /// Cookie equals value.
-    pub cookies: Vec<(String, String)>,
-    /// Cookie is present (any value).
-    pub cookies_present: Vec<String>,
-    /// Query parameter equals value (after percent-decoding).
-    pub query: Vec<(String, String)>,
 }
 
 /// What targeting looks at in a request, gathered once per request.
@@ -159,10 +124,6 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 impl Target {
-    pub fn is_empty(&self) -> bool {
-        *self == Target::default()
-    }
-
     pub fn matches(&self, facts: &RequestFacts) -> bool {
         (self.devices.is_empty() || self.devices.contains(&facts.device_class()))
             && self
@@ -191,6 +152,7 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::target::Pattern;
 
     #[test]
     fn device_classes() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use crate::counting::metrics::ClientErrorKind;
 use crate::counting::metrics::UpstreamErrorKind;
-use crate::proxy::client_request::ClientErrorKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -90,7 +90,7 @@ impl ProxyError {
         )
     }
 
-    /// The error for a request the client broke (see `client_request::BodyWatch`).
+    /// The error for a request the client broke (see `transport::request_body::BodyWatch`).
     pub fn from_client_fault(kind: ClientErrorKind, body_idle: Duration) -> ProxyError {
         match kind {
             ClientErrorKind::BodyTimeout => ProxyError::ClientBodyTimeout { timeout: body_idle },

@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use crate::experiments::device::Device;
+use crate::proxy::response::{plain_response, ProxyBody};
 use crate::proxy::routing::Pins;
-use crate::proxy::service::{plain_response, ProxyBody};
 use crate::state::snapshot::Snapshot;
 
 pub const PATH: &str = "/_ab/events";

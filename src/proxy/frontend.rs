@@ -12,8 +12,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use crate::experiments::device::Device;
+use crate::proxy::response::{plain_response, ProxyBody};
 use crate::proxy::routing::{route, RequestView};
-use crate::proxy::service::{plain_response, ProxyBody};
 use crate::state::snapshot::Snapshot;
 
 pub const SDK_JS: &str = include_str!("sdk.js");

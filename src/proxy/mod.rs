@@ -7,6 +7,7 @@
 //! - [`routing`]: one request against every experiment (shared with `/_ab/assignments`);
 //! - [`events`], [`frontend`]: `POST /_ab/events`; `/_ab/assignments` and `/_ab/sdk.js`;
 //! - [`headers`]: header rewriting, pure;
+//! - [`response`]: the response body type and abproxy's own short responses;
 //! - [`upgrade`]: WebSocket tunnels;
 //! - [`error`]: why a request failed, and its response.
 //!
@@ -17,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod frontend;
 pub mod headers;
+pub mod response;
 pub mod routing;
 pub mod server;
 pub mod service;

@@ -273,7 +273,7 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
         .any(|e| next.get(&e.experiment).is_none());
     routing.bot_without_pins = next.entries.is_empty()
         && !read.had_cookie
-        && facts.device_class() == crate::experiments::targeting::DeviceClass::Bot;
+        && facts.device_class() == crate::config::target::DeviceClass::Bot;
     routing.pins.assignments = next;
     routing.pins.changed = changed;
     routing.newly_counted = newly_counted;

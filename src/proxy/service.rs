@@ -15,56 +15,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::config::{HostPolicy, UpstreamDown};
 use crate::counting::metrics::{UpstreamErrorKind, CODE_CLASS_ERROR};
 use crate::experiments::device::Device;
-use crate::proxy::client_request::{BodyWatch, ClientBody};
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
+use crate::proxy::response::{plain_response, ProxyBody, UpstreamBody};
 use crate::proxy::routing::{assignments_header, route, RequestView};
 use crate::state::app::App;
-use crate::state::snapshot::{Snapshot, UpstreamRequestBody};
-
-/// Responses stream the upstream's body, or carry a small body of our own.
-pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
-
-/// An upstream response body on its way to the client, counting an upstream that cuts
-/// it off (`abproxy_upstream_errors_total{kind="body"}`). The client's connection is
-/// then closed mid-body, so it cannot mistake the truncated body for a whole one.
-pub struct UpstreamBody {
-    inner: Incoming,
-    cut: prometheus::IntCounter,
-}
-
-impl hyper::body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.cut.inc();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
-}
+use crate::state::snapshot::Snapshot;
+use crate::transport::request_body::UpstreamRequestBody;
+use crate::transport::request_body::{BodyWatch, ClientBody};
 
 /// The reserved prefix of `PRODUCT.md`: never forwarded.
 pub const RESERVED_PREFIX: &str = "/_ab/";
@@ -394,7 +360,7 @@ async fn forward(
         }
         Err(err) => {
             upstream.metrics.responses[CODE_CLASS_ERROR].inc();
-            upstream.metrics.count_error(&err);
+            upstream.metrics.count_error(err.upstream_error_kind());
             tracing::debug!(error = %format_chain(&err), "upstream request failed");
             return Err(err);
         }
@@ -414,11 +380,11 @@ async fn forward(
         let err = ProxyError::UpstreamTransferCoding {
             upstream: upstream.name.clone(),
         };
-        upstream.metrics.count_error(&err);
+        upstream.metrics.count_error(err.upstream_error_kind());
         return Err(err);
     }
     let cut = upstream.metrics.errors[UpstreamErrorKind::Body as usize].clone();
-    Ok(response.map(|inner| Either::Left(UpstreamBody { inner, cut })))
+    Ok(response.map(|inner| Either::Left(UpstreamBody::new(inner, cut))))
 }
 
 fn format_chain(err: &dyn std::error::Error) -> String {
@@ -434,19 +400,6 @@ fn format_chain(err: &dyn std::error::Error) -> String {
 
 fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     plain_response(err.status(), &format!("abproxy: {err}\n"))
-}
-
-/// A short plain-text response of our own.
-pub fn plain_response(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::copy_from_slice(
-        text.as_bytes(),
-    ))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 /// Turn a client's request head into the one the upstream gets: hop-by-hop fields

@@ -38,6 +38,18 @@ pub struct App {
     loaded: Mutex<Loaded>,
 }
 
+/// Read, parse and validate the config file at `path`: the config and the text it came
+/// from. (The config layer is pure; reading the file is the state's job.)
+pub fn load_config(path: &Path) -> Result<(Config, String), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        pos: Pos { line: 0, col: 0 },
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    let config = Config::from_str(&text, path)?;
+    Ok((config, text))
+}
+
 pub struct Loaded {
     pub text: String,
     /// The last reload was refused: the file then held something other than `text`.
@@ -68,7 +80,7 @@ impl Env {
     pub fn from_process() -> Env {
         Env {
             secret: std::env::var(crate::state::secret::ENV).ok(),
-            admin_token: std::env::var(crate::admin::auth::TOKEN_ENV).ok(),
+            admin_token: std::env::var(crate::state::secret::TOKEN_ENV).ok(),
         }
     }
 }
@@ -79,7 +91,7 @@ pub struct Prepared {
     runs: RunBook,
     signer: Signer,
     secret_source: crate::state::secret::Source,
-    admin_token: Option<crate::admin::auth::AdminToken>,
+    admin_token: Option<crate::state::secret::AdminToken>,
     /// Read from `tls.cert` and `tls.key` when TLS is on.
     tls_cert: Option<crate::transport::tls::LoadedCert>,
     /// Per upstream: the rustls settings of `https://` ones (their `ca_file` read).
@@ -95,7 +107,7 @@ impl App {
 
     /// As [`App::load`], with the environment's settings given.
     pub fn load_with_env(config_path: &Path, env: Env) -> Result<App, ConfigError> {
-        let (config, text) = Config::load(config_path)?;
+        let (config, text) = load_config(config_path)?;
         let whole_file = |message: String| ConfigError {
             path: config_path.to_path_buf(),
             pos: Pos::default(),
@@ -215,7 +227,7 @@ impl App {
     /// left alone (editors and Kubernetes produce many events for one save).
     pub fn reload(&self, force: bool) -> ReloadOutcome {
         let mut loaded = self.loaded();
-        let outcome = match Config::load(&self.config_path) {
+        let outcome = match load_config(&self.config_path) {
             Err(err) => ReloadOutcome::Refused(err),
             // A broken file put back as it was: nothing changes, but the log's last word
             // (an error) and the reload metrics must say the file is good again.
@@ -377,7 +389,7 @@ fn prepare(
     env: &Env,
 ) -> Result<Prepared, ConfigError> {
     let runs = check_transitions(path, &config, book)?;
-    let admin_token = crate::admin::auth::AdminToken::load(
+    let admin_token = crate::state::secret::AdminToken::load(
         env.admin_token.clone(),
         config.admin_token_file.as_deref(),
     )

@@ -3,6 +3,7 @@
 //! - [`snapshot`]: everything derived from one config (experiment plans, upstream pools,
 //!   metric handles), immutable, swapped whole;
 //! - [`app`]: the shared state; load, reload and commit of a config;
+//! - [`scrape`]: the experiment counts as metric families, read at scrape time;
 //! - [`runs`]: the run book (each experiment's runs, durable in the data directory);
 //! - [`secret`]: the cookie-signing secret;
 //! - [`reload`]: file-watch and SIGHUP triggers.
@@ -12,5 +13,6 @@
 pub mod app;
 pub mod reload;
 pub mod runs;
+pub mod scrape;
 pub mod secret;
 pub mod snapshot;

@@ -1,10 +1,12 @@
-//! The key that signs assignment cookies (and admin sessions).
+//! The key that signs assignment cookies (and admin sessions), and the admin token.
 //!
 //! Replicas must share it, or each rejects the others' cookies and re-assigns by hash.
 //! In order: `ABPROXY_SECRET`, then the config's `secret_file`, else a random key
 //! generated once and kept in `<data_dir>/secret` (with a warning).
 
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 /// Shorter secrets are refused: they could be guessed.
 pub const MIN_LEN: usize = 16;
@@ -66,9 +68,93 @@ pub fn load(
     Ok((hex.into_bytes(), Source::Generated(path)))
 }
 
+/// Where the admin token comes from first.
+pub const TOKEN_ENV: &str = "ABPROXY_ADMIN_TOKEN";
+/// Shorter admin tokens are refused.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The configured token, kept only as its SHA-256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+impl AdminToken {
+    /// `ABPROXY_ADMIN_TOKEN` (given as `env`) first, then `token_file`; `None` when
+    /// neither is set.
+    pub fn load(
+        env: Option<String>,
+        token_file: Option<&Path>,
+    ) -> Result<Option<AdminToken>, String> {
+        let (token, source) = match (env, token_file) {
+            (Some(token), _) => (token, TOKEN_ENV.to_string()),
+            (None, Some(path)) => (
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read admin.token_file {}: {e}", path.display()))?,
+                format!("admin.token_file {}", path.display()),
+            ),
+            (None, None) => return Ok(None),
+        };
+        let token = token.trim();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "the admin token from {source} must be at least {MIN_TOKEN_LEN} characters"
+            ));
+        }
+        Ok(Some(AdminToken::new(token)))
+    }
+
+    pub fn new(token: &str) -> AdminToken {
+        AdminToken {
+            digest: Sha256::digest(token.as_bytes()).into(),
+        }
+    }
+
+    /// Constant-time: compares digests, so neither length nor content leaks timing.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let other: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+        self.digest
+            .iter()
+            .zip(other.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    /// What admin sessions are bound to (a new token ends every session).
+    pub fn fingerprint(&self) -> String {
+        crate::util::random::hex(&self.digest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_sources_and_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "file-token-0123456789\n").unwrap();
+        assert!(AdminToken::load(None, None).unwrap().is_none());
+        let t = AdminToken::load(None, Some(&file)).unwrap().unwrap();
+        assert!(t.matches("file-token-0123456789"));
+        let t = AdminToken::load(Some("env-token-0123456789".into()), Some(&file))
+            .unwrap()
+            .unwrap();
+        assert!(t.matches("env-token-0123456789") && !t.matches("file-token-0123456789"));
+        assert!(AdminToken::load(Some("short".into()), None)
+            .unwrap_err()
+            .contains("at least 16"));
+        assert!(AdminToken::load(None, Some(&dir.path().join("missing")))
+            .unwrap_err()
+            .contains("cannot read"));
+    }
 
     #[test]
     fn env_wins_then_file_then_generated_and_kept() {

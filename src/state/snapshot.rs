@@ -17,13 +17,6 @@ use crate::state::runs::RunBook;
 
 pub use crate::transport::upstream_client::UpstreamClient;
 
-/// The client's body streamed on, or none (a bodiless request sent again to the
-/// fallback's upstream).
-pub type UpstreamRequestBody = http_body_util::Either<
-    crate::proxy::client_request::ClientBody,
-    http_body_util::Empty<bytes::Bytes>,
->;
-
 pub struct Snapshot {
     pub config: Arc<Config>,
     /// In config order.
@@ -45,12 +38,12 @@ pub struct Snapshot {
     pub tunnels_open: prometheus::IntGauge,
     /// `abproxy_client_errors_total`, by `ClientErrorKind`.
     pub client_errors:
-        [prometheus::IntCounter; crate::proxy::client_request::ClientErrorKind::LABELS.len()],
+        [prometheus::IntCounter; crate::counting::metrics::ClientErrorKind::LABELS.len()],
     pub events_unmatched: prometheus::IntCounter,
     /// Whether any goal is reached by a proxied request (else the proxy path skips them).
     pub has_request_goals: bool,
     /// The admin API's bearer token; `None` = write routes refused.
-    pub admin_token: Option<crate::admin::auth::AdminToken>,
+    pub admin_token: Option<crate::state::secret::AdminToken>,
     /// `abproxy_assignment_cookie_rejected_total`, by `Rejected` discriminant.
     pub rejected_cookies: [prometheus::IntCounter; 2],
     /// The JSON-lines export, when configured.
@@ -100,7 +93,7 @@ impl Snapshot {
         config: Config,
         runs: RunBook,
         signer: Signer,
-        admin_token: Option<crate::admin::auth::AdminToken>,
+        admin_token: Option<crate::state::secret::AdminToken>,
         metrics: &Metrics,
         // Per upstream, in config order: the rustls settings of `https://` ones.
         upstream_tls: Vec<Option<Arc<rustls::ClientConfig>>>,
@@ -182,7 +175,7 @@ impl Snapshot {
             runs,
             admin_token,
             export,
-            rejected_cookies: crate::experiments::sticky::Rejected::LABELS.map(|reason| {
+            rejected_cookies: crate::counting::metrics::COOKIE_REJECTED_REASONS.map(|reason| {
                 metrics
                     .assignment_cookie_rejected
                     .with_label_values(&[reason])

@@ -1,10 +1,12 @@
 //! The connections under the proxy: upstream connection pools and their connector
 //! ([`upstream_client`]), TLS termination with certificate rotation ([`tls`]), draining
-//! connections on shutdown ([`drain`]), and request bodies ([`body`]).
+//! connections on shutdown ([`drain`]), the request body streamed upstream and watched
+//! for the client's faults ([`request_body`]), and bodies abproxy reads itself ([`body`]).
 //!
 //! May use `config` and `counting`; knows nothing of experiments.
 
 pub mod body;
 pub mod drain;
+pub mod request_body;
 pub mod tls;
 pub mod upstream_client;

@@ -21,7 +21,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use crate::config::{PoolConfig, Upstream};
-use crate::state::snapshot::UpstreamRequestBody;
+use crate::transport::request_body::UpstreamRequestBody;
 
 /// Cloning it shares the pool.
 pub type UpstreamClient = Client<Connector, UpstreamRequestBody>;
