@@ -11,6 +11,7 @@
 //! - `forwarding`: headers added, stripped and kept; Host policy; bodies; 502/504.
 //! - `fuzz_corpus`: the fuzz targets' kept inputs through the same property checks.
 //! - `injection`: CR/LF/NUL from any client byte never reaches a header abproxy writes.
+//! - `layout`: the source tree's layers: imports only go down, no circle, pure stays pure.
 //! - `limits`: every limit and timeout exceeded, with others still served.
 //! - `metrics`: the Prometheus series and their counts.
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
@@ -43,6 +44,7 @@ mod faults;
 mod forwarding;
 mod fuzz_corpus;
 mod injection;
+mod layout;
 mod limits;
 mod metrics;
 mod packaging;
