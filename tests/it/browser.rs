@@ -236,11 +236,9 @@ async fn admin_page_shows_runs_and_charts_and_rolls_out_a_winner() {
     let (moon, mars) = moon_and_mars().await;
     let proxy = crate::results::goals_proxy_with_token(&moon, &mars, "active").await;
     let first = drive_winner(&proxy, 60, 3).await;
-    // A pause in the traffic, longer than any gap rule's floor: the lines must break.
-    tokio::time::sleep(
-        Duration::from_millis(abproxy::admin::series::MIN_GAP_MS) + Duration::from_secs(2),
-    )
-    .await;
+    // A pause in the traffic, twice the gap rule's floor (and well over 4 × the points'
+    // ~1 s spacing, even with a flusher slowed by a busy machine): the lines must break.
+    tokio::time::sleep(2 * Duration::from_millis(abproxy::admin::series::MIN_GAP_MS)).await;
     let second = drive_winner(&proxy, 60, 3).await;
     let run_one = (first.0 + second.0, first.1 + second.1);
     eventually(
