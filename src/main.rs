@@ -67,6 +67,11 @@ enum Command {
         /// The experiment (default: every one the source knows).
         #[arg(long, conflicts_with = "counts")]
         experiment: Option<String>,
+        /// With --admin and --experiment: this run's results (default: the last run). The
+        /// runs are listed in GET /api/experiments and on the admin page. Prometheus holds
+        /// only the counts of each replica's last run: ask the admin API for older ones.
+        #[arg(long, requires = "experiment", conflicts_with_all = ["counts", "prometheus"])]
+        run: Option<u32>,
         /// The admin token (default: ABPROXY_ADMIN_TOKEN).
         #[arg(long)]
         token: Option<String>,
@@ -189,6 +194,7 @@ fn main() {
             admin,
             prometheus,
             experiment,
+            run,
             token,
             lookback,
             format,
@@ -200,6 +206,7 @@ fn main() {
                 (_, Some(url), _) => Source::Admin {
                     url,
                     token: token.or_else(|| std::env::var(abproxy::state::secret::TOKEN_ENV).ok()),
+                    run,
                 },
                 (_, _, Some(url)) => Source::Prometheus { url, lookback },
                 _ => unreachable!("clap requires one source"),
@@ -320,8 +327,15 @@ fn check(path: &Path) -> Result<()> {
 /// Where `analyze` reads counts.
 enum Source {
     File(PathBuf),
-    Admin { url: String, token: Option<String> },
-    Prometheus { url: String, lookback: String },
+    Admin {
+        url: String,
+        token: Option<String>,
+        run: Option<u32>,
+    },
+    Prometheus {
+        url: String,
+        lookback: String,
+    },
 }
 
 fn analyze(
@@ -343,15 +357,20 @@ fn analyze(
                 .with_context(|| format!("{} is not a counts file", path.display()))?;
             (
                 path.display().to_string(),
-                vec![Fetched { counts, run: None }],
+                vec![Fetched {
+                    counts,
+                    run: None,
+                    latest_run: None,
+                }],
             )
         }
-        Source::Admin { url, token } => {
+        Source::Admin { url, token, run } => {
             let fetched = runtime(Some(1))?
                 .block_on(remote::from_admin(
                     url,
                     token.as_deref(),
                     experiment.as_deref(),
+                    *run,
                 ))
                 .map_err(anyhow::Error::msg)?;
             (url.clone(), fetched)
@@ -375,7 +394,7 @@ fn analyze(
     for f in &fetched {
         let report = abproxy::stats::analysis::analyze(&f.counts, settings)
             .with_context(|| format!("{origin}: experiment {}", f.counts.experiment))?;
-        reports.push((report, &f.run));
+        reports.push((report, f));
     }
     match format {
         // One experiment asked for (or a file): one object; otherwise an array.
@@ -390,12 +409,12 @@ fn analyze(
             println!("{}", serde_json::to_string_pretty(&all)?)
         }
         Format::Table => {
-            for (i, (report, run)) in reports.iter().enumerate() {
+            for (i, (report, fetched)) in reports.iter().enumerate() {
                 if i > 0 {
                     println!();
                 }
-                if let Some(run) = run {
-                    println!("{}", describe_run(run, &origin));
+                if let Some(run) = &fetched.run {
+                    println!("{}", describe_run(run, fetched.latest_run, &origin));
                 }
                 print!("{}", abproxy::stats::analysis::render_table(report));
             }
@@ -404,12 +423,16 @@ fn analyze(
     Ok(())
 }
 
-/// `run 2 (since 2026-11-23T10:00:00Z) from URL`
-fn describe_run(run: &serde_json::Value, origin: &str) -> String {
+/// `run 2 (since 2026-11-23T10:00:00Z) from URL`, and `run 1 (… to …; the latest is
+/// run 2) from URL` for an earlier run.
+fn describe_run(run: &serde_json::Value, latest: Option<u64>, origin: &str) -> String {
     let mut line = format!("run {}", run["number"]);
+    let later = latest
+        .filter(|l| Some(*l) != run["number"].as_u64())
+        .map_or(String::new(), |l| format!("; the latest is run {l}"));
     match (run["started_at"].as_str(), run["ended_at"].as_str()) {
-        (Some(start), Some(end)) => line.push_str(&format!(" ({start} to {end})")),
-        (Some(start), None) => line.push_str(&format!(" (since {start})")),
+        (Some(start), Some(end)) => line.push_str(&format!(" ({start} to {end}{later})")),
+        (Some(start), None) => line.push_str(&format!(" (since {start}{later})")),
         _ => {}
     }
     line.push_str(&format!(" from {origin}"));

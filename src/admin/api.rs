@@ -93,7 +93,23 @@ pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
 }
 
 /// Apply a PATCH to experiment `key`. Blocking (file I/O): call from a blocking task.
+/// Every change is logged as what changed; every failure with its reason (the page
+/// shows the same text), so a refused or failed write is never silent.
 pub fn patch(app: &App, key: &str, body: &[u8]) -> Answer {
+    let answer = apply_patch(app, key, body);
+    let status = answer.0;
+    if !status.is_success() {
+        let why = answer.1["error"].as_str().unwrap_or("no reason given");
+        if status.is_server_error() {
+            tracing::error!("admin API: change to experiment {key} failed ({status}): {why}");
+        } else {
+            tracing::warn!("admin API: change to experiment {key} refused ({status}): {why}");
+        }
+    }
+    answer
+}
+
+fn apply_patch(app: &App, key: &str, body: &[u8]) -> Answer {
     use http::StatusCode;
     let patch: Patch = match serde_json::from_slice(body) {
         Ok(p) => p,
@@ -111,6 +127,8 @@ pub fn patch(app: &App, key: &str, body: &[u8]) -> Answer {
     };
     let path = app.config_path().to_path_buf();
     let mut loaded = app.loaded();
+    // What was in force, for the log line of the change.
+    let before = app.snapshot();
     let on_disk = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) => {
@@ -150,17 +168,12 @@ pub fn patch(app: &App, key: &str, body: &[u8]) -> Answer {
         };
         let (target, mode) = match write_target(&path) {
             Ok(found) => found,
-            Err(e) => {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("cannot write {}: {e}", path.display()),
-                )
-            }
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, write_failure(&path, &e)),
         };
         if let Err(e) = crate::util::fsutil::write_atomically(&target, text.as_bytes(), mode) {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot write {}: {e}", target.display()),
+                write_failure(&target, &e),
             );
         }
         if let Err(e) = app.commit(&mut loaded, prepared, text) {
@@ -178,10 +191,95 @@ pub fn patch(app: &App, key: &str, body: &[u8]) -> Answer {
             );
         }
         app.metrics.record_reload(true);
-        tracing::info!("experiment {key} changed through the admin API: {change:?}");
+        let now = app.snapshot();
+        if let (Some(before), Some(after)) = (
+            loaded_experiment(&before, key),
+            loaded_experiment(&now, key),
+        ) {
+            tracing::info!(
+                "experiment {key} changed through the admin API: {}",
+                describe_change(before, after)
+            );
+        }
     }
     let snapshot = app.snapshot();
     (StatusCode::OK, experiment_json(&snapshot, key))
+}
+
+fn loaded_experiment<'a>(
+    snapshot: &'a Snapshot,
+    key: &str,
+) -> Option<&'a crate::config::Experiment> {
+    snapshot.config.experiments.iter().find(|e| e.key == key)
+}
+
+/// What a change did, for the log: `state active → rollout, rollout_variant Mars`,
+/// `weights Mars=70 Moon=30 (were Mars=50 Moon=50)`. Variants by name.
+pub fn describe_change(
+    before: &crate::config::Experiment,
+    after: &crate::config::Experiment,
+) -> String {
+    let mut parts = Vec::new();
+    if before.state != after.state {
+        parts.push(format!(
+            "state {} → {}",
+            before.state.as_str(),
+            after.state.as_str()
+        ));
+    }
+    if before.rollout_variant != after.rollout_variant {
+        parts.push(format!(
+            "rollout_variant {}",
+            after.rollout_variant.as_deref().unwrap_or("(none)")
+        ));
+    }
+    let weights = |e: &crate::config::Experiment| {
+        let by_name: BTreeMap<&str, u32> = e
+            .variants
+            .iter()
+            .map(|v| (v.name.as_str(), v.weight))
+            .collect();
+        by_name
+            .iter()
+            .map(|(name, weight)| format!("{name}={weight}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (old, new) = (weights(before), weights(after));
+    if old != new {
+        parts.push(format!("weights {new} (were {old})"));
+    }
+    if parts.is_empty() {
+        "nothing that the log describes (formatting only)".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Why writing the config failed, and what to do about it: the page shows it and the
+/// log records it. In the documented Docker setup the config is mounted read-only.
+pub fn write_failure(path: &std::path::Path, err: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let hint = match err.kind() {
+        ErrorKind::ReadOnlyFilesystem => format!(
+            " — the config is on a read-only mount: mount {} writable (without `:ro`), or change the file where it comes from",
+            dir.display()
+        ),
+        ErrorKind::PermissionDenied => format!(
+            " — abproxy may not create files in {}: a change is written to a temporary file beside the config and renamed over it, so the directory must be writable by the user abproxy runs as",
+            dir.display()
+        ),
+        ErrorKind::ResourceBusy => format!(
+            " — {} is itself a mount point (a single file mounted into a container) and cannot be replaced: mount its directory instead",
+            path.display()
+        ),
+        _ => String::new(),
+    };
+    format!("cannot write {}: {err}{hint}", path.display())
 }
 
 /// Where to write: through a symlink to the file it names (replacing the link would
@@ -196,4 +294,72 @@ fn write_target(path: &std::path::Path) -> std::io::Result<(std::path::PathBuf, 
     #[cfg(not(unix))]
     let mode = None;
     Ok((target, mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn experiment(
+        state: &str,
+        moon: u32,
+        mars: u32,
+        rollout: Option<&str>,
+    ) -> crate::config::Experiment {
+        let rollout = rollout.map_or(String::new(), |v| format!("    rollout_variant: {v}\n"));
+        let text = format!(
+            "upstreams:\n  moon: http://127.0.0.1:9001\n  mars: http://127.0.0.1:9002\nexperiments:\n  moon_mars:\n    state: {state}\n    variants:\n      Moon: {{ weight: {moon}, upstream: moon }}\n      Mars: {{ weight: {mars}, upstream: mars }}\n    fallback: Moon\n{rollout}"
+        );
+        Config::from_str(&text, std::path::Path::new("t.yaml"))
+            .unwrap()
+            .experiments
+            .remove(0)
+    }
+
+    #[test]
+    fn changes_are_logged_as_what_changed() {
+        let before = experiment("active", 50, 50, None);
+        assert_eq!(
+            describe_change(&before, &experiment("active", 30, 70, None)),
+            "weights Mars=70 Moon=30 (were Mars=50 Moon=50)"
+        );
+        assert_eq!(
+            describe_change(&before, &experiment("rollout", 50, 50, Some("Mars"))),
+            "state active → rollout, rollout_variant Mars"
+        );
+        assert_eq!(
+            describe_change(&before, &before),
+            "nothing that the log describes (formatting only)"
+        );
+    }
+
+    #[test]
+    fn write_failures_say_why_and_what_to_do() {
+        use std::io::{Error, ErrorKind};
+        let path = std::path::Path::new("/etc/abproxy/abproxy.yaml");
+        let read_only = write_failure(path, &Error::from(ErrorKind::ReadOnlyFilesystem));
+        assert!(
+            read_only.starts_with("cannot write /etc/abproxy/abproxy.yaml: read-only filesystem")
+                && read_only.contains("mount /etc/abproxy writable"),
+            "{read_only}"
+        );
+        // What the kernel says on a read-only mount (EROFS): the same advice.
+        let erofs = write_failure(path, &Error::from_raw_os_error(30));
+        assert!(
+            erofs.contains("Read-only file system") && erofs.contains("writable"),
+            "{erofs}"
+        );
+        let denied = write_failure(path, &Error::from_raw_os_error(13));
+        assert!(
+            denied.contains("may not create files in /etc/abproxy"),
+            "{denied}"
+        );
+        let busy = write_failure(path, &Error::from_raw_os_error(16));
+        assert!(busy.contains("mount its directory instead"), "{busy}");
+        let other = write_failure(path, &Error::other("disk on fire"));
+        assert_eq!(
+            other,
+            "cannot write /etc/abproxy/abproxy.yaml: disk on fire"
+        );
+    }
 }

@@ -1,14 +1,27 @@
 //! The admin page's charts, drawn by the server as inline SVG (no scripts, no external
-//! resources): each variant's rate with its interval, and each variant's cumulative
-//! conversion rate over the run. Pure: numbers in, markup out.
+//! resources). Every chart has a title, a legend, labelled axes and round ticks (steps
+//! of 1, 2 or 5 × 10ⁿ):
+//!
+//! - each variant's rate with its interval (now);
+//! - the difference of each variant to the control with its interval, over the run;
+//! - the devices of each variant, cumulative over the run.
+//!
+//! Pure: numbers in, markup out. The series and their rules (gaps, which points set the
+//! axis) are in `series`, the ticks in `axis`, the title/legend/labels frame in `frame`.
 
 use std::fmt::Write;
 
+use super::axis::{rfc3339, tick_label, ticks, time_label, time_ticks, SECOND};
+use super::frame::{Frame, Legend, Mark};
+use super::series::{self, Banded};
 use crate::util::html::escape;
-
-const WIDTH: f64 = 560.0;
-const LEFT: f64 = 90.0;
-const RIGHT: f64 = 20.0;
+/// Left margin of the charts over time: tick labels and the rotated axis label.
+const LEFT: f64 = 70.0;
+/// The rate chart puts variant names on the left.
+const LEFT_NAMES: f64 = 96.0;
+const PLOT_HEIGHT: f64 = 150.0;
+/// Colour of the "no difference" line and of texts that are not a variant's.
+const INK: &str = "#1f2430";
 
 /// One variant's rate and interval (fractions, 0–1).
 pub struct RateRow<'a> {
@@ -19,233 +32,288 @@ pub struct RateRow<'a> {
     pub high: f64,
 }
 
-/// One variant's cumulative rate over time: `(unix ms, rate)`, oldest first.
-pub struct Line<'a> {
+/// A variant's difference to the control over time.
+pub struct DifferenceLine<'a> {
     pub name: &'a str,
     pub color: &'a str,
-    pub points: Vec<(u64, f64)>,
+    pub points: Vec<Banded>,
+}
+
+/// A variant's cumulative devices over time: `(unix ms, devices)`, oldest first.
+pub struct DevicesLine<'a> {
+    pub name: &'a str,
+    pub color: &'a str,
+    pub points: &'a [(u64, u64)],
 }
 
 /// Dots with whiskers on a shared percentage axis, one row per variant.
-pub fn rates_with_intervals(rows: &[RateRow], confidence: f64) -> String {
+pub fn rates_with_intervals(goal: &str, rows: &[RateRow], confidence: f64) -> String {
     let row_height = 26.0;
-    let top = 8.0;
-    let axis = top + row_height * rows.len() as f64;
-    let height = axis + 24.0;
+    let conf = confidence_label(confidence);
+    let legend = [Legend {
+        color: INK,
+        label: format!("dot: conversion rate · line: its {conf} interval"),
+        mark: Mark::DotAndWhisker,
+    }];
+    let mut frame = Frame::open(
+        &format!("Conversion rate per variant (goal {goal})"),
+        &legend,
+        LEFT_NAMES,
+        row_height * rows.len().max(1) as f64,
+        &[],
+    );
     let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
     let max = rows
         .iter()
-        .map(|r| finite(r.high).max(finite(r.rate)))
+        .map(|r| 100.0 * finite(r.high).max(finite(r.rate)))
         .fold(0.0_f64, f64::max);
-    let scale_max = nice_ceiling(max.max(0.01));
-    let x = |v: f64| LEFT + (WIDTH - LEFT - RIGHT) * (finite(v).clamp(0.0, scale_max) / scale_max);
-    let mut svg = open_svg(
-        height,
-        &format!(
-            "Conversion rate per variant with its {:.0}% interval",
-            confidence * 100.0
-        ),
-    );
-    grid(&mut svg, top, axis, scale_max, &x);
+    let values = ticks(0.0, max.max(1.0), 5, 0.1);
+    let (low, high) = (values[0], *values.last().expect("ticks"));
+    let (left, right) = (frame.left, frame.right());
+    let x = move |pct: f64| left + (right - left) * ((pct.clamp(low, high) - low) / (high - low));
+    let step = values[1] - values[0];
+    frame.x_ticks(&values, &x, &|v| tick_label(v, step, "%", false));
     for (i, r) in rows.iter().enumerate() {
-        let y = top + row_height * (i as f64 + 0.5);
+        let y = frame.top + row_height * (i as f64 + 0.5);
         let _ = write!(
-            svg,
-            r#"<text x="{tx}" y="{ty:.1}" text-anchor="end" class="label">{name}</text><line x1="{x1:.1}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2"/><circle cx="{cx:.1}" cy="{y:.1}" r="4.5" fill="{color}"><title>{name}: {rate:.2}% [{low:.2}%, {high:.2}%]</title></circle>"#,
-            tx = LEFT - 8.0,
+            frame.svg,
+            r#"<text x="{tx}" y="{ty:.1}" text-anchor="end" class="label">{name}</text><line x1="{x1:.1}" y1="{y:.1}" x2="{x2:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2"/><circle cx="{cx:.1}" cy="{y:.1}" r="4.5" fill="{color}"><title>{name}: {rate:.2}% [{lo:.2}%, {hi:.2}%]</title></circle>"#,
+            tx = frame.left - 8.0,
             ty = y + 4.0,
             name = escape(r.name),
             color = r.color,
-            x1 = x(r.low),
-            x2 = x(r.high),
-            cx = x(r.rate),
+            x1 = x(100.0 * finite(r.low)),
+            x2 = x(100.0 * finite(r.high)),
+            cx = x(100.0 * finite(r.rate)),
             rate = 100.0 * finite(r.rate),
-            low = 100.0 * finite(r.low),
-            high = 100.0 * finite(r.high),
+            lo = 100.0 * finite(r.low),
+            hi = 100.0 * finite(r.high),
         );
     }
-    svg.push_str("</svg>");
-    svg
+    frame.x_label("conversion rate (devices that converted ÷ devices)");
+    frame.y_label("variant");
+    frame.close()
 }
 
-/// Cumulative rate lines over time on shared axes.
-pub fn rates_over_time(lines: &[Line]) -> String {
-    let top = 8.0;
-    let axis = 150.0;
-    let height = axis + 24.0;
-    let all = lines.iter().flat_map(|l| l.points.iter());
-    let (t0, t1) = all
-        .clone()
-        .fold((u64::MAX, 0), |(a, b), (t, _)| (a.min(*t), b.max(*t)));
-    let mut svg = open_svg(height, "Cumulative conversion rate over the run");
-    if t0 >= t1 {
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" class="label">not enough history yet</text></svg>"#,
-            LEFT,
-            top + 40.0
-        );
-        return svg;
-    }
-    let max = all
-        .map(|(_, r)| *r)
-        .filter(|r| r.is_finite())
-        .fold(0.0_f64, f64::max);
-    let scale_max = nice_ceiling(max.max(0.01));
-    let x = |t: u64| LEFT + (WIDTH - LEFT - RIGHT) * ((t - t0) as f64 / (t1 - t0) as f64);
-    let y = |r: f64| axis - (axis - top) * (r.clamp(0.0, scale_max) / scale_max);
-    // Horizontal grid lines with the rate on the left.
-    for i in 0..=4 {
-        let v = scale_max * i as f64 / 4.0;
-        let _ = write!(
-            svg,
-            r#"<line x1="{LEFT}" y1="{y:.1}" x2="{x2}" y2="{y:.1}" class="grid"/><text x="{tx}" y="{ty:.1}" text-anchor="end" class="tick">{label}</text>"#,
-            y = y(v),
-            x2 = WIDTH - RIGHT,
-            tx = LEFT - 6.0,
-            ty = y(v) + 4.0,
-            label = percent_label(v),
-        );
-    }
+/// `95%`, `99.5%`.
+fn confidence_label(confidence: f64) -> String {
+    let text = format!("{:.1}", 100.0 * confidence);
+    format!("{}%", text.trim_end_matches(".0"))
+}
+
+/// The x axis of a chart over time, `t0..t1` (unix ms), with round time ticks.
+fn time_axis(frame: &mut Frame, t0: u64, t1: u64) -> impl Fn(u64) -> f64 {
+    let t1 = t1.max(t0 + 10 * SECOND);
+    let (left, right) = (frame.left, frame.right());
+    let x = move |t: u64| left + (right - left) * (t.clamp(t0, t1) - t0) as f64 / (t1 - t0) as f64;
+    let (values, step) = time_ticks(t0, t1, 6);
+    let as_f64: Vec<f64> = values.iter().map(|t| *t as f64).collect();
+    frame.x_ticks(&as_f64, &|t| x(t as u64), &|t| time_label(t as u64, step));
+    let date = rfc3339(t0)[..10].to_string();
+    let same_day = rfc3339(t1)[..10] == date;
+    frame.x_label(&if same_day {
+        format!("time (UTC, {date})")
+    } else {
+        "time (UTC, month-day)".to_string()
+    });
+    x
+}
+
+/// Each variant's difference to the control over the run, with its interval as a band.
+/// `domain` is the run's span (start to end, or to now while it runs), unix ms.
+pub fn difference_over_time(
+    id: &str,
+    goal: &str,
+    control: &str,
+    lines: &[DifferenceLine],
+    domain: (u64, u64),
+    confidence: f64,
+) -> String {
+    let conf = confidence_label(confidence);
+    let mut legend: Vec<Legend> = lines
+        .iter()
+        .map(|l| Legend {
+            color: l.color,
+            label: format!("{} − {control}", l.name),
+            mark: Mark::Line,
+        })
+        .collect();
+    legend.push(Legend {
+        color: INK,
+        label: format!("shaded: {conf} interval"),
+        mark: Mark::Band,
+    });
+    legend.push(Legend {
+        color: INK,
+        label: "dashed: no difference".to_string(),
+        mark: Mark::Dashed,
+    });
+    let notes = [
+        format!(
+            "Points before each arm has {} devices are drawn but do not set the scale.",
+            series::AXIS_MIN_DEVICES
+        ),
+        "A break in a line: no traffic for a while.".to_string(),
+    ];
+    let mut frame = Frame::open(
+        &format!("Difference to {control} over the run (goal {goal})"),
+        &legend,
+        LEFT,
+        PLOT_HEIGHT,
+        &notes,
+    );
+    frame.y_label("difference (points)");
+    let Some((low, high)) = series::difference_range(lines.iter().flat_map(|l| &l.points)) else {
+        frame.message("no data yet: each arm needs a device");
+        let _ = time_axis(&mut frame, domain.0, domain.1);
+        return frame.close();
+    };
+    let values = ticks(100.0 * low, 100.0 * high, 5, 0.1);
+    let (lo, hi) = (values[0], *values.last().expect("ticks"));
+    let (top, bottom) = (frame.top, frame.bottom);
+    // Not clamped: marks past the axis are cut off by the clip path.
+    let y = move |pts: f64| bottom - (bottom - top) * (pts - lo) / (hi - lo);
+    let step = values[1] - values[0];
+    frame.y_ticks(&values, &y, &|v| tick_label(v, step, "", true));
+    let x = time_axis(&mut frame, domain.0, domain.1);
+    let clip = format!("clip-{id}");
+    frame.clip(&clip);
     let _ = write!(
-        svg,
-        r#"<text x="{LEFT}" y="{ty}" class="tick">{start}</text><text x="{x1}" y="{ty}" text-anchor="end" class="tick">{end}</text>"#,
-        ty = axis + 16.0,
-        x1 = WIDTH - RIGHT,
-        start = escape(&clock(t0, t1 - t0)),
-        end = escape(&clock(t1, t1 - t0)),
+        frame.svg,
+        r#"<line x1="{}" y1="{y0:.1}" x2="{}" y2="{y0:.1}" stroke="{INK}" stroke-width="1.5" stroke-dasharray="4 3"/><g clip-path="url(#{clip})">"#,
+        frame.left,
+        frame.right(),
+        y0 = y(0.0),
     );
     for line in lines {
-        let points: Vec<String> = line
-            .points
-            .iter()
-            .filter(|(_, r)| r.is_finite())
-            .map(|(t, r)| format!("{:.1},{:.1}", x(*t), y(*r)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{points}"><title>{name}</title></polyline>"#,
-            color = line.color,
-            name = escape(line.name),
-            points = points.join(" "),
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-fn open_svg(height: f64, title: &str) -> String {
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-label="{title}"><title>{title}</title>"#,
-        title = escape(title)
-    )
-}
-
-/// Vertical grid lines with percentage ticks under the axis.
-fn grid(svg: &mut String, top: f64, axis: f64, scale_max: f64, x: &dyn Fn(f64) -> f64) {
-    for i in 0..=4 {
-        let v = scale_max * i as f64 / 4.0;
-        let _ = write!(
-            svg,
-            r#"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{axis}" class="grid"/><text x="{x:.1}" y="{ty}" text-anchor="middle" class="tick">{label}</text>"#,
-            x = x(v),
-            ty = axis + 16.0,
-            label = percent_label(v),
-        );
-    }
-}
-
-/// The smallest of 1, 2, 2.5, 5 × 10ⁿ at or above `x`, for a readable axis.
-fn nice_ceiling(x: f64) -> f64 {
-    let exponent = x.log10().floor() as i32;
-    // Dividing by 10ⁿ rounds 0.15 to 0.15; multiplying by 0.1 would not.
-    let scaled = |m: f64| {
-        if exponent >= 0 {
-            m * 10f64.powi(exponent)
-        } else {
-            m / 10f64.powi(-exponent)
+        let times: Vec<u64> = line.points.iter().map(|p| p.at_ms).collect();
+        for range in series::split_at_gaps(&times, series::gap_threshold(&times)) {
+            let points = &line.points[range];
+            let color = line.color;
+            let name = escape(line.name);
+            let at = |p: &Banded, v: f64| format!("{:.1},{:.1}", x(p.at_ms), y(100.0 * v));
+            if let [p] = points {
+                let _ = write!(
+                    frame.svg,
+                    r#"<line x1="{cx:.1}" y1="{y1:.1}" x2="{cx:.1}" y2="{y2:.1}" stroke="{color}" stroke-opacity="0.4" stroke-width="6"/><circle cx="{cx:.1}" cy="{cy:.1}" r="3" fill="{color}"><title>{name}</title></circle>"#,
+                    cx = x(p.at_ms),
+                    y1 = y(100.0 * p.low),
+                    y2 = y(100.0 * p.high),
+                    cy = y(100.0 * p.estimate),
+                );
+                continue;
+            }
+            let band: Vec<String> = points
+                .iter()
+                .map(|p| at(p, p.high))
+                .chain(points.iter().rev().map(|p| at(p, p.low)))
+                .collect();
+            let middle: Vec<String> = points.iter().map(|p| at(p, p.estimate)).collect();
+            let _ = write!(
+                frame.svg,
+                r#"<polygon points="{band}" fill="{color}" fill-opacity="0.18" stroke="none"/><polyline fill="none" stroke="{color}" stroke-width="2" points="{middle}"><title>{name}</title></polyline>"#,
+                band = band.join(" "),
+                middle = middle.join(" "),
+            );
         }
-    };
-    [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
-        .into_iter()
-        .map(scaled)
-        .find(|v| *v >= x * (1.0 - 1e-12))
-        .unwrap_or(scaled(10.0))
-}
-
-/// `25%`, `7.5%`, `18.75%`: as many decimals as the tick needs, up to two.
-fn percent_label(v: f64) -> String {
-    let text = format!("{:.2}", 100.0 * v);
-    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
-}
-
-/// An axis end (UTC): `2026-11-23 13:05`, or `13:05:42` for a span under a day.
-fn clock(ms: u64, span_ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    let text = humantime::format_rfc3339_seconds(t).to_string(); // 2026-11-23T13:05:42Z
-    if span_ms < 86_400_000 {
-        text.get(11..19).unwrap_or(&text).to_string()
-    } else {
-        text.get(..16).unwrap_or(&text).replace('T', " ")
     }
+    frame.svg.push_str("</g>");
+    frame.close()
 }
 
-/// Cumulative rate points from a goal's conversions and its variant's assignments, both
-/// step series of `(unix ms, total)`: at every time either changes, conversions ÷
-/// assigned as of then (skipping times with no one assigned).
-pub fn cumulative_rate(assigned: &[(u64, u64)], conversions: &[(u64, u64)]) -> Vec<(u64, f64)> {
-    let value_at = |series: &[(u64, u64)], t: u64| {
-        series
-            .iter()
-            .take_while(|(at, _)| *at <= t)
-            .last()
-            .map_or(0, |(_, v)| *v)
-    };
-    let mut times: Vec<u64> = assigned
+/// Each variant's devices (new in the run), cumulative, over the run.
+pub fn devices_over_time(id: &str, lines: &[DevicesLine], domain: (u64, u64)) -> String {
+    let legend: Vec<Legend> = lines
         .iter()
-        .chain(conversions)
-        .map(|(t, _)| *t)
+        .map(|l| Legend {
+            color: l.color,
+            label: l.name.to_string(),
+            mark: Mark::Line,
+        })
+        .collect();
+    let notes = ["A break in a line: no new devices for a while.".to_string()];
+    let mut frame = Frame::open(
+        "Devices per variant over the run",
+        &legend,
+        LEFT,
+        PLOT_HEIGHT,
+        &notes,
+    );
+    frame.y_label("devices (cumulative)");
+    let max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|(_, v)| *v))
+        .max();
+    let Some(max) = max else {
+        frame.message("no devices yet");
+        let _ = time_axis(&mut frame, domain.0, domain.1);
+        return frame.close();
+    };
+    let values = ticks(0.0, (max as f64).max(1.0), 5, 1.0);
+    let hi = *values.last().expect("ticks");
+    let (top, bottom) = (frame.top, frame.bottom);
+    let y = move |v: f64| bottom - (bottom - top) * v / hi;
+    frame.y_ticks(&values, &y, &|v| format!("{v:.0}"));
+    let x = time_axis(&mut frame, domain.0, domain.1);
+    let clip = format!("clip-{id}");
+    frame.clip(&clip);
+    let _ = write!(frame.svg, r#"<g clip-path="url(#{clip})">"#);
+    let mut times: Vec<u64> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|(t, _)| *t))
         .collect();
     times.sort_unstable();
     times.dedup();
-    times
-        .into_iter()
-        .filter_map(|t| {
-            let users = value_at(assigned, t);
-            (users > 0).then(|| (t, value_at(conversions, t) as f64 / users as f64))
-        })
-        .collect()
+    let threshold = series::gap_threshold(&times);
+    for line in lines {
+        let own: Vec<u64> = line.points.iter().map(|(t, _)| *t).collect();
+        for range in series::split_at_gaps(&own, threshold) {
+            let points = &line.points[range];
+            let coords: Vec<String> = points
+                .iter()
+                .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v as f64)))
+                .collect();
+            let name = escape(line.name);
+            let color = line.color;
+            if let [(t, v)] = points {
+                let _ = write!(
+                    frame.svg,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{name}: {v}</title></circle>"#,
+                    x(*t),
+                    y(*v as f64)
+                );
+            } else {
+                let _ = write!(
+                    frame.svg,
+                    r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{name}</title></polyline>"#,
+                    coords.join(" ")
+                );
+            }
+        }
+    }
+    frame.svg.push_str("</g>");
+    frame.close()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::frame::{RIGHT, WIDTH};
 
-    #[test]
-    fn axes_end_on_round_numbers() {
-        assert_eq!(nice_ceiling(0.13), 0.15);
-        assert_eq!(nice_ceiling(0.255), 0.3);
-        assert_eq!(nice_ceiling(0.2), 0.2);
-        assert_eq!(nice_ceiling(0.21), 0.25);
-        assert_eq!(nice_ceiling(0.03), 0.03);
-        assert_eq!(nice_ceiling(0.031), 0.04);
-        assert_eq!(nice_ceiling(0.9), 1.0);
+    fn banded(at_ms: u64, estimate: f64, fewest_devices: u64) -> Banded {
+        Banded {
+            at_ms,
+            estimate,
+            low: estimate - 0.02,
+            high: estimate + 0.02,
+            fewest_devices,
+        }
     }
 
     #[test]
-    fn cumulative_rates_step_with_both_series() {
-        let assigned = [(10, 2), (20, 4)];
-        let conversions = [(15, 1), (20, 2), (30, 3)];
-        assert_eq!(
-            cumulative_rate(&assigned, &conversions),
-            vec![(10, 0.0), (15, 0.5), (20, 0.5), (30, 0.75)]
-        );
-        assert!(cumulative_rate(&[], &conversions).is_empty());
-    }
-
-    #[test]
-    fn charts_place_marks_by_value_and_escape_names() {
-        let svg = rates_with_intervals(
+    fn every_chart_has_a_title_axis_labels_and_a_legend() {
+        let rates = rates_with_intervals(
+            "click",
             &[
                 RateRow {
                     name: "Moon",
@@ -264,34 +332,154 @@ mod tests {
             ],
             0.95,
         );
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert!(svg.contains("95% interval"));
-        assert!(svg.contains("&lt;b&gt;") && !svg.contains("<b>"));
-        // Axis 0–25 %: Moon's dot at 10 % of 25 %, i.e. 40 % of the plot width.
-        let plot = WIDTH - LEFT - RIGHT;
-        assert!(
-            svg.contains(&format!(r#"cx="{:.1}""#, LEFT + 0.4 * plot)),
-            "{svg}"
+        let points = vec![banded(0, 0.01, 40), banded(60_000, 0.02, 80)];
+        let difference = difference_over_time(
+            "k-click",
+            "click",
+            "Moon",
+            &[DifferenceLine {
+                name: "Mars",
+                color: "#333",
+                points,
+            }],
+            (0, 60_000),
+            0.95,
         );
-        assert!(svg.contains("Moon: 10.00% [8.00%, 12.00%]"));
+        let devices = devices_over_time(
+            "k",
+            &[DevicesLine {
+                name: "Mars",
+                color: "#333",
+                points: &[(0, 5), (60_000, 9)],
+            }],
+            (0, 60_000),
+        );
+        for (svg, title) in [
+            (&rates, "Conversion rate per variant (goal click)"),
+            (&difference, "Difference to Moon over the run (goal click)"),
+            (&devices, "Devices per variant over the run"),
+        ] {
+            assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+            assert!(
+                svg.contains(&format!(r#"class="title">{title}</text>"#)),
+                "{svg}"
+            );
+            assert!(
+                svg.matches(r#"class="axis""#).count() >= 2,
+                "two axis labels: {svg}"
+            );
+            assert!(svg.contains(r#"class="legend""#), "{svg}");
+        }
+        assert!(rates.contains("&lt;b&gt;") && !rates.contains("<b>"));
+        assert!(rates.contains("Moon: 10.00% [8.00%, 12.00%]"));
+        // Axis 0–25 %: Moon's dot at 10 of 25, i.e. 40 % of the plot width.
+        let plot = WIDTH - LEFT_NAMES - RIGHT;
+        assert!(
+            rates.contains(&format!(r#"cx="{:.1}""#, LEFT_NAMES + 0.4 * plot)),
+            "{rates}"
+        );
+        assert!(difference.contains("Mars − Moon") && difference.contains("95% interval"));
+        assert!(
+            devices.contains(">Mars</text>"),
+            "the legend names the variant"
+        );
+    }
 
-        let lines = rates_over_time(&[Line {
-            name: "Mars",
-            color: "#333",
-            points: vec![(1_000, 0.0), (2_000, 0.5)],
-        }]);
-        assert!(
-            lines.contains(&format!(
-                r#"points="{LEFT:.1},150.0 {:.1},8.0""#,
-                WIDTH - RIGHT
-            )),
-            "{lines}"
+    #[test]
+    fn a_gap_in_the_traffic_is_a_gap_in_the_line() {
+        let steady = |from: u64| (0..5).map(move |i| from + i * 1_000);
+        let points: Vec<(u64, u64)> = steady(0)
+            .chain(steady(60_000))
+            .enumerate()
+            .map(|(i, t)| (t, i as u64 + 1))
+            .collect();
+        let svg = devices_over_time(
+            "k",
+            &[DevicesLine {
+                name: "Mars",
+                color: "#333",
+                points: &points,
+            }],
+            (0, 64_000),
         );
-        let empty = rates_over_time(&[Line {
-            name: "Mars",
-            color: "#333",
-            points: vec![],
-        }]);
-        assert!(empty.contains("not enough history yet"));
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        let diff: Vec<Banded> = points
+            .iter()
+            .map(|(t, n)| banded(*t, 0.01, *n * 10))
+            .collect();
+        let svg = difference_over_time(
+            "k-click",
+            "click",
+            "Moon",
+            &[DifferenceLine {
+                name: "Mars",
+                color: "#333",
+                points: diff,
+            }],
+            (0, 64_000),
+            0.95,
+        );
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        assert_eq!(svg.matches("<polygon").count(), 2, "one band per stretch");
+    }
+
+    #[test]
+    fn no_line_before_the_first_data() {
+        let empty = difference_over_time("k-click", "click", "Moon", &[], (0, 60_000), 0.95);
+        assert!(empty.contains("no data yet") && !empty.contains("<polyline"));
+        let none = devices_over_time(
+            "k",
+            &[DevicesLine {
+                name: "Mars",
+                color: "#333",
+                points: &[],
+            }],
+            (0, 60_000),
+        );
+        assert!(none.contains("no devices yet") && !none.contains("<polyline"));
+        // The run started at 0; the first devices came at 30 s: the line starts there.
+        let late = devices_over_time(
+            "k",
+            &[DevicesLine {
+                name: "Mars",
+                color: "#333",
+                points: &[(30_000, 3), (31_000, 4)],
+            }],
+            (0, 60_000),
+        );
+        let middle = LEFT + (WIDTH - RIGHT - LEFT) / 2.0;
+        assert!(late.contains(&format!(r#"points="{middle:.1},"#)), "{late}");
+    }
+
+    #[test]
+    fn two_early_devices_do_not_stretch_the_difference_axis() {
+        // One device each at first (a ±100-point interval), then hundreds.
+        let mut points = vec![Banded {
+            at_ms: 0,
+            estimate: 1.0,
+            low: -0.5,
+            high: 1.0,
+            fewest_devices: 1,
+        }];
+        points.extend((1..10).map(|i| banded(i * 1_000, 0.03, 100 * i)));
+        let svg = difference_over_time(
+            "k-click",
+            "click",
+            "Moon",
+            &[DifferenceLine {
+                name: "Mars",
+                color: "#333",
+                points,
+            }],
+            (0, 10_000),
+            0.95,
+        );
+        let labels: Vec<&str> = svg
+            .split(r#"class="tick">"#)
+            .skip(1)
+            .map(|s| s.split('<').next().unwrap())
+            .filter(|l| !l.contains(':'))
+            .collect();
+        assert_eq!(labels, ["0", "+1", "+2", "+3", "+4", "+5"], "{svg}");
     }
 }

@@ -4,8 +4,9 @@
 //! |---|---|---|
 //! | `GET /metrics`, `GET /healthz` | none | Prometheus text; liveness |
 //! | `GET /api/experiments` | read | every experiment, JSON |
+//! | `GET /api/experiments/{key}/results[?run=N]` | read | one run's analysis (default: the last) |
 //! | `PATCH /api/experiments/{key}` | write | change state, weights, rollout variant |
-//! | `GET /experiments` | read | the admin page (a login form when unauthenticated) |
+//! | `GET /experiments[?run.KEY=N]` | read | the admin page (a login form when unauthenticated) |
 //! | `POST /login`, `POST /logout` | — | exchange the token for a session cookie; end it |
 //!
 //! "read" and "write" are decided in `auth`: with a token configured, both need it
@@ -14,9 +15,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod axis;
 pub mod chart;
+pub mod frame;
 pub mod page;
 pub mod results;
+pub mod results_view;
+pub mod series;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -87,8 +92,8 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
             if let Err(denied) = authorize(&snapshot, request.headers(), Need::Read) {
                 return denied;
             }
-            let settings = match results_settings(request.uri().query()) {
-                Ok(settings) => settings,
+            let (settings, run) = match results_query(request.uri().query()) {
+                Ok(query) => query,
                 Err(message) => {
                     return json(
                         StatusCode::BAD_REQUEST,
@@ -97,14 +102,15 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                 }
             };
             let now = crate::counting::store::unix_ms(std::time::SystemTime::now());
-            match crate::admin::results::collect(&snapshot, &app.counts.book, key, now) {
-                Some(results) => json(
+            match crate::admin::results::collect(&snapshot, &app.counts.book, key, run, now) {
+                Ok(results) => json(
                     StatusCode::OK,
                     &crate::admin::results::to_json(&results, settings),
                 ),
-                None => json(
+                // An unknown experiment and a run it never had are both "not found".
+                Err(err) => json(
                     StatusCode::NOT_FOUND,
-                    &serde_json::json!({ "error": format!("no experiment `{key}`") }),
+                    &serde_json::json!({ "error": err.to_string() }),
                 ),
             }
         }
@@ -162,23 +168,28 @@ fn results_key(path: &str) -> Option<&str> {
         .filter(|key| !key.is_empty())
 }
 
-/// `?confidence=0.99` (default 0.95).
-fn results_settings(query: Option<&str>) -> Result<crate::stats::analysis::Settings, String> {
+/// `?confidence=0.99` (default 0.95) and `?run=N` (default: the last run).
+fn results_query(
+    query: Option<&str>,
+) -> Result<(crate::stats::analysis::Settings, Option<u32>), String> {
     let mut settings = crate::stats::analysis::Settings::default();
+    let mut run = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("confidence", value)) => match value.parse::<f64>() {
                 Ok(c) if c > 0.0 && c < 1.0 => settings.confidence = c,
                 _ => return Err(format!("confidence: `{value}` is not between 0 and 1")),
             },
+            Some(("run", _)) if run.is_some() => return Err("run: given twice".to_string()),
+            Some(("run", value)) => run = Some(crate::admin::results::parse_run(value)?),
             _ => {
                 return Err(format!(
-                    "unknown query parameter `{pair}` (only confidence)"
+                    "unknown query parameter `{pair}` (only confidence and run)"
                 ))
             }
         }
     }
-    Ok(settings)
+    Ok((settings, run))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -246,32 +257,96 @@ fn experiments_page(app: &App, request: &Request<Incoming>) -> Response<Full<Byt
     let experiments = api::list(&snapshot);
     let now = crate::counting::store::unix_ms(std::time::SystemTime::now());
     let settings = crate::stats::analysis::Settings::default();
-    let outcomes: Vec<page::Outcome> = snapshot
+    let (selected, mut problems) = page_runs(request.uri().query());
+    let mut status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    for key in selected.keys() {
+        if !snapshot.config.experiments.iter().any(|e| &e.key == key) {
+            problems.push(format!("run.{key}: no experiment `{key}`"));
+            status = StatusCode::NOT_FOUND;
+        }
+    }
+    let outcomes: Vec<results_view::Outcome> = snapshot
         .config
         .experiments
         .iter()
         .filter_map(|e| {
-            let results = crate::admin::results::collect(&snapshot, &app.counts.book, &e.key, now)?;
+            let book = &app.counts.book;
+            let asked = selected.get(&e.key).copied();
+            let (results, problem) =
+                match crate::admin::results::collect(&snapshot, book, &e.key, asked, now) {
+                    Ok(results) => (results, None),
+                    // A run it never had: say so, and show the last one.
+                    Err(err) => (
+                        crate::admin::results::collect(&snapshot, book, &e.key, None, now).ok()?,
+                        Some(format!("{err}: showing the last run instead.")),
+                    ),
+                };
+            if problem.is_some() {
+                status = StatusCode::NOT_FOUND;
+            }
             let report = crate::stats::analysis::analyze(&results.counts, settings)
                 .map_err(|e| e.to_string());
-            Some(page::Outcome {
+            Some(results_view::Outcome {
                 title: e.title.clone(),
+                state: e.state,
                 results,
                 report,
                 confidence: settings.confidence,
+                problem,
             })
         })
         .collect();
+    let problems = problems.join(" ");
+    let notice = match (notice, problems.is_empty()) {
+        (Some(n), false) => Some(format!("{problems} {n}")),
+        (None, false) => Some(problems),
+        (n, true) => n.map(str::to_string),
+    };
     let body = page::experiments_page(&page::PageContext {
         experiments: &experiments,
         csrf,
         can_write: csrf.is_some(),
-        notice,
+        notice: notice.as_deref(),
         logged_in: csrf.is_some(),
         nonce: &nonce,
         results: &outcomes,
+        selected: &selected,
+        now_ms: now,
     });
-    html(StatusCode::OK, body, &nonce)
+    html(status, body, &nonce)
+}
+
+/// The page's `run.KEY=N` choices, and what was wrong with the others.
+fn page_runs(query: Option<&str>) -> (std::collections::BTreeMap<String, u32>, Vec<String>) {
+    let mut selected = std::collections::BTreeMap::new();
+    let mut problems = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name.strip_prefix("run.") {
+            Some(key)
+                if crate::config::names::check_name(
+                    key,
+                    crate::config::names::NameKind::Experiment,
+                )
+                .is_ok() =>
+            {
+                match crate::admin::results::parse_run(value) {
+                    Ok(n) => {
+                        selected.insert(key.to_string(), n);
+                    }
+                    Err(message) => problems.push(format!("run.{key}: {message}")),
+                }
+            }
+            _ => problems.push(format!(
+                "unknown query parameter `{name}` (the page takes run.EXPERIMENT=N)"
+            )),
+        }
+    }
+    (selected, problems)
 }
 
 async fn login(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -1,11 +1,13 @@
 //! The admin page (`GET /experiments`) and its login form: server-rendered HTML with a
 //! little vanilla JS, no external resources. Changes go through the same PATCH API.
+//! The experiments table is here; each experiment's results section is in
+//! `results_view`.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::chart;
-use crate::admin::results::ExperimentResults;
-use crate::stats::analysis::Report;
+use super::results_view::{self, Outcome, View};
 use crate::util::html::escape;
 
 /// Everything the page shows, from `api::list`.
@@ -23,14 +25,10 @@ pub struct PageContext<'a> {
     pub nonce: &'a str,
     /// Each experiment's results, in config order.
     pub results: &'a [Outcome],
-}
-
-/// An experiment's last-run results and their analysis (or why there is none).
-pub struct Outcome {
-    pub title: String,
-    pub results: ExperimentResults,
-    pub report: Result<Report, String>,
-    pub confidence: f64,
+    /// The runs chosen with `run.KEY=N`.
+    pub selected: &'a BTreeMap<String, u32>,
+    /// Unix ms, where the charts of a running run end.
+    pub now_ms: u64,
 }
 
 const PALETTE: &[&str] = &[
@@ -89,11 +87,23 @@ const STYLE: &str = r#"
   table.report th, table.report td { padding: 3px 12px 3px 0; text-align: right; font-size: 13px; white-space: nowrap; }
   table.report th:first-child, table.report td:first-child { text-align: left; }
   table.report th { color: var(--muted); font-weight: 500; font-size: 12px; }
-  .charts { display: flex; flex-wrap: wrap; gap: 12px; }
+  .charts { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; margin: 8px 0; }
   svg.chart { background: #fbfcfd; border: 1px solid var(--line); border-radius: 6px; max-width: 100%; height: auto; }
   svg.chart .grid { stroke: #e4e7ec; stroke-width: 1; }
-  svg.chart .tick, svg.chart .label { font: 11px system-ui, sans-serif; fill: #667085; }
-  svg.chart .label { fill: #1f2430; font-size: 12px; }
+  svg.chart .tick, svg.chart .label, svg.chart .legend, svg.chart .axis, svg.chart .note { font: 11px system-ui, sans-serif; fill: #667085; }
+  svg.chart .label, svg.chart .legend { fill: #1f2430; font-size: 12px; }
+  svg.chart .title { font: 600 13px system-ui, sans-serif; fill: #1f2430; }
+  svg.chart .axis { fill: #1f2430; }
+  svg.chart .empty { fill: #f1f3f5; }
+  abbr[title] { text-decoration: underline dotted; cursor: help; }
+  .run-shown { margin: 4px 0; }
+  form.run { display: inline-flex; margin: 0 0 8px; }
+  .verdict-line { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; }
+  .verdict-line .error { flex-basis: 100%; }
+  button.rollout { background: #2b8a3e; border-color: #2b8a3e; }
+  .rolled { font-size: 13px; margin-top: 4px; }
+  .column-key { max-width: 900px; }
+  td.off { color: var(--muted); }
 "#;
 
 const SCRIPT: &str = r#"
@@ -109,8 +119,16 @@ const SCRIPT: &str = r#"
     if (response.ok) { location.reload(); return; }
     let message = 'HTTP ' + response.status;
     try { message = (await response.json()).error || message; } catch (e) {}
-    errorBox.textContent = message;
+    errorBox.textContent = 'Not changed: ' + message;
     errorBox.hidden = false;
+  }
+  for (const button of document.querySelectorAll('button.rollout')) {
+    button.addEventListener('click', () => patch(button.dataset.key,
+      { state: 'rollout', rollout_variant: button.dataset.variant },
+      button.parentElement.querySelector('.error')));
+  }
+  for (const select of document.querySelectorAll('form.run select')) {
+    select.addEventListener('change', () => select.form.submit());
   }
   for (const form of document.querySelectorAll('form.weights')) {
     form.addEventListener('submit', (event) => {
@@ -135,7 +153,16 @@ const SCRIPT: &str = r#"
   }
 "#;
 
+/// One word for devices everywhere, and why exposures outnumber them.
+const DEVICES_AND_EXPOSURES: &str = "A device is one browser (its device_id cookie), counted once per run, when it is first assigned a variant in that run. An exposure is one request served under the experiment: a device makes many requests, so exposures exceed devices.";
+
 pub fn experiments_page(ctx: &PageContext) -> String {
+    let view = View {
+        can_write: ctx.can_write,
+        now_ms: ctx.now_ms,
+        selected: ctx.selected,
+        palette: PALETTE,
+    };
     let mut rows = String::new();
     let list = ctx.experiments["experiments"]
         .as_array()
@@ -167,17 +194,24 @@ pub fn experiments_page(ctx: &PageContext) -> String {
 <main>
 {notice}
 <table class="experiments">
-<thead><tr><th>Experiment</th><th>State and run</th><th>Variants</th><th>Split (assigned)</th><th>Change</th></tr></thead>
+<thead><tr><th>Experiment</th><th>State and run</th><th>Variants</th><th>Devices per variant</th><th>Change</th></tr></thead>
 <tbody>
 {rows}
 </tbody>
 </table>
+<p class="muted">{DEVICES_AND_EXPOSURES}</p>
 <h2>Results</h2>
+{column_key}
 {results}
 </main>
 <script nonce="{nonce}">{SCRIPT}</script>"#,
         nonce = escape(ctx.nonce),
-        results = ctx.results.iter().map(results_section).collect::<String>(),
+        column_key = results_view::column_key(),
+        results = ctx
+            .results
+            .iter()
+            .map(|outcome| results_view::results_section(outcome, &view))
+            .collect::<String>(),
     );
     document("abproxy · experiments", &csrf_meta, &body)
 }
@@ -215,6 +249,13 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
         .map(|v| v["weight"].as_u64().unwrap_or(0))
         .sum();
 
+    // What a new request gets now: the weights only apply while the experiment is
+    // active; in rollout everyone gets the rolled-out variant, inactive the fallback.
+    let serving = match state.as_str() {
+        "rollout" => e["rollout_variant"].as_str(),
+        "inactive" => e["fallback"].as_str(),
+        _ => None,
+    };
     let mut variant_rows = String::new();
     let mut bar = String::new();
     for (i, v) in variants.iter().enumerate() {
@@ -226,8 +267,24 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
         } else {
             0.0
         };
+        let (weight_cell, serves) = match serving {
+            None => (
+                format!(r#"<td>{weight}</td>"#),
+                format!("{weight_share:.0}%"),
+            ),
+            Some(only) => (
+                format!(
+                    r#"<td class="off" title="applies when the experiment is active">{weight}</td>"#
+                ),
+                if v["name"].as_str() == Some(only) {
+                    "100%".to_string()
+                } else {
+                    "0%".to_string()
+                },
+            ),
+        };
         variant_rows.push_str(&format!(
-            r#"<tr><td><span class="swatch" style="background:{color}"></span>{name}</td><td>{weight} <span class="muted">({weight_share:.0}%)</span></td><td><code>{upstream}</code></td><td>{assigned}</td><td>{exposed}</td></tr>"#,
+            r#"<tr><td><span class="swatch" style="background:{color}"></span>{name}</td>{weight_cell}<td>{serves}</td><td><code>{upstream}</code></td><td>{assigned}</td><td>{exposed}</td></tr>"#,
             name = s(&v["name"]),
             upstream = if v["upstream"].is_null() { "—".to_string() } else { s(&v["upstream"]) },
             exposed = v["exposed"].as_u64().unwrap_or(0),
@@ -235,11 +292,12 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
         if total_assigned > 0 {
             let share = 100.0 * assigned as f64 / total_assigned as f64;
             bar.push_str(&format!(
-                r#"<span style="width:{share:.2}%;background:{color}" title="{name}: {assigned} ({share:.1}%)"></span>"#,
+                r#"<span style="width:{share:.2}%;background:{color}" title="{name}: {assigned} devices ({share:.1}%)"></span>"#,
                 name = s(&v["name"]),
             ));
         }
     }
+    let run_number = e["last_run"]["number"].as_u64();
     let split = if total_assigned > 0 {
         let shares: Vec<String> = variants
             .iter()
@@ -252,11 +310,23 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
             })
             .collect();
         format!(
-            r#"<div class="bar">{bar}</div><div class="muted">{}</div>"#,
+            r#"<div class="muted">{total_assigned} devices in run {}</div><div class="bar">{bar}</div><div class="muted">{}</div>"#,
+            run_number.unwrap_or(0),
             shares.join(" · ")
         )
     } else {
-        r#"<div class="bar"></div><div class="muted">no assignments yet</div>"#.to_string()
+        r#"<div class="bar"></div><div class="muted">no devices yet</div>"#.to_string()
+    };
+    let rolled = match (state.as_str(), serving) {
+        ("rollout", Some(v)) => format!(
+            r#"<div class="rolled">rolled out: everyone gets <strong>{}</strong></div>"#,
+            escape(v)
+        ),
+        ("inactive", Some(v)) => format!(
+            r#"<div class="rolled">stopped: everyone gets <strong>{}</strong> (the fallback)</div>"#,
+            escape(v)
+        ),
+        _ => String::new(),
     };
 
     let run = match (&e["run"], &e["last_run"]) {
@@ -310,8 +380,8 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
     format!(
         r#"<tr data-key="{key}">
 <td><strong>{title}</strong><br><code>{key}</code><div class="muted">fallback {fallback} · traffic {traffic}%{routing}</div></td>
-<td><span class="state {state}">{state}</span><div class="muted">{run}</div></td>
-<td><table class="variants"><tr><th>variant</th><th>weight</th><th>upstream</th><th>assigned</th><th>exposed</th></tr>{variant_rows}</table></td>
+<td><span class="state {state}">{state}</span>{rolled}<div class="muted">{run}</div></td>
+<td><table class="variants"><tr><th>variant</th><th>weight</th><th title="share of new requests it gets now">serves now</th><th>upstream</th><th title="devices newly assigned in the last run">devices</th><th title="requests served under the experiment in the last run">exposures</th></tr>{variant_rows}</table></td>
 <td>{split}</td>
 <td>
 <form class="weights" data-key="{key}">{weight_inputs}<button type="submit"{disabled}>Save weights</button></form>
@@ -329,162 +399,6 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
             " · tag-only"
         },
     )
-}
-
-/// One experiment's results: per goal the verdicts, the table and the two charts.
-fn results_section(outcome: &Outcome) -> String {
-    let counts = &outcome.results.counts;
-    let key = escape(&counts.experiment);
-    let run = match &outcome.results.run {
-        Some(r) => match &r.ended_at {
-            Some(end) => format!(
-                "run {} · <time>{}</time> – <time>{}</time>",
-                r.number,
-                escape(&r.started_at),
-                escape(end)
-            ),
-            None => format!(
-                "run {} · since <time>{}</time>",
-                r.number,
-                escape(&r.started_at)
-            ),
-        },
-        None => "never run".to_string(),
-    };
-    let mut out = format!(
-        r#"<section class="results" data-key="{key}"><h3>{title} <code>{key}</code></h3><div class="muted">{run} · control {control}</div>"#,
-        title = escape(&outcome.title),
-        control = escape(counts.control.as_deref().unwrap_or("")),
-    );
-    let report = match &outcome.report {
-        Err(why) => {
-            out.push_str(&format!(
-                r#"<p class="muted">{}</p></section>"#,
-                escape(why)
-            ));
-            return out;
-        }
-        Ok(report) => report,
-    };
-    if report.goals.is_empty() {
-        out.push_str(
-            r#"<p class="muted">No goals configured: add <code>goals</code> to the experiment to measure conversions.</p></section>"#,
-        );
-        return out;
-    }
-    let srm = match report.srm_p_value {
-        Some(p) if p < crate::stats::analysis::SRM_THRESHOLD => format!(
-            r#"<p class="verdict srm">Sample-ratio mismatch (p = {p:.1e}): the split does not match the weights — do not trust these results.</p>"#
-        ),
-        Some(p) => format!(r#"<div class="muted">sample ratio ok (p = {p:.3})</div>"#),
-        None => String::new(),
-    };
-    out.push_str(&srm);
-    let color_of = |name: &str| {
-        let index = counts.variants.keys().position(|k| k == name).unwrap_or(0);
-        PALETTE[index % PALETTE.len()]
-    };
-    for (goal, g) in &report.goals {
-        out.push_str(&format!(
-            r#"<div class="goal"><h4>goal {}</h4>"#,
-            escape(goal)
-        ));
-        for verdict in &g.verdicts {
-            let class = if verdict.contains("do not trust") {
-                " srm"
-            } else if verdict.ends_with("; significant") {
-                " significant"
-            } else {
-                ""
-            };
-            out.push_str(&format!(
-                r#"<p class="verdict{class}">{}</p>"#,
-                escape(verdict)
-            ));
-        }
-        out.push_str(&format!(
-            r#"<table class="report"><tr><th>variant</th><th>users</th><th>conversions</th><th>rate</th><th>diff [{conf:.0}% CI]</th><th>p</th><th>p holm</th><th>p seq</th><th>P(beat)</th></tr>"#,
-            conf = outcome.confidence * 100.0
-        ));
-        let mut rate_rows = Vec::new();
-        let mut lines = Vec::new();
-        for (name, row) in g.variants.iter() {
-            let cell = |x: Option<f64>, f: &dyn Fn(f64) -> String| {
-                x.filter(|x| x.is_finite()).map_or(String::new(), f)
-            };
-            let pts = |x: f64| format!("{:+.1}", 100.0 * x);
-            let diff = match (row.diff, row.ci_low, row.ci_high) {
-                (Some(d), Some(l), Some(h)) if l.is_finite() && h.is_finite() => {
-                    format!("{} [{}, {}]", pts(d), pts(l), pts(h))
-                }
-                _ if name == &report.control => "control".to_string(),
-                _ => String::new(),
-            };
-            let p = |x: f64| escape(&crate::stats::analysis::format_p(x));
-            out.push_str(&format!(
-                r#"<tr><td><span class="swatch" style="background:{color}"></span>{name}</td><td>{users}</td><td>{conversions}</td><td>{rate:.2}%</td><td>{diff}</td><td>{pv}</td><td>{ph}</td><td>{ps}</td><td>{beat}</td></tr>"#,
-                color = color_of(name),
-                name = escape(name),
-                users = row.users,
-                conversions = row.conversions,
-                rate = 100.0 * row.rate,
-                pv = cell(row.p_value, &p),
-                ph = cell(row.p_value_holm, &p),
-                ps = cell(row.p_value_sequential, &p),
-                beat = cell(row.chance_to_beat_control, &|x| format!("{:.1}%", 100.0 * x)),
-            ));
-            let interval = crate::stats::rate_interval(
-                crate::stats::Proportion {
-                    conversions: row.conversions,
-                    users: row.users,
-                },
-                outcome.confidence,
-            );
-            // No users: nothing is known, the whisker spans every rate.
-            let known = |x: f64, otherwise: f64| if x.is_finite() { x } else { otherwise };
-            rate_rows.push((
-                name.as_str(),
-                row.rate,
-                known(interval.low, 0.0),
-                known(interval.high, 1.0),
-            ));
-            let history = outcome.results.history.variants.get(name.as_str());
-            let assigned: Vec<(u64, u64)> = history
-                .map(|h| h.series.iter().map(|(t, v)| (*t, v.assigned)).collect())
-                .unwrap_or_default();
-            let converted: Vec<(u64, u64)> = history
-                .and_then(|h| h.goals.get(goal))
-                .map(|g| g.series.iter().map(|(t, v)| (*t, v.conversions)).collect())
-                .unwrap_or_default();
-            lines.push((name.as_str(), chart::cumulative_rate(&assigned, &converted)));
-        }
-        out.push_str("</table>");
-        let rows: Vec<chart::RateRow> = rate_rows
-            .iter()
-            .map(|&(name, rate, low, high)| chart::RateRow {
-                name,
-                color: color_of(name),
-                rate,
-                low,
-                high,
-            })
-            .collect();
-        let lines: Vec<chart::Line> = lines
-            .into_iter()
-            .map(|(name, points)| chart::Line {
-                name,
-                color: color_of(name),
-                points,
-            })
-            .collect();
-        out.push_str(&format!(
-            r#"<div class="charts">{}{}</div></div>"#,
-            chart::rates_with_intervals(&rows, outcome.confidence),
-            chart::rates_over_time(&lines)
-        ));
-    }
-    out.push_str("</section>");
-    out
 }
 
 pub fn login_page(error: Option<&str>) -> String {
@@ -528,5 +442,39 @@ mod tests {
         );
         assert!(row.contains("A 75.0% · B 25.0%"));
         assert!(row.contains("never run"));
+    }
+
+    #[test]
+    fn in_rollout_the_rolled_out_variant_is_shown_not_the_weights() {
+        let e = serde_json::json!({
+            "key": "k", "title": "t", "state": "rollout",
+            "allowed_states": ["active", "rollout"], "routing": true, "fallback": "Moon",
+            "rollout_variant": "Mars", "traffic": 100.0, "run": null,
+            "last_run": {"number": 1, "started_at": "a", "ended_at": "b"},
+            "variants": [{"name": "Moon", "weight": 50, "upstream": "moon", "assigned": 40, "exposed": 90},
+                         {"name": "Mars", "weight": 50, "upstream": "mars", "assigned": 60, "exposed": 80}]
+        });
+        let row = experiment_row(&e, true);
+        assert!(row.contains("everyone gets <strong>Mars</strong>"), "{row}");
+        assert!(
+            row.contains(r#"title="applies when the experiment is active">50</td><td>0%</td>"#),
+            "{row}"
+        );
+        assert!(
+            row.contains(r#"title="applies when the experiment is active">50</td><td>100%</td>"#),
+            "{row}"
+        );
+        assert!(
+            !row.contains("50%"),
+            "the 50/50 weights are not what is served: {row}"
+        );
+        assert!(row.contains("100 devices in run 1"), "{row}");
+        let mut active = e.clone();
+        active["state"] = "active".into();
+        let row = experiment_row(&active, true);
+        assert!(
+            row.contains("<td>50</td><td>50%</td>") && !row.contains("everyone gets"),
+            "{row}"
+        );
     }
 }

@@ -22,10 +22,76 @@ pub struct Fetched {
     pub counts: Counts,
     /// `{"number", "started_at", "ended_at"}` when the source knows it.
     pub run: Option<Value>,
+    /// The experiment's latest run, when the source knows it (the admin API).
+    pub latest_run: Option<u64>,
 }
 
-/// GET `url` and parse its JSON body; a non-2xx answer is an error with its body.
-pub(crate) async fn get_json(url: &str, bearer: Option<&str>) -> Result<Value, String> {
+/// What is asked for, to say what could not be reached.
+#[derive(Clone, Copy)]
+pub(crate) enum Service {
+    Admin,
+    Prometheus,
+}
+
+impl Service {
+    fn what(self) -> &'static str {
+        match self {
+            Service::Admin => "the proxy's admin listener",
+            Service::Prometheus => "Prometheus",
+        }
+    }
+
+    fn hint(self) -> &'static str {
+        match self {
+            Service::Admin => "is abproxy running, and is this its admin address (admin.listen)?",
+            Service::Prometheus => "is Prometheus running at this address?",
+        }
+    }
+}
+
+/// Why a request got no answer, in words: `cannot reach Prometheus at URL: connection
+/// refused (nothing listens there) — is Prometheus running at this address?`. The
+/// client's own text (`client error (Connect)`) names neither the URL nor the cause.
+fn unreachable(url: &str, service: Service, err: &hyper_util::client::legacy::Error) -> String {
+    let mut causes = Vec::new();
+    let mut io_kind = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let reason = match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            "connection refused (nothing listens there)".to_string()
+        }
+        Some(std::io::ErrorKind::TimedOut) => "the connection timed out".to_string(),
+        _ if causes.is_empty() => err.to_string(),
+        // The innermost cause says the most (`tcp connect error: … (os error 113)`).
+        _ => causes.join(": "),
+    };
+    // A PromQL query string is long and says nothing about the connection.
+    let url = url.split('?').next().unwrap_or(url);
+    if err.is_connect() {
+        format!(
+            "cannot reach {} at {url}: {reason} — {}",
+            service.what(),
+            service.hint()
+        )
+    } else {
+        format!("{url}: {reason}")
+    }
+}
+
+/// GET `url` and parse its JSON body; a non-2xx answer is an error with its body (its
+/// `error` field when it has one).
+pub(crate) async fn get_json(
+    url: &str,
+    bearer: Option<&str>,
+    service: Service,
+) -> Result<Value, String> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut request = http::Request::get(url);
@@ -38,7 +104,7 @@ pub(crate) async fn get_json(url: &str, bearer: Option<&str>) -> Result<Value, S
     let response = tokio::time::timeout(TIMEOUT, client.request(request))
         .await
         .map_err(|_| format!("{url}: no answer within {}s", TIMEOUT.as_secs()))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| unreachable(url, service, &e))?;
     let status = response.status();
     let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
         .await
@@ -51,10 +117,11 @@ pub(crate) async fn get_json(url: &str, bearer: Option<&str>) -> Result<Value, S
         .map_err(|e| format!("{url}: {e}"))?
         .to_bytes();
     if !status.is_success() {
-        return Err(format!(
-            "{url}: {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
+        let text = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
+        return Err(format!("{url}: {status}: {text}"));
     }
     serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
 }
@@ -67,17 +134,18 @@ fn base(url: &str) -> Result<&str, String> {
 }
 
 /// From a running proxy's admin listener (`--admin http://127.0.0.1:8081`): one
-/// experiment, or every experiment of its config.
+/// experiment, or every experiment of its config; its last run, or run `run`.
 pub async fn from_admin(
     url: &str,
     token: Option<&str>,
     experiment: Option<&str>,
+    run: Option<u32>,
 ) -> Result<Vec<Fetched>, String> {
     let base = base(url)?;
     let keys = match experiment {
         Some(key) => vec![key.to_string()],
         None => {
-            let list = get_json(&format!("{base}/api/experiments"), token).await?;
+            let list = get_json(&format!("{base}/api/experiments"), token, Service::Admin).await?;
             list["experiments"]
                 .as_array()
                 .ok_or("the admin API's experiment list has no `experiments`")?
@@ -87,13 +155,23 @@ pub async fn from_admin(
         }
     };
     let mut fetched = Vec::new();
+    let query = run.map_or(String::new(), |n| format!("?run={n}"));
     for key in keys {
-        let results = get_json(&format!("{base}/api/experiments/{key}/results"), token).await?;
+        let results = get_json(
+            &format!("{base}/api/experiments/{key}/results{query}"),
+            token,
+            Service::Admin,
+        )
+        .await?;
         let counts = serde_json::from_value(results["counts"].clone())
             .map_err(|e| format!("{key}: the results hold no usable counts: {e}"))?;
         fetched.push(Fetched {
             counts,
             run: Some(results["run"].clone()).filter(|r| !r.is_null()),
+            latest_run: results["runs"]
+                .as_array()
+                .and_then(|runs| runs.last())
+                .and_then(|r| r["number"].as_u64()),
         });
     }
     Ok(fetched)
@@ -120,7 +198,7 @@ pub async fn from_prometheus(
     let query = |promql: String| {
         let url = format!("{base}/api/v1/query?query={}", percent_encode(&promql));
         async move {
-            let answer = get_json(&url, None).await?;
+            let answer = get_json(&url, None, Service::Prometheus).await?;
             if answer["status"] != "success" {
                 return Err(format!("Prometheus refused `{promql}`: {answer}"));
             }
@@ -282,6 +360,7 @@ pub async fn from_prometheus(
                 variants,
             },
             run: Some(serde_json::json!({ "number": run })),
+            latest_run: None,
         });
     }
     Ok(fetched)

@@ -60,6 +60,7 @@ pub async fn simulate(
             let list = crate::cli::remote::get_json(
                 &format!("{}/api/experiments", url.trim_end_matches('/')),
                 options.token.as_deref(),
+                crate::cli::remote::Service::Admin,
             )
             .await
             .map_err(|e| {

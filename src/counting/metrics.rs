@@ -11,6 +11,12 @@
 //! prometheus counters: they live in the `counts::CountBook`, durable in the data
 //! directory, and are rendered from it at scrape time for each experiment's last run.
 //! A restarted replica therefore goes on from the counts it had.
+//!
+//! Per run, on purpose: a run's assignments are its analysis population (a device
+//! assigned in run 1 is not new in run 2), so summing runs would mix populations. A new
+//! run starts them again from 0, which Prometheus reads as a counter reset (`rate()` and
+//! `increase()` stay right); `abproxy_experiment_run` says which run they are for. An
+//! earlier run stays in Prometheus's history and in the results API (`?run=N`).
 
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,

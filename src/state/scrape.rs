@@ -57,7 +57,7 @@ impl Snapshot {
         IntGaugeVec::new(
             Opts::new(
                 EXPERIMENT_RUN,
-                "The run the count metrics of an experiment are for (0: never active); `control` is the variant the analysis compares with; `replica` identifies the data directory the counts come from.",
+                "The run the count metrics of an experiment are for (0: never active); a new run starts them again from 0; `control` is the variant the analysis compares with; `replica` identifies the data directory the counts come from.",
             ),
             &["experiment", "control", "replica"],
         )

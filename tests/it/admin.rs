@@ -10,12 +10,26 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 /// A proxy with an admin token file and a commented config.
 pub async fn proxy_with_token(moon: &MockUpstream, mars: &MockUpstream, state: &str) -> TestProxy {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("admin-token");
+    let config_path = write_config_with_token(dir.path(), moon, mars, state, "");
+    TestProxy::start_at(dir, config_path).await
+}
+
+/// The config of [`proxy_with_token`] (and its token file) in `dir`, with `extra` lines
+/// added to the experiment (goals, a control); its path.
+pub fn write_config_with_token(
+    dir: &std::path::Path,
+    moon: &MockUpstream,
+    mars: &MockUpstream,
+    state: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let token_file = dir.join("admin-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let config_path = dir.path().join("abproxy.yaml");
+    let config_path = dir.join("abproxy.yaml");
     let config = format!(
         "# Managed by hand and by the admin page.
 data_dir: {data}
+listen: 127.0.0.1:0
 admin:
   listen: 127.0.0.1:0
   token_file: {token}
@@ -31,14 +45,14 @@ experiments:
       Mars: {{ weight: 50, upstream: mars }}
     fallback: Moon
     rollout_variant: Mars
-",
-        data = dir.path().join("data").display(),
+{extra}",
+        data = dir.join("data").display(),
         token = token_file.display(),
         moon = moon.url(),
         mars = mars.url(),
     );
     std::fs::write(&config_path, config).unwrap();
-    TestProxy::start_at(dir, config_path).await
+    config_path
 }
 
 async fn admin_request(
@@ -514,4 +528,78 @@ async fn session_login_and_csrf() {
         .unwrap()
         .contains("Max-Age=0"));
     proxy.stop().await;
+}
+
+/// The Docker case: the config's directory cannot be written (there a read-only mount;
+/// here the immutable attribute, which stops root too — see `ImmutableDir`). The PATCH
+/// says why in its answer (the page shows that text) and the proxy logs it; once the
+/// directory is writable again the change goes through and is logged readably.
+#[test]
+fn a_config_that_cannot_be_written_says_why_in_the_answer_and_the_log() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (moon, mars) = runtime.block_on(moon_and_mars());
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = write_config_with_token(dir.path(), &moon, &mars, "active", "");
+    let proxy = crate::support::binary::ProxyProcess::serve(&config_path);
+    let url = format!("http://{}/api/experiments/moon_mars", proxy.admin);
+    let patch = |body: &str| {
+        runtime.block_on(send_text(
+            http::Request::patch(&url).header("authorization", bearer()),
+            body,
+        ))
+    };
+    let logged = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Ok(line) = proxy
+            .log
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if line.contains(what) {
+                return line;
+            }
+        }
+        panic!("no log line with {what:?}");
+    };
+    let before = std::fs::read_to_string(&config_path).unwrap();
+    {
+        let Some(_immutable) = ImmutableDir::set(dir.path()) else {
+            return;
+        };
+        let (status, _, body) = patch(r#"{"weights":{"Moon":30,"Mars":70}}"#);
+        assert_eq!(status, 500, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let message = answer["error"].as_str().unwrap();
+        let expected = format!(
+            "cannot write {}: Operation not permitted (os error 1) — abproxy may not create files in {}",
+            std::fs::canonicalize(&config_path).unwrap().display(),
+            std::fs::canonicalize(dir.path()).unwrap().display()
+        );
+        assert!(message.starts_with(&expected), "{message}");
+        let line = logged("admin API: change to experiment moon_mars failed");
+        assert!(line.contains("ERROR") && line.contains(&expected), "{line}");
+        assert_eq!(std::fs::read_to_string(&config_path).unwrap(), before);
+    }
+    let (status, _, body) = patch(r#"{"weights":{"Moon":30,"Mars":70}}"#);
+    assert_eq!(status, 200, "{body}");
+    let line = logged("experiment moon_mars changed through the admin API");
+    assert!(
+        line.ends_with(
+            "changed through the admin API: weights Mars=70 Moon=30 (were Mars=50 Moon=50)"
+        ),
+        "{line}"
+    );
+    let (status, _, _) = patch(r#"{"state":"rollout","rollout_variant":"Mars"}"#);
+    assert_eq!(status, 200);
+    let line = logged("experiment moon_mars changed through the admin API");
+    assert!(
+        line.ends_with("changed through the admin API: state active → rollout"),
+        "{line}"
+    );
+    let (status, _, _) = patch(r#"{"state":"inactive"}"#);
+    assert_eq!(status, 400, "rollout → inactive is refused");
+    let line = logged("admin API: change to experiment moon_mars refused (400 Bad Request)");
+    assert!(
+        line.contains("rollout → inactive is not an allowed transition"),
+        "{line}"
+    );
 }

@@ -1,4 +1,5 @@
-//! `abproxy analyze --counts` and `abproxy plan`, through the binary.
+//! `abproxy analyze --counts` and `abproxy plan`, through the binary; `analyze` against a
+//! source that is not there.
 
 use std::process::Command;
 
@@ -289,4 +290,50 @@ async fn a_new_experiment_reads_not_enough_data_everywhere() {
         }
     }
     proxy.stop().await;
+}
+
+/// A port that was just bound and closed: nothing listens there, connecting is refused.
+fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+/// `analyze --admin` / `--prometheus` against a stopped server: the URL it could not
+/// reach and why, not the HTTP client's `client error (Connect)`.
+#[test]
+fn analyze_names_the_url_it_cannot_reach_and_why() {
+    let addr = closed_port();
+    let (code, out, err) = run(&["analyze", "--admin", &format!("http://{addr}")]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "abproxy: cannot reach the proxy's admin listener at http://{addr}/api/experiments: connection refused (nothing listens there) — is abproxy running, and is this its admin address (admin.listen)?"
+        )
+    );
+    let (code, _, err) = run(&[
+        "analyze",
+        "--admin",
+        &format!("http://{addr}/"),
+        "--experiment",
+        "moon_mars",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "cannot reach the proxy's admin listener at http://{addr}/api/experiments/moon_mars/results: connection refused"
+        )),
+        "{err}"
+    );
+    let (code, _, err) = run(&["analyze", "--prometheus", &format!("http://{addr}")]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "abproxy: cannot reach Prometheus at http://{addr}/api/v1/query: connection refused (nothing listens there) — is Prometheus running at this address?"
+        )
+    );
+    assert!(!err.contains("client error"), "{err}");
 }

@@ -342,8 +342,9 @@ async fn analyze_prometheus_sums_replicas_including_gone_and_moved_ones() {
     b.stop().await;
 }
 
-/// The admin page shows, per goal, the verdicts, the table and two server-drawn SVG
-/// charts (the rate over time needs the history the flusher writes each second).
+/// The admin page shows the devices over time and, per goal, the verdicts, the table
+/// and two server-drawn SVG charts (the charts over time need the history the flusher
+/// writes each second).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_page_shows_results_tables_and_charts() {
     let (moon, mars) = moon_and_mars().await;
@@ -368,15 +369,270 @@ async fn the_admin_page_shows_results_tables_and_charts() {
         section.contains(&format!("Moon</td><td>{moon_users}</td>")),
         "Moon's users in the table"
     );
-    assert_eq!(section.matches("<svg").count(), 4, "two charts per goal");
+    assert_eq!(
+        section.matches("<svg").count(),
+        5,
+        "the devices over time, and two charts per goal (rates now, difference over time)"
+    );
     assert_eq!(
         section.matches("<polyline").count(),
         4,
-        "a line per variant and goal"
+        "a devices line per variant, and Mars's difference to Moon per goal"
     );
-    assert!(!section.contains("not enough history yet"));
+    for title in [
+        "Devices per variant over the run",
+        "Difference to Moon over the run (goal click)",
+        "Difference to Moon over the run (goal revenue)",
+        "Conversion rate per variant (goal click)",
+    ] {
+        assert!(
+            section.contains(&format!(r#"class="title">{title}</text>"#)),
+            "{title}"
+        );
+    }
+    assert!(!section.contains("no data yet") && !section.contains("no devices yet"));
+    // One word for devices in every column header and label, and why exposures exceed them.
+    let column_headers: Vec<&str> = page
+        .split("<th")
+        .skip(1)
+        .map(|h| h.split("</th>").next().unwrap())
+        .collect();
+    assert!(
+        column_headers
+            .iter()
+            .any(|h| h.ends_with(">devices</abbr>")),
+        "{column_headers:?}"
+    );
+    for word in ["users", "assigned", "visits"] {
+        assert!(
+            !column_headers
+                .iter()
+                .any(|h| h.to_lowercase().ends_with(word)),
+            "{word}: {column_headers:?}"
+        );
+    }
+    assert!(page.contains("a device makes many requests, so exposures exceed devices"));
     assert!(!page.contains("src=\"http"), "no external resources");
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'"), "{csp}");
+    proxy.stop().await;
+}
+
+/// A proxy with a token (so it can be changed) and the two goals, in state `state`.
+pub async fn goals_proxy_with_token(
+    moon: &MockUpstream,
+    mars: &MockUpstream,
+    state: &str,
+) -> TestProxy {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = crate::admin::write_config_with_token(
+        dir.path(),
+        moon,
+        mars,
+        state,
+        "    control: Moon
+    goals:
+      click: { event: button_click }
+      revenue: { event: purchase, value: { param: amount } }
+",
+    );
+    TestProxy::start_at(dir, config_path).await
+}
+
+pub async fn patch_state(proxy: &TestProxy, body: &str) {
+    let (status, _, answer) = send_text(
+        http::Request::patch(format!("http://{}/api/experiments/moon_mars", proxy.admin))
+            .header("authorization", format!("Bearer {}", crate::admin::TOKEN)),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}: {answer}");
+}
+
+pub async fn results_of(proxy: &TestProxy, query: &str) -> (u16, Value) {
+    let (status, _, body) = get(
+        &format!(
+            "http://{}/api/experiments/moon_mars/results{query}",
+            proxy.admin
+        ),
+        &[("authorization", &format!("Bearer {}", crate::admin::TOKEN))],
+    )
+    .await;
+    (status.as_u16(), serde_json::from_slice(&body).unwrap())
+}
+
+/// The detour the issue describes: stop (run 1 ends), start again (run 2), roll out.
+/// Run 2 is what the API, `analyze` and the metrics show by default; run 1 stays
+/// reachable with `?run=1` and `analyze --run 1`, and a bad run is a clear 4xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_stays_reachable_through_the_api_and_analyze() {
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = goals_proxy_with_token(&moon, &mars, "active").await;
+    let first = drive(&proxy, 45).await;
+    patch_state(&proxy, r#"{"state":"inactive"}"#).await;
+    patch_state(&proxy, r#"{"state":"active"}"#).await;
+    let second = drive(&proxy, 12).await;
+    patch_state(&proxy, r#"{"state":"rollout","rollout_variant":"Mars"}"#).await;
+
+    let (status, latest) = results_of(&proxy, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(latest["run"]["number"], 2, "the last run by default");
+    assert_eq!(observed(&latest), second);
+    let numbers: Vec<&Value> = latest["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["number"])
+        .collect();
+    assert_eq!(numbers, [1, 2], "every run is listed");
+    let (status, earlier) = results_of(&proxy, "?run=1").await;
+    assert_eq!(status, 200, "{earlier}");
+    assert_eq!(earlier["run"]["number"], 1);
+    assert!(earlier["run"]["ended_at"].is_string());
+    assert_eq!(observed(&earlier), first, "run 1's counts, not run 2's");
+    let (status, strict) = results_of(&proxy, "?run=1&confidence=0.99").await;
+    assert_eq!(
+        (status, &strict["confidence"]),
+        (200, &serde_json::json!(0.99))
+    );
+
+    for (query, status, message) in [
+        (
+            "?run=3",
+            404,
+            "experiment `moon_mars` has no run 3 (its runs are 1, 2)",
+        ),
+        ("?run=0", 404, "has no run 0"),
+        ("?run=one", 400, "run: `one` is not a run number"),
+        ("?run=-1", 400, "is not a run number"),
+        ("?run=", 400, "is not a run number"),
+        ("?run=1&run=2", 400, "run: given twice"),
+    ] {
+        let (got, answer) = results_of(&proxy, query).await;
+        assert_eq!(got, status, "{query}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(message),
+            "{query}: {answer}"
+        );
+    }
+
+    // The page: the run asked for, or the last one with the reason.
+    for (query, status, shows) in [
+        ("", 200, "Showing <strong>run 2</strong> of 2"),
+        ("?run.moon_mars=1", 200, "Showing <strong>run 1</strong> of 2"),
+        (
+            "?run.moon_mars=9",
+            404,
+            "experiment `moon_mars` has no run 9 (its runs are 1, 2): showing the last run instead.",
+        ),
+        ("?run.moon_mars=x", 400, "run.moon_mars: run: `x` is not a run number"),
+        ("?run.nope=1", 404, "run.nope: no experiment `nope`"),
+    ] {
+        let (got, _, page) = get(
+            &format!("http://{}/experiments{query}", proxy.admin),
+            &[("authorization", &format!("Bearer {}", crate::admin::TOKEN))],
+        )
+        .await;
+        let page = String::from_utf8_lossy(&page);
+        assert_eq!(got.as_u16(), status, "{query}");
+        assert!(page.contains(shows), "{query}: {page}");
+    }
+
+    // The metrics are those of the last run, started again from 0 with it
+    // (`abproxy_experiment_run` says which).
+    let m = proxy.metrics().await;
+    let run_gauge = m
+        .iter()
+        .find(|(k, _)| {
+            k.starts_with(r#"abproxy_experiment_run{control="Moon",experiment="moon_mars""#)
+        })
+        .map(|(_, v)| *v);
+    assert_eq!(run_gauge, Some(2.0));
+    let assigned = |variant: &str| {
+        m[&format!(r#"abproxy_assignments_total{{experiment="moon_mars",variant="{variant}"}}"#)]
+    };
+    assert_eq!(
+        (assigned("Moon"), assigned("Mars")),
+        (second.moon.0 as f64, second.mars.0 as f64)
+    );
+
+    let admin = format!("http://{}", proxy.admin);
+    let cli = |args: &[&str]| {
+        tokio::task::block_in_place(|| {
+            Command::new(BIN)
+                .arg("analyze")
+                .args(["--admin", &admin, "--token", crate::admin::TOKEN])
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let json = cli(&[
+        "--experiment",
+        "moon_mars",
+        "--run",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(observed(&report), first);
+    let table = cli(&["--experiment", "moon_mars", "--run", "1"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.starts_with("run 1 (")
+            && table
+                .lines()
+                .next()
+                .unwrap()
+                .contains("; the latest is run 2) from http://"),
+        "{table}"
+    );
+    let latest_table = cli(&["--experiment", "moon_mars"]);
+    let latest_table = String::from_utf8_lossy(&latest_table.stdout);
+    assert!(
+        latest_table.starts_with("run 2 (") && !latest_table.contains("the latest is"),
+        "{latest_table}"
+    );
+    let missing = cli(&["--experiment", "moon_mars", "--run", "7"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("404 Not Found: experiment `moon_mars` has no run 7 (its runs are 1, 2)"),
+        "{stderr}"
+    );
+    proxy.stop().await;
+}
+
+/// Rolling the winner out straight from the active run (the page's one click) ends
+/// run 1 and starts none: the results and the metrics keep showing run 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_out_from_the_active_run_keeps_its_results_in_view() {
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = goals_proxy_with_token(&moon, &mars, "active").await;
+    let driven = drive(&proxy, 30).await;
+    patch_state(&proxy, r#"{"state":"rollout","rollout_variant":"Mars"}"#).await;
+    let (_, results) = results_of(&proxy, "").await;
+    assert_eq!(results["run"]["number"], 1);
+    assert!(results["run"]["ended_at"].is_string());
+    assert_eq!(observed(&results), driven);
+    // Rolled out: every new visitor gets Mars, and nothing more is counted.
+    for _ in 0..5 {
+        let (_, headers, _) = get(&proxy.url("/"), &[]).await;
+        assert_eq!(headers["x-upstream"], "mars");
+    }
+    let m = proxy.metrics().await;
+    let total: f64 = ["Moon", "Mars"]
+        .iter()
+        .map(|v| {
+            m[&format!(r#"abproxy_assignments_total{{experiment="moon_mars",variant="{v}"}}"#)]
+        })
+        .sum();
+    assert_eq!(total, (driven.moon.0 + driven.mars.0) as f64);
     proxy.stop().await;
 }

@@ -497,3 +497,51 @@ pub fn require_tools(tools: &[&str], install: &str) -> bool {
     eprintln!("skipped: {message}");
     false
 }
+
+/// A directory to which no file can be added, not even by root (tests run as root, for
+/// whom permission bits mean nothing): the immutable attribute (`chattr +i`). Creating
+/// the temporary file beside the config then fails with EPERM, as it fails with EROFS
+/// on a read-only mount (the Docker case) — the same code path, without needing the
+/// privilege to mount. Undone on drop. `None` (skipped, with the reason) where the
+/// filesystem or the process cannot set it.
+pub struct ImmutableDir(PathBuf);
+
+impl ImmutableDir {
+    pub fn set(dir: &std::path::Path) -> Option<ImmutableDir> {
+        const CHATTR: &str = "/usr/bin/chattr";
+        if !require_tools(&[CHATTR], "apt-get install e2fsprogs") {
+            return None;
+        }
+        let set = std::process::Command::new(CHATTR)
+            .arg("+i")
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !set {
+            eprintln!(
+                "skipped: chattr +i {} failed (the filesystem or this process's capabilities do not allow it)",
+                dir.display()
+            );
+            return None;
+        }
+        let guard = ImmutableDir(dir.to_path_buf());
+        // It must really stop this process, or the test would prove nothing.
+        let probe = dir.join(".probe");
+        if std::fs::write(&probe, b"").is_ok() {
+            let _ = std::fs::remove_file(&probe);
+            eprintln!("skipped: chattr +i does not stop this process from adding files");
+            return None;
+        }
+        Some(guard)
+    }
+}
+
+impl Drop for ImmutableDir {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("/usr/bin/chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}

@@ -213,6 +213,37 @@ impl Browser {
         decode_base64(shot["value"].as_str().unwrap())
     }
 
+    /// Resize the window (a tall one fits a whole section in one screenshot).
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.cmd(
+            http::Method::POST,
+            &self.session_path("/window/rect"),
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
+    /// A PNG of one element (scrolled into view), e.g. a chart below the fold.
+    pub async fn element_screenshot(&self, css: &str) -> Vec<u8> {
+        let element = self.find(css).await;
+        let shot = self
+            .cmd(
+                http::Method::GET,
+                &self.session_path(&format!("/element/{element}/screenshot")),
+                None,
+            )
+            .await;
+        decode_base64(shot["value"].as_str().unwrap())
+    }
+
+    /// The page's URL.
+    pub async fn url(&self) -> String {
+        let answer = self
+            .cmd(http::Method::GET, &self.session_path("/url"), None)
+            .await;
+        answer["value"].as_str().unwrap_or_default().to_string()
+    }
+
     pub async fn quit(mut self) {
         let _ = self
             .try_cmd(http::Method::DELETE, &self.session_path(""), None)
