@@ -105,7 +105,7 @@ pool: { max_idle_per_host: 8, idle_timeout: 2h }
 
 #[test]
 fn durations() {
-    use parse::parse_duration;
+    use parse::fields::parse_duration;
     assert_eq!(parse_duration("0ms"), Ok(Duration::ZERO));
     assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
     assert!(parse_duration("15").unwrap_err().contains("needs a unit"));
