@@ -80,3 +80,26 @@ fn backend_name(config: &Config, upstream: &str) -> String {
                 .unwrap_or_default()
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_is_named_after_its_variant_else_its_upstream_capitalised() {
+        let config = Config::from_str(
+            "listen: 127.0.0.1:8080\n\
+             upstreams:\n  moon: http://127.0.0.1:9001\n  mars: http://127.0.0.1:9002\n  \
+             venus: http://127.0.0.1:9003\n\
+             default_upstream: venus\n\
+             experiments:\n  moon_mars:\n    state: active\n    fallback: Luna\n    \
+             variants:\n      Luna: {weight: 50, upstream: moon}\n      \
+             Ares: {weight: 50, upstream: mars}\n",
+            Path::new("demo.yaml"),
+        )
+        .unwrap();
+        assert_eq!(backend_name(&config, "moon"), "Luna");
+        assert_eq!(backend_name(&config, "mars"), "Ares");
+        assert_eq!(backend_name(&config, "venus"), "Venus");
+    }
+}
