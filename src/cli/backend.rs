@@ -5,8 +5,10 @@
 
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -21,6 +23,19 @@ struct Backend {
     name_header: HeaderValue,
     /// The page, rendered once: the load harness measures the proxy, not templating.
     page: Bytes,
+}
+
+/// `abproxy backend`: listen on `listen` and serve the page until SIGTERM or SIGINT.
+pub async fn listen_and_run(name: &str, listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        "backend {name} listening on http://{}",
+        listener.local_addr()?
+    );
+    run(name, listener, crate::cli::runtime::shutdown_signal()).await;
+    Ok(())
 }
 
 /// Serve the backend page on `listener` until `shutdown` completes.

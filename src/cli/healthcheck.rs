@@ -13,6 +13,16 @@ use hyper_util::rt::TokioExecutor;
 /// Where the image's config puts the admin listener.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8081/healthz";
 
+/// `abproxy healthcheck`: probe `url` and print its status line; an error (exit 1)
+/// otherwise.
+pub fn run(url: &str, within: Duration) -> anyhow::Result<()> {
+    let status = crate::cli::runtime::block_on(Some(1), async {
+        probe(url, within).await.map_err(anyhow::Error::msg)
+    })?;
+    println!("{status}");
+    Ok(())
+}
+
 /// `Ok(status line)` for a 2xx answer within `within`; else why not, naming the URL.
 pub async fn probe(url: &str, within: Duration) -> Result<String, String> {
     if !url.starts_with("http://") {

@@ -133,6 +133,11 @@ fn base(url: &str) -> Result<&str, String> {
     Ok(url.trim_end_matches('/'))
 }
 
+/// The admin token given on the command line, else the one in `ABPROXY_ADMIN_TOKEN`.
+pub fn admin_token(given: Option<String>) -> Option<String> {
+    given.or_else(|| std::env::var(crate::state::secret::TOKEN_ENV).ok())
+}
+
 /// From a running proxy's admin listener (`--admin http://127.0.0.1:8081`): one
 /// experiment, or every experiment of its config; its last run, or run `run`.
 pub async fn from_admin(

@@ -10,6 +10,7 @@
 //! weights. Without it, names are checked against the variants the visits got, and the
 //! split only against `--weights`.
 
+pub mod command;
 pub mod design;
 pub mod report;
 

@@ -2,6 +2,7 @@
 //!
 //! - [`book`]: the in-memory count book (exposures, assignments, conversions per
 //!   experiment, run and variant, with their history), atomic adds on the request path;
+//! - [`log_line`]: a count book record as one checksummed line of the log, and back;
 //! - [`store`]: its durable log in the data directory (written by a flusher, replayed at
 //!   start-up);
 //! - [`export`]: the optional JSON-lines export of every counted event;
@@ -12,5 +13,6 @@
 
 pub mod book;
 pub mod export;
+pub mod log_line;
 pub mod metrics;
 pub mod store;
