@@ -30,7 +30,7 @@
 //! | [`state`] | the snapshot, the app (load, reload, commit), the run book, secrets, reload triggers | everything below |
 //! | [`admin`] | the admin listener: API, page, charts, results | everything below |
 //! | [`proxy`] | the listeners, the proxy service, routing one request, `/_ab/` endpoints, header rewriting, upgrades, errors | everything below |
-//! | [`cli`] | `simulate`, the remote sources of `analyze`, the built-in backend | stats, counting, transport, util |
+//! | [`cli`] | one module per subcommand (`serve`, `check`, `demo`, `analyze` and its remote sources, `simulate`, `plan`, `healthcheck`, the built-in backend) and the runtime they run on | everything below |
 //!
 //! "Pure" means no I/O and no clock: nothing under `config`, `experiments` or `stats`
 //! uses tokio, hyper, `std::net`, `std::fs` or reads the time; callers pass time and
