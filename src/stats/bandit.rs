@@ -16,7 +16,7 @@
 //!    the devices.
 //! 2. [`shares`] puts the floor under it: `share_v = f + (1 − K·f)·p_v`, f = `min_share`.
 //! 3. [`weights`] turns the shares into integer weights for the assignment hash: parts per
-//!    billion, summing to exactly [`WEIGHT_TOTAL`], each within 2·10⁻⁹ of its share.
+//!    billion, summing to exactly [`WEIGHT_TOTAL`], each within a few 10⁻⁹ of its share.
 //!
 //! # Thompson's probabilities, by quadrature
 //!
@@ -156,8 +156,10 @@ pub const WEIGHT_TOTAL: u32 = 1_000_000_000;
 /// Integer weights for the assignment hash: `shares` (normalised to their sum) in parts
 /// per billion by the largest-remainder method, so they sum to exactly [`WEIGHT_TOTAL`];
 /// a positive share never gets 0 (it gets at least 1, taken from the arm that rounding
-/// favoured most). Each weight / 10⁹ is within 2·10⁻⁹ of its share (under a unit of
-/// rounding, plus at most one unit given away). All shares 0 (or none): all weights 0.
+/// favoured most). Each weight / 10⁹ is within (1 + b)·10⁻⁹ of its share, b the number
+/// of positive shares under 10⁻⁹ (raised to one unit, paid for by the others): under a
+/// unit of rounding otherwise, and under the rule's 10⁻⁶ with any number of variants
+/// below 999. All shares 0 (or none): all weights 0.
 pub fn weights(shares: &[f64]) -> Vec<u32> {
     let total: f64 = shares.iter().filter(|s| **s > 0.0).sum();
     if total <= 0.0 || !total.is_finite() {

@@ -62,3 +62,134 @@ fn thompson_matches_scipy_to_1e_6() {
     eprintln!("largest difference from scipy: {:e} ({})", worst.0, worst.1);
     assert!(THOMPSON_REFERENCES.len() >= 20);
 }
+
+#[test]
+fn thompson_is_deterministic_and_follows_the_arms_when_they_are_reordered() {
+    let counts = arms(&[
+        (1_000_000_000, 100_000_000),
+        (100, 12),
+        (1_000_000_000, 100_010_000),
+        (0, 0),
+        (5_000, 520),
+    ]);
+    let p = thompson(&counts);
+    assert_eq!(p, thompson(&counts), "the same counts, the same numbers, bit for bit");
+    let reversed: Vec<ArmCounts> = counts.iter().rev().copied().collect();
+    let q = thompson(&reversed);
+    for (v, pv) in p.iter().enumerate() {
+        assert!((pv - q[counts.len() - 1 - v]).abs() < 1e-12, "arm {v}: {pv} vs {q:?}");
+    }
+    assert_eq!(thompson(&[]), Vec::<f64>::new());
+    assert_eq!(thompson(&arms(&[(10, 3)])), vec![1.0]);
+}
+
+#[test]
+fn ucb1_puts_everything_on_the_largest_upper_bound() {
+    let ucb = |counts: &[(u64, u64)]| allocation(Algorithm::Ucb1, &arms(counts));
+    // Equal devices: equal bonuses, so the best rate wins.
+    assert_eq!(ucb(&[(1000, 100), (1000, 130), (1000, 120)]), vec![0.0, 1.0, 0.0]);
+    // N = 110, ln N = 4.7005: arm 0 has 0.5 + √(2·4.7005/10) = 1.4696, arm 1 has
+    // 0.6 + √(2·4.7005/100) = 0.9066: the less-tried arm wins despite its lower rate.
+    assert_eq!(ucb(&[(10, 5), (100, 60)]), vec![1.0, 0.0]);
+    // Even a rate of 0.9 over 1000 devices loses to 0.5 over 10: N = 1010, ln N = 6.9177,
+    // 0.5 + √(13.835/10) = 1.6762 against 0.9 + √(13.835/1000) = 1.0176.
+    assert_eq!(ucb(&[(10, 5), (1000, 900)]), vec![1.0, 0.0]);
+    // With 400 devices (N = 1400): 0.5 + √(2·ln 1400/400) = 0.6903 against
+    // 0.9 + √(2·ln 1400/1000) = 1.0204: now the better rate wins.
+    assert_eq!(ucb(&[(400, 200), (1000, 900)]), vec![0.0, 1.0]);
+    // Ties go to the first arm in name order.
+    assert_eq!(ucb(&[(100, 10), (100, 10)]), vec![1.0, 0.0]);
+    assert_eq!(ucb(&[(100, 10), (100, 20), (100, 20)]), vec![0.0, 1.0, 0.0]);
+    // An arm without devices goes first (the first of them), whatever the others show.
+    assert_eq!(ucb(&[(100, 99), (0, 0), (0, 0)]), vec![0.0, 1.0, 0.0]);
+    assert_eq!(ucb(&[(0, 0), (0, 0)]), vec![1.0, 0.0]);
+    // Conversions beyond the devices count as all converted: (10, 15) ties (10, 10).
+    assert_eq!(ucb(&[(10, 10), (10, 15)]), vec![1.0, 0.0]);
+    assert_eq!(ucb(&[(10, 9), (10, 15)]), vec![0.0, 1.0]);
+    assert_eq!(ucb(&[(7, 1)]), vec![1.0]);
+    assert_eq!(ucb(&[]), Vec::<f64>::new());
+}
+
+#[test]
+fn epsilon_greedy_gives_one_minus_epsilon_to_the_best_rate_and_epsilon_over_k_to_all() {
+    let greedy = |epsilon, counts: &[(u64, u64)]| {
+        allocation(Algorithm::EpsilonGreedy { epsilon }, &arms(counts))
+    };
+    let p = greedy(0.1, &[(100, 10), (100, 20), (100, 15)]);
+    let want = [0.1 / 3.0, 0.9 + 0.1 / 3.0, 0.1 / 3.0];
+    for (got, want) in p.iter().zip(want) {
+        assert!((got - want).abs() < 1e-15, "{p:?}");
+    }
+    // Equal rates (1/10 and 2/20): the first arm.
+    assert_eq!(greedy(0.2, &[(10, 1), (20, 2)]), vec![0.9, 0.1]);
+    assert_eq!(greedy(0.0, &[(10, 1), (20, 3)]), vec![0.0, 1.0]);
+    assert_eq!(greedy(1.0, &[(10, 1), (20, 3)]), vec![0.5, 0.5]);
+    // No devices: the rate 0, so it ties an arm without conversions and loses to any other.
+    assert_eq!(greedy(0.0, &[(0, 0), (10, 0)]), vec![1.0, 0.0]);
+    assert_eq!(greedy(0.0, &[(0, 0), (10, 1)]), vec![0.0, 1.0]);
+    // 75 714 291 / 757 142 857 exceeds 100 000 007 / 10⁹ by 1/(10⁹ · 757 142 857) ≈ 1.3·10⁻¹⁸,
+    // less than one f64 step: both divide to the same double, the exact comparison sees it.
+    assert_eq!(100_000_007.0 / 1e9, 75_714_291.0 / 757_142_857.0);
+    assert_eq!(
+        greedy(0.0, &[(1_000_000_000, 100_000_007), (757_142_857, 75_714_291)]),
+        vec![0.0, 1.0]
+    );
+    // ε outside [0, 1] is clamped (the config refuses it).
+    assert_eq!(greedy(1.5, &[(10, 1), (20, 3)]), vec![0.5, 0.5]);
+}
+
+#[test]
+fn shares_put_the_floor_under_every_variant() {
+    assert_eq!(shares(&[0.0, 1.0, 0.0], 0.01), vec![0.01, 0.98, 0.01]);
+    assert_eq!(shares(&[0.25, 0.75], 0.0), vec![0.25, 0.75]);
+    let s = shares(&[0.2, 0.3, 0.5], 0.05);
+    let want = [0.05 + 0.85 * 0.2, 0.05 + 0.85 * 0.3, 0.05 + 0.85 * 0.5];
+    for (got, want) in s.iter().zip(want) {
+        assert!((got - want).abs() < 1e-15);
+    }
+    assert!((s.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+    // At f = 1/K every variant has 1/K whatever p says.
+    assert_eq!(shares(&[1.0, 0.0], 0.5), vec![0.5, 0.5]);
+}
+
+#[test]
+fn weights_are_parts_per_billion_summing_exactly() {
+    assert_eq!(WEIGHT_TOTAL, 1_000_000_000);
+    assert_eq!(weights(&[0.5, 0.5]), vec![500_000_000, 500_000_000]);
+    // The one unit left over goes to the first of the equal remainders.
+    let third = 1.0 / 3.0;
+    assert_eq!(weights(&[third, third, third]), vec![333_333_334, 333_333_333, 333_333_333]);
+    assert_eq!(weights(&[0.01, 0.98, 0.01]), vec![10_000_000, 980_000_000, 10_000_000]);
+    // A positive share never gets weight 0; a zero share does.
+    assert_eq!(weights(&[1e-15, 1.0 - 1e-15]), vec![1, 999_999_999]);
+    assert_eq!(weights(&[0.0, 1.0]), vec![0, 1_000_000_000]);
+    assert_eq!(weights(&[0.0, 0.0]), vec![0, 0]);
+
+    // Random share vectors, some with many tiny shares: exact sum, every weight within
+    // (1 + b)·10⁻⁹ of its share (b shares under 10⁻⁹ raised to one unit), and positive
+    // exactly where the share is.
+    let mut random = SplitMix(13);
+    for case in 0..2000 {
+        let k = 2 + case % 40;
+        let raw: Vec<f64> = (0..k)
+            .map(|_| match (random.next_f64() * 4.0) as u32 {
+                0 => 0.0,
+                1 => random.next_f64() * 1e-10,
+                _ => random.next_f64(),
+            })
+            .collect();
+        let total: f64 = raw.iter().sum();
+        if total == 0.0 {
+            continue;
+        }
+        let s: Vec<f64> = raw.iter().map(|x| x / total).collect();
+        let w = weights(&s);
+        let raised = s.iter().filter(|&&x| x > 0.0 && x < 1e-9).count() as f64;
+        assert_eq!(w.iter().map(|&x| x as u64).sum::<u64>(), WEIGHT_TOTAL as u64, "{s:?}");
+        for (share, weight) in s.iter().zip(&w) {
+            let error = (*weight as f64 / 1e9 - share).abs();
+            assert!(error <= (1.0 + raised) * 1e-9 && error < 1e-6, "{share} → {weight}");
+            assert_eq!(*share > 0.0, *weight > 0, "{share} → {weight}");
+        }
+    }
+}
