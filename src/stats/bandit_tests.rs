@@ -12,12 +12,15 @@ fn arms(counts: &[(u64, u64)]) -> Vec<ArmCounts> {
         .collect()
 }
 
+/// A count set's name, its (users, conversions) per arm, and P(best) per arm.
+type Reference = (&'static str, &'static [(u64, u64)], &'static [f64]);
+
 /// P(best) from scipy 1.17.1 (Python 3.11.7): `quad` of f_v·Π F_u with scipy.stats.beta's
 /// pdf and cdf, in standardised units with `points=` at every arm's mean ± k·sd; produced by
 ///     python3 tests/golden/make_bandit_references.py
 /// (users, conversions) per arm, in variant-name order.
 #[rustfmt::skip]
-const THOMPSON_REFERENCES: &[(&str, &[(u64, u64)], &[f64])] = &[
+const THOMPSON_REFERENCES: &[Reference] = &[
     ("two_moderate", &[(1000, 100), (1000, 130)], &[0.01783493388364948, 0.9821650661163508]),
     ("two_equal", &[(500, 50), (500, 50)], &[0.49999999999999994, 0.49999999999999994]),
     ("two_zero_conversions", &[(100, 0), (200, 0)], &[0.6655629139072845, 0.3344370860927118]),

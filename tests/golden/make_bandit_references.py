@@ -87,7 +87,7 @@ def p_best(arms):
 
 def main():
     print(f"// python {sys.version.split()[0]}, scipy {scipy.__version__}")
-    print("const THOMPSON_REFERENCES: &[(&str, &[(u64, u64)], &[f64])] = &[")
+    print("const THOMPSON_REFERENCES: &[Reference] = &[")
     for name, arms in CASES:
         p = p_best(arms)
         counts = ", ".join(f"({n}, {s})" for n, s in arms)
