@@ -33,7 +33,7 @@
 //!   (`WINDOW_SDS`). This is what makes huge counts work: at n = 10⁹ a window is ~10⁻⁴
 //!   wide, and arms whose windows do not overlap are exactly 0 or 1 for each other.
 //! - The windows' edges cut [0, 1] into segments; a segment inside no window is skipped,
-//!   one inside some is cut into equal **panels** at most 3 standard deviations wide of the
+//!   one inside some is cut into equal **panels** at most 4 standard deviations wide of the
 //!   narrowest posterior whose window holds it, so a narrow arm inside a wide one is
 //!   resolved. Each panel gets 16-point Gauss–Legendre.
 //! - Densities are computed in log space relative to the posterior's mean,
@@ -49,9 +49,12 @@
 //!   more across it) are summed into the p_v; the others add at most 10⁻¹⁵ each.
 //! - The sum of the p_v is 1 up to the quadrature error; it is normalised to 1.
 //!
-//! Accuracy: within 10⁻⁹ of scipy's adaptive quadrature (`quad` on the same integral with
-//! scipy's incomplete Beta function) on the reference sets in `bandit_tests`, from 2 to 10
-//! arms and 0 to 10⁹ devices; the contract is 10⁻⁶.
+//! Accuracy: within 4·10⁻¹¹ of scipy's adaptive quadrature (`quad` on the same integral
+//! with scipy's incomplete Beta function) on the 24 reference sets in `bandit_tests`, from
+//! 2 to 10 arms and 0 to 10⁹ devices, zero and all conversions; the contract is 10⁻⁶.
+//! Cost (`benches/bandit.rs`, release, rough): ~6 µs for 2 arms, 20–70 µs for 10, and
+//! 0.06–0.6 ms for 32 (most for many overlapping posteriors): nothing for an update that
+//! runs once per boundary.
 
 use std::sync::OnceLock;
 
