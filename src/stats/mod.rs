@@ -6,6 +6,7 @@
 //! are two-sided at `confidence` (e.g. 0.95).
 
 pub mod analysis;
+pub mod bandit;
 
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
 use statrs::function::beta::ln_beta;
@@ -507,6 +508,8 @@ fn optimal_mixture_ratio(alpha: f64) -> f64 {
     r
 }
 
+#[cfg(test)]
+mod bandit_tests;
 #[cfg(test)]
 mod interval_tests;
 #[cfg(test)]
