@@ -1,5 +1,5 @@
 //! The experiment config: one YAML file, parsed into a position-carrying tree
-//! ([`yaml`]), then validated into the typed [`Config`] ([`parse`]).
+//! ([`yaml`]), then validated into the typed [`Config`] (`parse`).
 //!
 //! The same path runs at start-up, on every hot reload and in `abproxy check`, so a file
 //! that `check` accepts is exactly a file the proxy accepts.

@@ -375,7 +375,7 @@ pub fn chance_to_beat(a: Proportion, b: Proportion) -> f64 {
 }
 
 /// With Beta(1, 1) priors, the expected loss of choosing the variant:
-/// E[max(rate_a − rate_b, 0)] = E[pa]·P(A⁺ > B) − E[pb]·P(A > B⁺), where A⁺ and B⁺ have
+/// E[max(rate_a − rate_b, 0)] = E\[pa\]·P(A⁺ > B) − E\[pb\]·P(A > B⁺), where A⁺ and B⁺ have
 /// one more success (Stucchio's closed form).
 pub fn expected_loss(a: Proportion, b: Proportion) -> f64 {
     let ((aa, ba), (ab, bb)) = (posterior(a), posterior(b));
