@@ -447,7 +447,7 @@ pub fn render_table(report: &Report) -> String {
         out.push_str(&format!(
             "  {:<12} {:>9} {:>11} {:>8} {:>20} {:>8} {:>8} {:>8} {:>9}\n",
             "variant",
-            "users",
+            "devices",
             "conversions",
             "rate",
             "diff [95% CI]",
