@@ -54,10 +54,17 @@ async fn faulty_upstream() -> SocketAddr {
     addr
 }
 
-/// A port nothing listens on (bound, then closed).
+/// A port nothing listens on, kept reserved so no other test can take it.
 fn refused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    // Bound but never listening: a connection is refused (RST), and the port stays taken
+    // for the rest of the test binary's run. (A port bound and closed again is free for
+    // any other test's server to take, and then "refused" requests reach that server:
+    // seen as a 404 from another test's upstream on a loaded machine.)
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket);
+    addr
 }
 
 /// `app` for `/ok`, `bad` (the faulty one) for `/garbage`, `/close`, `/cut`, `/stall`,
