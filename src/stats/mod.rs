@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod bandit;
+pub mod strata;
 
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
 use statrs::function::beta::ln_beta;
