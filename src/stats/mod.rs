@@ -514,4 +514,6 @@ mod bandit_tests;
 #[cfg(test)]
 mod interval_tests;
 #[cfg(test)]
+mod strata_tests;
+#[cfg(test)]
 mod tests;
