@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod bandit;
+pub mod strata;
 
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
 use statrs::function::beta::ln_beta;
@@ -512,5 +513,7 @@ fn optimal_mixture_ratio(alpha: f64) -> f64 {
 mod bandit_tests;
 #[cfg(test)]
 mod interval_tests;
+#[cfg(test)]
+mod strata_tests;
 #[cfg(test)]
 mod tests;
