@@ -18,26 +18,41 @@ pub enum Format {
 }
 
 /// What `analyze` is asked: one of `counts`, `admin` and `prometheus` is the source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["counts", "admin", "prometheus"])))]
 pub struct Args {
-    /// A JSON file of counts.
+    /// A JSON file of counts (format in the README, "Analysing results").
+    #[arg(long)]
     pub counts: Option<PathBuf>,
-    /// A running proxy's admin URL.
+    /// A running proxy's admin URL, e.g. http://127.0.0.1:8081 (token from
+    /// ABPROXY_ADMIN_TOKEN or --token when it has one).
+    #[arg(long)]
     pub admin: Option<String>,
-    /// A Prometheus server scraping the replicas.
+    /// A Prometheus server scraping the replicas, e.g. http://127.0.0.1:9090.
+    #[arg(long)]
     pub prometheus: Option<String>,
     /// The experiment (default: every one the source knows).
+    #[arg(long, conflicts_with = "counts")]
     pub experiment: Option<String>,
-    /// With `admin` and `experiment`: this run's results (default: the last run).
+    /// With --admin and --experiment: this run's results (default: the last run). The
+    /// runs are listed in GET /api/experiments and on the admin page. Prometheus holds
+    /// only the counts of each replica's last run: ask the admin API for older ones.
+    #[arg(long, requires = "experiment", conflicts_with_all = ["counts", "prometheus"])]
     pub run: Option<u32>,
-    /// The admin token (default: `ABPROXY_ADMIN_TOKEN`'s).
+    /// The admin token (default: ABPROXY_ADMIN_TOKEN).
+    #[arg(long)]
     pub token: Option<String>,
-    /// With `prometheus`: how far back a replica that went away is remembered.
+    /// With --prometheus: how far back a replica that went away is remembered.
+    #[arg(long, default_value = "30d")]
     pub lookback: String,
+    /// `table` for reading, `json` for scripts (the analysis as one object per experiment).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Confidence of the intervals.
+    /// Confidence of the intervals (1 − the significance level).
+    #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
     /// Devices (both arms together) the sequential test is tuned for.
+    #[arg(long, default_value_t = crate::stats::DEFAULT_SEQUENTIAL_TUNING_USERS)]
     pub tuned_for: u64,
 }
 

@@ -6,20 +6,30 @@ use anyhow::{bail, Result};
 use crate::stats::Design;
 
 /// What `plan` is asked.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, clap::Args, Copy)]
 pub struct Args {
-    /// The control's conversion rate.
+    /// The control's conversion rate, e.g. 0.10.
+    #[arg(long)]
     pub baseline: f64,
-    /// The smallest absolute change worth detecting.
+    /// The smallest absolute change worth detecting, e.g. 0.02 (10% → 12%).
+    #[arg(long)]
     pub mde: f64,
     /// Two-sided significance level.
+    #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
+    /// The chance of detecting a change of --mde when there is one.
+    #[arg(long, default_value_t = 0.8)]
     pub power: f64,
-    /// Devices entering the experiment per day (all arms), for the duration.
+    /// Devices entering the experiment per day (all arms), to estimate the duration.
+    #[arg(long)]
     pub daily_users: Option<u64>,
-    /// Arms, the control included.
+    /// Arms, the control included; each other arm is compared with the control, at
+    /// alpha / (arms − 1) (Bonferroni).
+    #[arg(long, default_value_t = 2)]
     pub arms: u64,
-    /// Devices (both arms together) the sequential test is tuned for.
+    /// Devices (both arms together) the sequential test is tuned for, as in
+    /// `analyze --tuned-for` (the admin page uses the default).
+    #[arg(long, default_value_t = crate::stats::DEFAULT_SEQUENTIAL_TUNING_USERS)]
     pub tuned_for: u64,
 }
 

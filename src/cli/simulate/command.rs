@@ -7,23 +7,43 @@ use crate::cli::simulate::{parse_pairs, simulate, Options};
 use crate::cli::{remote, runtime};
 
 /// The arguments as given (`--click-probs`, `--params` and `--weights` still text).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
+    /// The proxy's URL, e.g. http://127.0.0.1:8080
+    #[arg(long)]
     pub target: String,
+    /// The proxy's admin URL, e.g. http://127.0.0.1:8081: the experiments' titles,
+    /// weights and pages are read from it, and --click-probs checked, before any visit.
+    #[arg(long)]
     pub admin: Option<String>,
-    /// The admin token (default, with `admin`: `ABPROXY_ADMIN_TOKEN`'s).
+    /// The admin token, if the proxy has one (default: ABPROXY_ADMIN_TOKEN).
+    #[arg(long, requires = "admin")]
     pub token: Option<String>,
+    /// Visits (each a new device).
+    #[arg(short = 'n', long, default_value_t = 1000)]
     pub visits: usize,
-    /// `Moon=0.1,Mars=0.2`.
+    /// Click probability per variant, e.g. Moon=0.1,Mars=0.2
+    #[arg(long)]
     pub click_probs: String,
+    /// The page each visit loads (default: one the experiments of --click-probs apply
+    /// to, read from --admin; else /).
+    #[arg(long)]
     pub path: Option<String>,
+    /// The event a click sends (the demo's goal is button_click).
+    #[arg(long, default_value = "button_click")]
     pub event: String,
-    /// A JSON object.
+    /// The event's params as JSON (the demo's goal filters on this button).
+    #[arg(long, default_value = r#"{"button":"reserve"}"#)]
     pub params: String,
-    /// `Moon=50,Mars=50`, or empty.
+    /// Without --admin: the designed split for the SRM line, e.g. Moon=50,Mars=50
+    /// (with neither, the split is not checked).
+    #[arg(long, default_value = "", conflicts_with = "admin")]
     pub weights: String,
+    /// Visits in flight at once.
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Default: a random seed.
+    /// Seed for the click draws (default: random).
+    #[arg(long)]
     pub seed: Option<u64>,
 }
 
