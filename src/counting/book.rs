@@ -458,10 +458,11 @@ fn with_live_point<T: Copy + PartialEq>(series: &Series<T>, now_ms: u64, live: T
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn vkey(variant: &str) -> VariantKey {
+    /// Keys for tests here and in `log_line`.
+    pub(crate) fn vkey(variant: &str) -> VariantKey {
         VariantKey {
             experiment: "moon_mars".into(),
             run: 3,
@@ -469,7 +470,7 @@ mod tests {
         }
     }
 
-    fn gkey(variant: &str, goal: &str) -> GoalKey {
+    pub(crate) fn gkey(variant: &str, goal: &str) -> GoalKey {
         GoalKey {
             variant: vkey(variant),
             goal: goal.into(),

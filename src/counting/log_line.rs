@@ -116,21 +116,7 @@ fn number<N: std::str::FromStr>(text: &str, what: &'static str) -> Result<N, Lin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vkey(variant: &str) -> VariantKey {
-        VariantKey {
-            experiment: "moon_mars".into(),
-            run: 3,
-            variant: variant.into(),
-        }
-    }
-
-    fn gkey(variant: &str, goal: &str) -> GoalKey {
-        GoalKey {
-            variant: vkey(variant),
-            goal: goal.into(),
-        }
-    }
+    use crate::counting::book::tests::{gkey, vkey};
 
     fn line(record: &Record) -> String {
         let mut s = String::new();
