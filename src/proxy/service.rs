@@ -336,32 +336,39 @@ async fn forward(
     let timeouts = snapshot.config.timeouts;
     let started = Instant::now();
     let sent = upstream.client.request(Request::from_parts(parts, body));
-    let result = match tokio::time::timeout(timeouts.upstream_response, sent).await {
+    let outcome = match tokio::time::timeout(timeouts.upstream_response, sent).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(err)) => Err(match client_body.and_then(|b| b.client_fault(false)) {
-            Some(kind) => ProxyError::from_client_fault(kind, timeouts.request_body_idle),
-            None => ProxyError::from_client(&upstream.name, err, timeouts.connect),
-        }),
-        Err(_elapsed) => Err(match client_body.and_then(|b| b.client_fault(true)) {
-            Some(kind) => ProxyError::from_client_fault(kind, timeouts.request_body_idle),
-            None => ProxyError::UpstreamTimeout {
-                upstream: upstream.name.clone(),
-                timeout: timeouts.upstream_response,
-            },
-        }),
-    };
-    let mut response = match result {
-        Ok(response) => response,
-        Err(err) if err.client_error_kind().is_some() => {
-            // The client broke its own request: nothing is counted against the upstream.
-            snapshot.client_errors[err.client_error_kind().expect("checked") as usize].inc();
-            tracing::debug!(error = %err, "request body failed on the client's side");
-            return Err(err);
+        failed => {
+            // A failure or a timeout while the client broke or held back its own body
+            // is the client's; any other is the upstream's.
+            let timed_out = failed.is_err();
+            Err(match client_body.and_then(|b| b.client_fault(timed_out)) {
+                Some(kind) => ProxyError::from_client_fault(kind, timeouts.request_body_idle),
+                None => match failed {
+                    Ok(Err(err)) => ProxyError::from_client(&upstream.name, err, timeouts.connect),
+                    _ => ProxyError::UpstreamTimeout {
+                        upstream: upstream.name.clone(),
+                        timeout: timeouts.upstream_response,
+                    },
+                },
+            })
         }
+    };
+    let mut response = match outcome {
+        Ok(response) => response,
         Err(err) => {
-            upstream.metrics.responses[CODE_CLASS_ERROR].inc();
-            upstream.metrics.count_error(err.upstream_error_kind());
-            tracing::debug!(error = %format_chain(&err), "upstream request failed");
+            match err.client_error_kind() {
+                // Nothing is counted against the upstream.
+                Some(kind) => {
+                    snapshot.client_errors[kind as usize].inc();
+                    tracing::debug!(error = %err, "request body failed on the client's side");
+                }
+                None => {
+                    upstream.metrics.responses[CODE_CLASS_ERROR].inc();
+                    upstream.metrics.count_error(err.upstream_error_kind());
+                    tracing::debug!(error = %format_chain(&err), "upstream request failed");
+                }
+            }
             return Err(err);
         }
     };
