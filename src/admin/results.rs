@@ -153,6 +153,7 @@ pub fn collect(
             control: Some(experiment.control.clone()),
             variants,
             weights: Some(weights),
+            periods: Vec::new(),
         },
         history,
     })

@@ -463,6 +463,7 @@ mod tests {
             control: Some("Moon".into()),
             variants,
             weights: None,
+            periods: Vec::new(),
         };
         let report = crate::stats::analysis::analyze(&counts, Settings::default())
             .map_err(|e| e.to_string());

@@ -362,6 +362,7 @@ pub async fn from_prometheus(
                 experiment: key,
                 control: Some(control),
                 weights: (weights.len() == variants.len()).then_some(weights),
+                periods: Vec::new(),
                 variants,
             },
             run: Some(serde_json::json!({ "number": run })),

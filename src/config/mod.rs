@@ -46,6 +46,8 @@ pub struct Config {
     /// The JSON-lines export of every exposure, assignment and conversion (off unless
     /// configured; fixed at start-up, like `data_dir`).
     pub export: Option<ExportConfig>,
+    /// The Prometheus server bandits with `counts: prometheus` read (off unless configured).
+    pub prometheus: Option<PrometheusSource>,
     /// In file order: the first routing experiment that applies picks the upstream, and
     /// `X-AB-Assignments` lists experiments in this order.
     pub experiments: Vec<Experiment>,
@@ -160,7 +162,7 @@ pub struct Limits {
     pub max_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Experiment {
     pub key: String,
     pub title: String,
@@ -182,6 +184,56 @@ pub struct Experiment {
     pub target: target::Target,
     /// What counts as a conversion, in file order.
     pub goals: Vec<Goal>,
+    /// A bandit that sets the weights of new devices (the `weights` above are then the
+    /// burn-in weights, and the admin API refuses to change them).
+    pub bandit: Option<Bandit>,
+}
+
+/// `experiments.<key>.bandit`: the rule that moves new devices toward the best variant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bandit {
+    pub algorithm: BanditAlgorithm,
+    /// The reward: a device of the run converted on this goal (one of the experiment's).
+    pub goal: String,
+    /// At least 1 s; updates happen at Unix-epoch multiples of it.
+    pub update_every: Duration,
+    /// Devices per variant in the run before the first update.
+    pub burn_in: u64,
+    /// Every variant keeps at least this share of new devices (0 ≤ f, K·f < 1).
+    pub min_share: f64,
+    pub counts: BanditCounts,
+    /// Where `bandit:` is in the file.
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BanditAlgorithm {
+    Thompson,
+    Ucb1,
+    /// `epsilon` in [0, 1].
+    EpsilonGreedy {
+        epsilon: f64,
+    },
+}
+
+/// Whose counts a bandit reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanditCounts {
+    /// This process's count book.
+    Local,
+    /// Every replica's, summed by the top-level `prometheus` server.
+    Prometheus,
+}
+
+/// Top-level `prometheus`: the server that scrapes every replica, read by bandits with
+/// `counts: prometheus`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrometheusSource {
+    /// `http://host:port` (a path prefix is allowed: `http://host/prometheus`).
+    pub url: http::Uri,
+    /// How long after a boundary the counts are read, so that every replica's scrape
+    /// up to the boundary has reached the server.
+    pub settle: Duration,
 }
 
 /// A goal: reached by a client event or by a proxied request, at most once per device

@@ -188,6 +188,7 @@ mod tests {
                     value: Some(ValueSource::Header("x-order-value".parse().unwrap())),
                 },
             ],
+            bandit: None,
         };
         (ExperimentPlan::new(&e, run, &book, |_| None), book)
     }

@@ -247,6 +247,7 @@ mod tests {
             traffic_bp: 10_000,
             target: Target::default(),
             goals: Vec::new(),
+            bandit: None,
         }
     }
 

@@ -41,6 +41,39 @@ pub struct Counts {
     pub variants: indexmap_like::OrderedMap<VariantCounts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<BTreeMap<String, f64>>,
+    /// The run's periods, oldest first: a new one starts whenever the shares of new
+    /// devices change (a bandit update, a weight change). `variants` above are the run's
+    /// totals, the sums over the periods. With more than one period the analysis is
+    /// stratified by period (`stats::strata`); with one or none it reads `variants`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub periods: Vec<PeriodCounts>,
+}
+
+/// One period of a run: the shares new devices were hashed by, what a bandit computed
+/// them from, and the devices assigned in it with their conversions.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodCounts {
+    pub number: u32,
+    /// RFC 3339, UTC.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// By variant, summing to 1.
+    pub shares: BTreeMap<String, f64>,
+    /// A bandit period: per variant the run's devices and conversions on the bandit's
+    /// goal that the shares were computed from. `null` for other periods.
+    #[serde(default)]
+    pub inputs: Option<BTreeMap<String, ArmInputs>>,
+    /// The devices assigned in this period, by variant, and their conversions.
+    pub counts: BTreeMap<String, VariantCounts>,
+}
+
+/// A variant's counts as a bandit update read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArmInputs {
+    pub users: u64,
+    pub conversions: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -188,6 +188,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
         traffic_bp,
         target,
         goals,
+        bandit: None,
     })
 }
 

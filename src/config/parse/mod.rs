@@ -90,6 +90,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         admin_token_file,
         qa_override,
         export,
+        prometheus: None,
         experiments,
     })
 }
