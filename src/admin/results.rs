@@ -24,6 +24,8 @@ pub struct ExperimentResults {
     pub counts: Counts,
     /// The shown run's counters over time.
     pub history: RunCounts,
+    /// The experiment's bandit and what its updater last did (bandit experiments only).
+    pub bandit: Option<(crate::config::Bandit, crate::state::bandit::BanditStatus)>,
 }
 
 impl ExperimentResults {
@@ -156,6 +158,7 @@ pub fn collect(
             periods: Vec::new(),
         },
         history,
+        bandit: None,
     })
 }
 

@@ -435,6 +435,7 @@ mod tests {
             number,
             started_at: format!("2026-11-23T1{number}:00:00Z"),
             ended_at: ended.then(|| format!("2026-11-23T1{number}:30:00Z")),
+            periods: Vec::new(),
         }
     }
 
@@ -484,6 +485,7 @@ mod tests {
                 },
                 counts,
                 history: RunCounts::default(),
+                bandit: None,
             },
             report,
             confidence: 0.95,

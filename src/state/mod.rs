@@ -4,6 +4,7 @@
 //!   metric handles), immutable, swapped whole;
 //! - [`app`]: the shared state; load, reload and commit of a config;
 //! - [`scrape`]: the experiment counts as metric families, read at scrape time;
+//! - [`bandit`]: the bandit updater (shares of new devices at each boundary);
 //! - [`runs`]: the run book (each experiment's runs, durable in the data directory);
 //! - [`secret`]: the cookie-signing secret;
 //! - [`reload`]: file-watch and SIGHUP triggers.
@@ -11,6 +12,7 @@
 //! May use every layer below (transport, experiments, counting, stats, config, util).
 
 pub mod app;
+pub mod bandit;
 pub mod reload;
 pub mod runs;
 pub mod scrape;

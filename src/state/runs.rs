@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::State;
 use crate::experiments::lifecycle::{self, Refused, RunChange};
+use crate::stats::analysis::ArmInputs;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunBook {
@@ -35,6 +36,25 @@ pub struct Run {
     /// RFC 3339, UTC.
     pub started_at: String,
     pub ended_at: Option<String>,
+    /// Oldest first; numbers start at 1. A new period starts whenever the weights new
+    /// devices are hashed by change (a bandit update, a weight change in the config).
+    #[serde(default)]
+    pub periods: Vec<Period>,
+}
+
+/// A stretch of a run with one set of weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Period {
+    pub number: u32,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// The weights new devices are hashed by, by variant (the config's, or a bandit's
+    /// shares in parts per billion); their ratios are the shares.
+    pub weights: BTreeMap<String, u32>,
+    /// Bandit periods: the run's devices and conversions per variant the weights were
+    /// computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<BTreeMap<String, ArmInputs>>,
 }
 
 impl ExperimentRuns {
@@ -56,6 +76,7 @@ impl ExperimentRuns {
             number,
             started_at: now.to_string(),
             ended_at: None,
+            periods: Vec::new(),
         });
     }
 
