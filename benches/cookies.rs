@@ -17,6 +17,7 @@ fn pinned(n: usize) -> Assignments {
                 experiment: format!("experiment_{i}"),
                 variant: if i % 2 == 0 { "Moon" } else { "Mars" }.to_string(),
                 run: 3,
+                period: 1,
                 goals: if i == 0 {
                     vec!["click".to_string()]
                 } else {

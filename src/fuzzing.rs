@@ -47,7 +47,7 @@ pub fn config(data: &[u8]) {
         // Panics if validation let through weights that sum to 0 or a dangling name.
         let plan = crate::experiments::plan::ExperimentPlan::new(
             e,
-            Some(1),
+            Some(crate::experiments::plan::LastRun::numbered(1)),
             &crate::counting::book::CountBook::default(),
             upstream_index,
         );
@@ -101,6 +101,8 @@ pub fn cookies(data: &[u8]) {
                 experiment: experiment.to_string(),
                 variant: variant.to_string(),
                 run: word.len() as u32,
+                // Periods 1 (left out of the cookie) and up.
+                period: 1 + word.len() as u32 % 3,
                 goals: Vec::new(),
             })
         })

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::counting::book::{CountBook, RunCounts};
+use crate::counting::book::{CountBook, GoalTotals, RunCounts};
 use crate::state::runs::Run;
 use crate::state::snapshot::Snapshot;
-use crate::stats::analysis::{self, Counts, GoalCounts, Settings, VariantCounts};
+use crate::stats::analysis::{self, Counts, GoalCounts, PeriodCounts, Settings, VariantCounts};
 
 pub struct ExperimentResults {
     /// The run shown (`None`: never active; the counts are then all zero).
@@ -114,38 +114,30 @@ pub fn collect(
     let mut variants = analysis::indexmap_like::OrderedMap::default();
     for v in &experiment.variants {
         let counted = history.variants.get(&v.name);
-        let goals = experiment
-            .goals
-            .iter()
-            .map(|goal| {
-                let totals = counted
-                    .and_then(|c| c.goals.get(&goal.name))
-                    .map(|g| g.totals)
-                    .unwrap_or_default();
-                let value = goal.value.is_some();
-                (
-                    goal.name.clone(),
-                    GoalCounts {
-                        conversions: totals.conversions,
-                        value_sum: value.then_some(totals.value_sum),
-                        value_sum_sq: value.then_some(totals.value_sum_sq),
-                    },
-                )
-            })
-            .collect();
-        variants.insert(
-            v.name.clone(),
-            VariantCounts {
-                users: counted.map_or(0, |c| c.totals.assigned),
-                goals,
-            },
-        );
+        let goals: BTreeMap<String, GoalTotals> = counted
+            .map(|c| c.goals.iter().map(|(g, c)| (g.clone(), c.totals)).collect())
+            .unwrap_or_default();
+        let users = counted.map_or(0, |c| c.totals.assigned);
+        variants.insert(v.name.clone(), variant_counts(experiment, &goals, users));
     }
-    let weights: BTreeMap<String, f64> = experiment
-        .variants
-        .iter()
-        .map(|v| (v.name.clone(), v.weight as f64))
-        .collect();
+    // The designed split: the config's weights, or with periods, the current period's
+    // (what the run's devices were hashed by; the analysis stratifies with each period's).
+    let weights: BTreeMap<String, f64> = match shown.as_ref().and_then(|r| r.current_period()) {
+        Some(period) if period.weights.len() == experiment.variants.len() => period
+            .weights
+            .iter()
+            .map(|(name, &w)| (name.clone(), w as f64))
+            .collect(),
+        _ => experiment
+            .variants
+            .iter()
+            .map(|v| (v.name.clone(), v.weight as f64))
+            .collect(),
+    };
+    let periods = match &shown {
+        Some(run) => period_counts(book, key, run, experiment),
+        None => Vec::new(),
+    };
     Ok(ExperimentResults {
         run: shown,
         runs,
@@ -155,11 +147,72 @@ pub fn collect(
             control: Some(experiment.control.clone()),
             variants,
             weights: Some(weights),
-            periods: Vec::new(),
+            periods,
         },
         history,
         bandit: None,
     })
+}
+
+/// Each period of `run`: its shares, a bandit's inputs, and the devices assigned in it
+/// with their conversions (zeros for variants without any), in the analysis' shape.
+fn period_counts(
+    book: &CountBook,
+    key: &str,
+    run: &Run,
+    experiment: &crate::config::Experiment,
+) -> Vec<PeriodCounts> {
+    let mut counted = book.periods(key, run.number);
+    run.periods
+        .iter()
+        .map(|period| {
+            let mut in_period = counted.remove(&period.number).unwrap_or_default();
+            let counts = experiment
+                .variants
+                .iter()
+                .map(|v| {
+                    let totals = in_period.remove(&v.name).unwrap_or_default();
+                    (
+                        v.name.clone(),
+                        variant_counts(experiment, &totals.goals, totals.assigned),
+                    )
+                })
+                .collect();
+            PeriodCounts {
+                number: period.number,
+                started_at: Some(period.started_at.clone()),
+                shares: period.shares(),
+                inputs: period.inputs.clone(),
+                counts,
+            }
+        })
+        .collect()
+}
+
+/// A variant's counts in the analysis' shape: every goal of the experiment, value sums
+/// for value goals.
+fn variant_counts(
+    experiment: &crate::config::Experiment,
+    goals: &BTreeMap<String, GoalTotals>,
+    users: u64,
+) -> VariantCounts {
+    let goals = experiment
+        .goals
+        .iter()
+        .map(|goal| {
+            let totals = goals.get(&goal.name).copied().unwrap_or_default();
+            let value = goal.value.is_some();
+            (
+                goal.name.clone(),
+                GoalCounts {
+                    conversions: totals.conversions,
+                    value_sum: value.then_some(totals.value_sum),
+                    value_sum_sq: value.then_some(totals.value_sum_sq),
+                },
+            )
+        })
+        .collect();
+    VariantCounts { users, goals }
 }
 
 fn run_json(r: &Run) -> Value {
@@ -193,6 +246,7 @@ pub fn to_json(results: &ExperimentResults, settings: Settings) -> Value {
     answer["run"] = run.unwrap_or(Value::Null);
     answer["runs"] = Value::Array(results.runs.iter().map(run_json).collect());
     answer["counts"] = serde_json::to_value(&results.counts).expect("counts serialize");
+    answer["periods"] = serde_json::to_value(&results.counts.periods).expect("periods serialize");
     answer
 }
 

@@ -25,6 +25,10 @@ const SERIES_FIRST_BUCKET_MS: u64 = 1_000;
 pub struct VariantKey {
     pub experiment: String,
     pub run: u32,
+    /// `None`: the run's counters. `Some(p)`: the devices assigned in period `p` of the
+    /// run and their conversions (exposures are counted for the run only). Period
+    /// counters keep no history, only their totals: a run may have many periods.
+    pub period: Option<u32>,
     pub variant: String,
 }
 
@@ -213,39 +217,53 @@ trait Live: Default {
 struct Tracked<C: Live> {
     live: Arc<C>,
     flushed: C::Totals,
-    series: Series<C::Totals>,
-}
-
-impl<C: Live> Default for Tracked<C> {
-    fn default() -> Self {
-        Tracked {
-            live: Arc::default(),
-            flushed: C::Totals::default(),
-            series: Series::default(),
-        }
-    }
+    /// When `flushed` was written (or read back).
+    flushed_at_ms: u64,
+    /// `None` for counters that keep no history (a period's).
+    series: Option<Series<C::Totals>>,
 }
 
 impl<C: Live> Tracked<C> {
+    fn new(keeps_history: bool) -> Self {
+        Tracked {
+            live: Arc::default(),
+            flushed: C::Totals::default(),
+            flushed_at_ms: 0,
+            series: keeps_history.then(Series::default),
+        }
+    }
+
     /// Take totals read from the log; the larger of them and what it holds wins.
     fn restore(&mut self, at_ms: u64, totals: C::Totals) {
         let merged = C::max(self.flushed, totals);
         self.live.restore(merged);
         self.flushed = merged;
+        self.flushed_at_ms = self.flushed_at_ms.max(at_ms);
         // History only moves forward; an older record read late only raises the totals.
-        if self
-            .series
-            .points()
-            .last()
-            .is_none_or(|last| last.0 <= at_ms)
-        {
-            self.series.push(at_ms, merged);
+        if let Some(series) = &mut self.series {
+            if series.points().last().is_none_or(|last| last.0 <= at_ms) {
+                series.push(at_ms, merged);
+            }
         }
     }
 
     fn mark_flushed(&mut self, at_ms: u64, totals: C::Totals) {
         self.flushed = totals;
-        self.series.push(at_ms, totals);
+        self.flushed_at_ms = at_ms;
+        if let Some(series) = &mut self.series {
+            series.push(at_ms, totals);
+        }
+    }
+
+    /// What the log must keep of this counter: its history, or its last totals.
+    fn history(&self) -> Vec<(u64, C::Totals)> {
+        match &self.series {
+            Some(series) => series.points().to_vec(),
+            None if self.flushed != C::Totals::default() => {
+                vec![(self.flushed_at_ms, self.flushed)]
+            }
+            None => Vec::new(),
+        }
     }
 
     /// The live totals, if the log does not hold them yet.
@@ -274,10 +292,9 @@ fn history_of<'a, K, C: Live>(
     make: MakeRecord<K, C::Totals>,
 ) -> impl Iterator<Item = Record> + 'a {
     map.iter().flat_map(move |(key, t)| {
-        t.series
-            .points()
-            .iter()
-            .map(move |&(at_ms, totals)| make(at_ms, key, totals))
+        t.history()
+            .into_iter()
+            .map(move |(at_ms, totals)| make(at_ms, key, totals))
     })
 }
 
@@ -356,12 +373,24 @@ impl CountBook {
 
     /// The live counters of a variant in a run (created at zero).
     pub fn variant(&self, key: VariantKey) -> Arc<VariantCounters> {
-        self.lock().variants.entry(key).or_default().live.clone()
+        let keeps_history = key.period.is_none();
+        self.lock()
+            .variants
+            .entry(key)
+            .or_insert_with(|| Tracked::new(keeps_history))
+            .live
+            .clone()
     }
 
     /// The live counters of a goal of a variant in a run (created at zero).
     pub fn goal(&self, key: GoalKey) -> Arc<GoalCounters> {
-        self.lock().goals.entry(key).or_default().live.clone()
+        let keeps_history = key.variant.period.is_none();
+        self.lock()
+            .goals
+            .entry(key)
+            .or_insert_with(|| Tracked::new(keeps_history))
+            .live
+            .clone()
     }
 
     /// Take a record read from the log. Counters only grow within a run, so a counter
@@ -373,12 +402,12 @@ impl CountBook {
             Record::Variant { at_ms, key, totals } => inner
                 .variants
                 .entry(key.clone())
-                .or_default()
+                .or_insert_with(|| Tracked::new(key.period.is_none()))
                 .restore(*at_ms, *totals),
             Record::Goal { at_ms, key, totals } => inner
                 .goals
                 .entry(key.clone())
-                .or_default()
+                .or_insert_with(|| Tracked::new(key.variant.period.is_none()))
                 .restore(*at_ms, *totals),
         }
     }
@@ -425,11 +454,12 @@ impl CountBook {
     pub fn run(&self, experiment: &str, run: u32, now_ms: u64) -> RunCounts {
         let inner = self.lock();
         let mut counts = RunCounts::default();
-        let in_run = |k: &VariantKey| k.experiment == experiment && k.run == run;
+        let in_run =
+            |k: &VariantKey| k.experiment == experiment && k.run == run && k.period.is_none();
         for (key, t) in inner.variants.iter().filter(|(k, _)| in_run(k)) {
             let v = counts.variants.entry(key.variant.clone()).or_default();
             v.totals = t.live.totals();
-            v.series = with_live_point(&t.series, now_ms, v.totals);
+            v.series = with_live_point(t.series.as_ref(), now_ms, v.totals);
         }
         for (key, t) in inner.goals.iter().filter(|(k, _)| in_run(&k.variant)) {
             let v = counts
@@ -441,16 +471,65 @@ impl CountBook {
                 key.goal.clone(),
                 GoalCounts {
                     totals,
-                    series: with_live_point(&t.series, now_ms, totals),
+                    series: with_live_point(t.series.as_ref(), now_ms, totals),
                 },
             );
         }
         counts
     }
+
+    /// The live totals of each period of one run: period number → variant → counts
+    /// (devices assigned in the period and their conversions; no history).
+    pub fn periods(
+        &self,
+        experiment: &str,
+        run: u32,
+    ) -> BTreeMap<u32, BTreeMap<String, PeriodTotals>> {
+        let inner = self.lock();
+        let mut periods: BTreeMap<u32, BTreeMap<String, PeriodTotals>> = BTreeMap::new();
+        let period_of = |k: &VariantKey| {
+            k.period
+                .filter(|_| k.experiment == experiment && k.run == run)
+        };
+        for (key, t) in &inner.variants {
+            if let Some(p) = period_of(key) {
+                let v = periods
+                    .entry(p)
+                    .or_default()
+                    .entry(key.variant.clone())
+                    .or_default();
+                v.assigned = t.live.totals().assigned;
+            }
+        }
+        for (key, t) in &inner.goals {
+            if let Some(p) = period_of(&key.variant) {
+                periods
+                    .entry(p)
+                    .or_default()
+                    .entry(key.variant.variant.clone())
+                    .or_default()
+                    .goals
+                    .insert(key.goal.clone(), t.live.totals());
+            }
+        }
+        periods
+    }
 }
 
-fn with_live_point<T: Copy + PartialEq>(series: &Series<T>, now_ms: u64, live: T) -> Vec<(u64, T)> {
-    let mut points = series.points().to_vec();
+/// A variant's counts in one period: devices assigned in it, and their conversions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeriodTotals {
+    pub assigned: u64,
+    /// By goal name.
+    pub goals: BTreeMap<String, GoalTotals>,
+}
+
+fn with_live_point<T: Copy + PartialEq>(
+    series: Option<&Series<T>>,
+    now_ms: u64,
+    live: T,
+) -> Vec<(u64, T)> {
+    let mut points = series.map(|s| s.points().to_vec()).unwrap_or_default();
     if points.last().map(|p| p.1) != Some(live) {
         points.push((now_ms, live));
     }
@@ -466,6 +545,7 @@ pub(crate) mod tests {
         VariantKey {
             experiment: "moon_mars".into(),
             run: 3,
+            period: None,
             variant: variant.into(),
         }
     }
@@ -572,6 +652,56 @@ pub(crate) mod tests {
             book.run("moon_mars", 2, 20).variants.is_empty(),
             "other runs apart"
         );
+    }
+
+    #[test]
+    fn period_counters_keep_totals_without_history_and_read_apart_from_the_run() {
+        let book = CountBook::default();
+        let in_period = |p| VariantKey {
+            period: Some(p),
+            ..vkey("Mars")
+        };
+        let run_mars = book.variant(vkey("Mars"));
+        let p2 = book.variant(in_period(2));
+        let p2_click = book.goal(GoalKey {
+            variant: in_period(2),
+            goal: "click".into(),
+        });
+        for t in 0..5u64 {
+            run_mars.assign();
+            p2.assign();
+            book.mark_flushed(&book.changes(t * 1_000));
+        }
+        p2_click.convert(None);
+        book.mark_flushed(&book.changes(9_000));
+        // Five points of the run's history; one record each for the period's counters.
+        let history = book.flushed_history();
+        let of = |period: Option<u32>| {
+            history
+                .iter()
+                .filter(|r| match r {
+                    Record::Variant { key, .. } => key.period == period,
+                    Record::Goal { key, .. } => key.variant.period == period,
+                })
+                .count()
+        };
+        assert_eq!((of(None), of(Some(2))), (5, 2));
+        let restored = CountBook::default();
+        for r in &history {
+            restored.restore(r);
+        }
+        let periods = restored.periods("moon_mars", 3);
+        assert_eq!(periods.keys().collect::<Vec<_>>(), [&2]);
+        assert_eq!(periods[&2]["Mars"].assigned, 5);
+        assert_eq!(periods[&2]["Mars"].goals["click"].conversions, 1);
+        assert_eq!(
+            restored.run("moon_mars", 3, 0).variants["Mars"]
+                .totals
+                .assigned,
+            5,
+            "the run's totals are not the periods' sum counted twice"
+        );
+        assert!(restored.periods("moon_mars", 2).is_empty());
     }
 
     #[test]

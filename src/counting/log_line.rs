@@ -24,6 +24,9 @@ impl Record {
     /// g <unix ms> <experiment> <run> <variant> <goal> <conversions> <value sum> <value sum of squares> <crc32>
     /// ```
     ///
+    /// where `<run>` is the run's number for the run's counters and `<run>/<period>` for
+    /// a period's (so logs written before periods existed read as they always did).
+    ///
     /// Names never hold spaces (see `names`); the CRC-32 (8 hex digits) covers the line
     /// before it, so a torn or damaged line is detected rather than misread.
     pub fn encode(&self, out: &mut String) {
@@ -31,19 +34,21 @@ impl Record {
         let start = out.len();
         match self {
             Record::Variant { at_ms, key, totals } => {
+                let _ = write!(out, "v {at_ms} {} ", key.experiment);
+                write_run(out, key);
                 let _ = write!(
                     out,
-                    "v {at_ms} {} {} {} {} {}",
-                    key.experiment, key.run, key.variant, totals.assigned, totals.exposures
+                    " {} {} {}",
+                    key.variant, totals.assigned, totals.exposures
                 );
             }
             Record::Goal { at_ms, key, totals } => {
                 // `{:e}` is the shortest text that parses back to the same f64.
+                let _ = write!(out, "g {at_ms} {} ", key.variant.experiment);
+                write_run(out, &key.variant);
                 let _ = write!(
                     out,
-                    "g {at_ms} {} {} {} {} {} {:e} {:e}",
-                    key.variant.experiment,
-                    key.variant.run,
+                    " {} {} {} {:e} {:e}",
                     key.variant.variant,
                     key.goal,
                     totals.conversions,
@@ -74,9 +79,16 @@ impl Record {
         };
         let kind = next("kind")?;
         let at_ms = number(next("time")?, "time")?;
+        let experiment = next("experiment")?.to_string();
+        let run_field = next("run")?;
+        let (run, period) = match run_field.split_once('/') {
+            None => (number(run_field, "run")?, None),
+            Some((run, period)) => (number(run, "run")?, Some(number(period, "period")?)),
+        };
         let variant = VariantKey {
-            experiment: next("experiment")?.to_string(),
-            run: number(next("run")?, "run")?,
+            experiment,
+            run,
+            period,
             variant: next("variant")?.to_string(),
         };
         let record = match kind {
@@ -106,6 +118,15 @@ impl Record {
             return Err(LineError::Malformed("trailing fields"));
         }
         Ok(record)
+    }
+}
+
+/// `<run>` or `<run>/<period>`.
+fn write_run(out: &mut String, key: &VariantKey) {
+    use std::fmt::Write;
+    let _ = write!(out, "{}", key.run);
+    if let Some(period) = key.period {
+        let _ = write!(out, "/{period}");
     }
 }
 
@@ -145,7 +166,33 @@ mod tests {
                 },
             },
         ];
-        for record in records {
+        let mut in_period = vkey("Mars");
+        in_period.period = Some(7);
+        let period_records = [
+            Record::Variant {
+                at_ms: 5,
+                key: in_period.clone(),
+                totals: VariantTotals {
+                    assigned: 3,
+                    exposures: 0,
+                },
+            },
+            Record::Goal {
+                at_ms: 6,
+                key: GoalKey {
+                    variant: in_period,
+                    goal: "click".into(),
+                },
+                totals: GoalTotals {
+                    conversions: 1,
+                    value_sum: 0.0,
+                    value_sum_sq: 0.0,
+                },
+            },
+        ];
+        assert!(line(&period_records[0]).starts_with("v 5 moon_mars 3/7 Mars 3 0 "));
+        assert!(line(&records[0]).starts_with("v 1790000000123 moon_mars 3 Mars "));
+        for record in records.into_iter().chain(period_records) {
             let text = line(&record);
             assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
             assert_eq!(Record::parse(text.trim_end()), Ok(record.clone()), "{text}");

@@ -23,8 +23,6 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::config::Config;
-
 pub const EXPOSURES: &str = "abproxy_exposures_total";
 pub const ASSIGNMENTS: &str = "abproxy_assignments_total";
 pub const UPSTREAM_RESPONSES: &str = "abproxy_upstream_responses_total";
@@ -46,6 +44,12 @@ pub const TUNNELS_OPEN: &str = "abproxy_tunnels_open";
 pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
 pub const CLIENT_ERRORS: &str = "abproxy_client_errors_total";
+pub const EXPERIMENT_PERIOD: &str = "abproxy_experiment_period";
+pub const PERIOD_ASSIGNMENTS: &str = "abproxy_period_assignments_total";
+pub const PERIOD_CONVERSIONS: &str = "abproxy_period_conversions_total";
+pub const PERIOD_CONVERSION_VALUE_SUM: &str = "abproxy_period_conversion_value_sum";
+pub const PERIOD_CONVERSION_VALUE_SUM_SQUARES: &str = "abproxy_period_conversion_value_sum_squares";
+pub const PERIOD_SHARE: &str = "abproxy_period_share";
 
 /// The `reason` label values of `abproxy_assignment_cookie_rejected_total`, indexed by
 /// `experiments::sticky::Rejected`.
@@ -228,26 +232,26 @@ impl Metrics {
 
     /// Publish the weights of `config`, and drop the series of experiments or variants
     /// that are gone (set first, remove after, so a scrape never sees a gap).
-    pub fn publish_weights(&self, config: &Config, previous: Option<&Config>) {
-        for e in &config.experiments {
-            for v in &e.variants {
-                self.variant_weight
-                    .with_label_values(&[e.key.as_str(), v.name.as_str()])
-                    .set(v.weight as i64);
-            }
+    /// Set `abproxy_variant_weight` to the weights in force, (experiment, variant,
+    /// weight); drop the series of variants in `previous` that are no longer there.
+    pub fn publish_weights<'a>(
+        &self,
+        current: &[(&'a str, &'a str, u32)],
+        previous: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) {
+        for &(experiment, variant, weight) in current {
+            self.variant_weight
+                .with_label_values(&[experiment, variant])
+                .set(weight as i64);
         }
-        let Some(previous) = previous else { return };
-        for e in &previous.experiments {
-            for v in &e.variants {
-                let still_there = config
-                    .experiments
-                    .iter()
-                    .any(|n| n.key == e.key && n.variants.iter().any(|nv| nv.name == v.name));
-                if !still_there {
-                    let _ = self
-                        .variant_weight
-                        .remove_label_values(&[e.key.as_str(), v.name.as_str()]);
-                }
+        for (experiment, variant) in previous {
+            if !current
+                .iter()
+                .any(|&(e, v, _)| e == experiment && v == variant)
+            {
+                let _ = self
+                    .variant_weight
+                    .remove_label_values(&[experiment, variant]);
             }
         }
     }

@@ -354,6 +354,7 @@ mod tests {
         VariantKey {
             experiment: "moon_mars".into(),
             run: 1,
+            period: None,
             variant: variant.into(),
         }
     }

@@ -45,6 +45,17 @@ impl WeightTable {
         self.total
     }
 
+    /// The weight of each variant (config-order index) of `variants`.
+    pub fn weights(&self, variants: usize) -> Vec<u32> {
+        let mut weights = vec![0; variants];
+        let mut before = 0;
+        for &(running_total, index) in &self.steps {
+            weights[index] = (running_total - before) as u32;
+            before = running_total;
+        }
+        weights
+    }
+
     /// The variant (config-order index) for a bucket in `0..total`.
     pub fn pick(&self, bucket: u64) -> usize {
         debug_assert!(bucket < self.total);

@@ -103,7 +103,17 @@ pub fn convert(
         return None;
     }
     let variant = experiment.variant_index(&entry.variant)?;
-    experiment.variants[variant].goals[goal].convert(value);
+    let counted = &experiment.variants[variant];
+    counted.goals[goal].convert(value);
+    // The device's period: where it was assigned, so the period's counts hold its
+    // conversion whenever it comes (a pin from before periods existed reads as period 1).
+    if let Some(period) = entry
+        .period
+        .checked_sub(1)
+        .and_then(|p| counted.periods.get(p as usize))
+    {
+        period.goals[goal].convert(value);
+    }
     entry.goals.push(name.clone());
     Some(variant)
 }
@@ -190,7 +200,15 @@ mod tests {
             ],
             bandit: None,
         };
-        (ExperimentPlan::new(&e, run, &book, |_| None), book)
+        (
+            ExperimentPlan::new(
+                &e,
+                run.map(crate::experiments::plan::LastRun::numbered),
+                &book,
+                |_| None,
+            ),
+            book,
+        )
     }
 
     fn params(json: &str) -> Map<String, Value> {
@@ -245,6 +263,7 @@ mod tests {
             experiment: "moon_mars".into(),
             variant: "Mars".into(),
             run: 2,
+            period: 1,
             goals: vec![],
         };
         assert_eq!(convert(&p, &mut entry, 1, Some(10.0)), Some(1));
@@ -265,6 +284,7 @@ mod tests {
             experiment: "moon_mars".into(),
             variant: "Mars".into(),
             run: 1,
+            period: 1,
             goals: vec![],
         };
         assert!(

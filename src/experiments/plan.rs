@@ -18,6 +18,8 @@ pub struct ExperimentPlan {
     pub state: State,
     /// The run devices are counted in (active experiments only).
     pub run: Option<u32>,
+    /// The period of `counts_run` new devices are assigned in (1 and up).
+    pub period: u32,
     /// The run the variants' counters belong to: the current one, else the last one (an
     /// experiment stopped a minute ago still shows what it counted). `None`: never ran.
     pub counts_run: Option<u32>,
@@ -50,6 +52,38 @@ pub struct VariantPlan {
     pub counts: Arc<VariantCounters>,
     /// One per goal of the experiment, in config order.
     pub goals: Vec<Arc<GoalCounters>>,
+    /// Per period of `counts_run` (index = period − 1; the last is the current one):
+    /// the devices assigned in it and their conversions.
+    pub periods: Vec<PeriodCounters>,
+}
+
+/// A variant's counters in one period of a run.
+pub struct PeriodCounters {
+    /// Assignments only (exposures are the run's).
+    pub counts: Arc<VariantCounters>,
+    /// One per goal of the experiment, in config order.
+    pub goals: Vec<Arc<GoalCounters>>,
+}
+
+/// What a plan needs of the experiment's latest run in the run book.
+#[derive(Debug, Clone, Copy)]
+pub struct LastRun<'a> {
+    pub number: u32,
+    /// The weights of the run's current period, by variant name.
+    pub weights: Option<&'a std::collections::BTreeMap<String, u32>>,
+    /// The run's periods so far.
+    pub periods: u32,
+}
+
+impl LastRun<'_> {
+    /// Run `number`, hashed by the config's weights (a run without periods).
+    pub fn numbered(number: u32) -> Self {
+        LastRun {
+            number,
+            weights: None,
+            periods: 0,
+        }
+    }
 }
 
 /// What a device gets from one experiment on one request.
@@ -75,29 +109,43 @@ pub struct Inputs<'a> {
 }
 
 impl ExperimentPlan {
-    /// `last_run` is the experiment's latest run in the run book (current when active);
-    /// `upstream_index` resolves an upstream name (validated to exist) to its index.
+    /// `last` is the experiment's latest run in the run book (current when active): new
+    /// devices are hashed by its current period's weights when they name the config's
+    /// variants (else by the config's); `upstream_index` resolves an upstream name
+    /// (validated to exist) to its index.
     pub fn new(
         e: &Experiment,
-        last_run: Option<u32>,
+        last: Option<LastRun>,
         book: &CountBook,
         upstream_index: impl Fn(&str) -> Option<usize>,
     ) -> ExperimentPlan {
-        let key = |variant: &str, run| VariantKey {
+        let last_run = last.map(|r| r.number);
+        let period = last.map_or(1, |r| r.periods.max(1));
+        let key = |variant: &str, run, period| VariantKey {
             experiment: e.key.clone(),
             run,
+            period,
             variant: variant.to_string(),
         };
-        let variant_counts = |variant: &str| match last_run {
-            Some(run) => book.variant(key(variant, run)),
+        let variant_counts = |variant: &str, period| match last_run {
+            Some(run) => book.variant(key(variant, run, period)),
             None => Arc::default(),
         };
-        let goal_counts = |variant: &str, goal: &str| match last_run {
+        let goal_counts = |variant: &str, goal: &str, period| match last_run {
             Some(run) => book.goal(GoalKey {
-                variant: key(variant, run),
+                variant: key(variant, run, period),
                 goal: goal.to_string(),
             }),
             None => Arc::default(),
+        };
+        let weight_of = |name: &str, config_weight: u32| {
+            let period_weights = last
+                .and_then(|r| r.weights)
+                .filter(|w| w.len() == e.variants.len());
+            match period_weights {
+                Some(w) => w.get(name).copied().unwrap_or(config_weight),
+                None => config_weight,
+            }
         };
         let index_of = |name: &str| {
             e.variants
@@ -116,6 +164,7 @@ impl ExperimentPlan {
                 None
             },
             counts_run: last_run,
+            period,
             control: index_of(&e.control),
             matcher: e.matcher.clone(),
             target: e.target.clone(),
@@ -125,16 +174,31 @@ impl ExperimentPlan {
                 .map(|v| VariantPlan {
                     name: v.name.clone(),
                     upstream: v.upstream.as_deref().and_then(&upstream_index),
-                    counts: variant_counts(&v.name),
+                    counts: variant_counts(&v.name, None),
                     goals: e
                         .goals
                         .iter()
-                        .map(|g| goal_counts(&v.name, &g.name))
+                        .map(|g| goal_counts(&v.name, &g.name, None))
+                        .collect(),
+                    periods: (1..=period)
+                        .map(|p| PeriodCounters {
+                            counts: variant_counts(&v.name, Some(p)),
+                            goals: e
+                                .goals
+                                .iter()
+                                .map(|g| goal_counts(&v.name, &g.name, Some(p)))
+                                .collect(),
+                        })
                         .collect(),
                 })
                 .collect(),
-            table: WeightTable::new(e.variants.iter().map(|v| (v.name.as_str(), v.weight)))
-                .expect("validated: weights sum above 0"),
+            table: WeightTable::new(
+                e.variants
+                    .iter()
+                    .map(|v| (v.name.as_str(), weight_of(&v.name, v.weight))),
+            )
+            .or_else(|| WeightTable::new(e.variants.iter().map(|v| (v.name.as_str(), v.weight))))
+            .expect("validated: weights sum above 0"),
             fallback: index_of(&e.fallback),
             rollout: e.rollout_variant.as_deref().map(index_of),
             routing: e.is_routing(),
@@ -142,6 +206,16 @@ impl ExperimentPlan {
             fallback_served: Vec::new(),
             traffic_bp: e.traffic_bp,
             traffic_salt: format!("{}:traffic", e.key),
+        }
+    }
+
+    /// Count a device newly assigned to `variant` (config-order index) in the run and
+    /// in its current period.
+    pub fn count_assignment(&self, variant: usize) {
+        let v = &self.variants[variant];
+        v.counts.assign();
+        if let Some(current) = v.periods.last() {
+            current.counts.assign();
         }
     }
 
@@ -252,9 +326,12 @@ mod tests {
     }
 
     fn plan(e: &Experiment) -> ExperimentPlan {
-        ExperimentPlan::new(e, Some(3), &CountBook::default(), |name| {
-            ["moon", "mars"].iter().position(|u| *u == name)
-        })
+        ExperimentPlan::new(
+            e,
+            Some(LastRun::numbered(3)),
+            &CountBook::default(),
+            |name| ["moon", "mars"].iter().position(|u| *u == name),
+        )
     }
 
     fn decide(

@@ -4,8 +4,13 @@
 //! state, and a weight change moves nobody already assigned. The value is
 //!
 //! ```text
-//! v1.<experiment>:<Variant>:<run>[:<goal>+<goal>…]|<experiment>:<Variant>:<run>|….<tag>
+//! v1.<experiment>:<Variant>:<run>[/<period>][:<goal>+<goal>…]|<experiment>:<Variant>:<run>|….<tag>
 //! ```
+//!
+//! `<period>` is the period of the run the device was assigned in (see
+//! `state::runs::Period`), left out when it is 1: every replica then counts the device's
+//! conversions in the period it was assigned in, and a cookie from before periods
+//! existed reads as period 1.
 //!
 //! where `tag` is the first 128 bits (hex) of HMAC-SHA256 over a purpose label, the
 //! device id and the entries. Binding the device id means a cookie copied from another
@@ -37,6 +42,8 @@ pub struct Entry {
     pub variant: String,
     /// The run the device was assigned in.
     pub run: u32,
+    /// The period of that run the device was assigned in (1 and up).
+    pub period: u32,
     /// Goals this device converted on in that run (each counts once per device and run,
     /// on every replica that shares the secret).
     pub goals: Vec<String>,
@@ -116,13 +123,15 @@ impl Signer {
         value.push('.');
         let start = value.len();
         let mut kept = 0;
-        let mut run = itoa_buf();
+        let (mut run, mut period) = (itoa_buf(), itoa_buf());
         for e in &assignments.entries {
             let run = run.format(e.run);
+            let period = (e.period != 1).then(|| period.format(e.period));
             let goals_len: usize = e.goals.iter().map(|g| g.len() + 1).sum();
             let needed = e.experiment.len()
                 + e.variant.len()
                 + run.len()
+                + period.as_ref().map_or(0, |p| p.len() + 1)
                 + 2
                 + goals_len
                 + usize::from(kept > 0);
@@ -137,6 +146,10 @@ impl Signer {
             value.push_str(&e.variant);
             value.push(':');
             value.push_str(run);
+            if let Some(period) = period {
+                value.push('/');
+                value.push_str(period);
+            }
             for (i, goal) in e.goals.iter().enumerate() {
                 value.push(if i == 0 { ':' } else { '+' });
                 value.push_str(goal);
@@ -180,7 +193,16 @@ impl Signer {
             ) else {
                 return Err(Rejected::Malformed);
             };
+            let (run, period) = match run.split_once('/') {
+                None => (run, "1"),
+                Some(both) => both,
+            };
             let run = run.parse().map_err(|_| Rejected::Malformed)?;
+            let period = period
+                .parse()
+                .ok()
+                .filter(|&p| p >= 1)
+                .ok_or(Rejected::Malformed)?;
             let goals = goals
                 .map(|g| g.split('+').map(String::from).collect())
                 .unwrap_or_default();
@@ -188,6 +210,7 @@ impl Signer {
                 experiment: experiment.into(),
                 variant: variant.into(),
                 run,
+                period,
                 goals,
             });
         }
@@ -237,6 +260,7 @@ mod tests {
             experiment: e.into(),
             variant: v.into(),
             run,
+            period: 1,
             goals: Vec::new(),
         }
     }
@@ -278,6 +302,37 @@ mod tests {
             "{value}"
         );
         assert_eq!(s.decode("dev-1", value.as_bytes()), Ok(a));
+    }
+
+    #[test]
+    fn a_period_after_the_first_is_carried_and_the_first_is_left_out() {
+        let s = Signer::new(b"secret-one-secret-one");
+        let mut a = sample();
+        a.entries[0].period = 12;
+        a.entries[0].goals = vec!["click".into()];
+        let (value, _) = s.encode("dev-1", &a);
+        assert!(
+            value.starts_with("v1.moon_mars:Mars:2/12:click|white_gold_btn:Gold:1."),
+            "{value}"
+        );
+        assert_eq!(s.decode("dev-1", value.as_bytes()), Ok(a));
+        // Signed but not a period: refused as malformed, never read as period 1.
+        for bad in [
+            "moon_mars:Mars:2/0",
+            "moon_mars:Mars:2/x",
+            "moon_mars:Mars:2/",
+        ] {
+            let mut v = format!("v1.{bad}.");
+            push_hex(
+                &mut v,
+                &s.tag("dev-1", bad).finalize().into_bytes()[..TAG_BYTES],
+            );
+            assert_eq!(
+                s.decode("dev-1", v.as_bytes()),
+                Err(Rejected::Malformed),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl Routing<'_> {
             // Only pins that fit in the cookie are counted: the others will be assigned again.
             for (index, experiment, variant) in self.newly_counted {
                 if index < kept {
-                    experiment.variants[variant].counts.assign();
+                    experiment.count_assignment(variant);
                     snapshot.export(Kind::Assignment, experiment, variant, &device.id, None);
                 }
             }
@@ -246,6 +246,7 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
                     experiment: experiment.key.clone(),
                     variant: variant.name.clone(),
                     run,
+                    period: experiment.period,
                     goals: Vec::new(),
                 });
                 changed = true;

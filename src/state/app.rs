@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigError, Pos};
 use crate::counting::metrics::Metrics;
 use crate::counting::store::CountStore;
 use crate::experiments::sticky::Signer;
-use crate::state::runs::{now_rfc3339, RunBook, RunStore};
+use crate::state::runs::{now_rfc3339, ConfigWeights, RunBook, RunStore};
 use crate::state::snapshot::Snapshot;
 
 pub struct App {
@@ -176,7 +176,6 @@ impl App {
                 .save(&prepared.runs)
                 .map_err(|e| whole_file(format!("cannot save the run book: {e}")))?;
         }
-        metrics.publish_weights(&prepared.config, None);
         metrics.mark_loaded();
         let snapshot = Snapshot::build(
             prepared.config,
@@ -189,6 +188,7 @@ impl App {
             export.clone(),
             None,
         );
+        snapshot.publish_weights(&metrics, None);
         Ok(App {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
@@ -356,8 +356,6 @@ impl App {
                 })?;
         }
         let prepared_tls = prepared.tls_cert;
-        self.metrics
-            .publish_weights(&prepared.config, Some(&previous.config));
         let snapshot = Snapshot::build(
             prepared.config,
             prepared.runs,
@@ -369,6 +367,7 @@ impl App {
             self.export.clone(),
             Some(&previous),
         );
+        snapshot.publish_weights(&self.metrics, Some(&previous));
         self.snapshot.store(Arc::new(snapshot));
         if let (Some(terminator), Some(cert)) = (&self.tls, prepared_tls) {
             if terminator.resolver.install(cert) {
@@ -451,7 +450,8 @@ pub fn check_transitions(
         .iter()
         .map(|e| (e.key.as_str(), e.state))
         .collect();
-    book.advance(&states, &now_rfc3339()).map_err(|refused| {
+    let now = now_rfc3339();
+    let advanced = book.advance(&states, &now).map_err(|refused| {
         let experiment = config
             .experiments
             .iter()
@@ -464,5 +464,29 @@ pub fn check_transitions(
                 refused.experiment, refused.refused
             ),
         }
-    })
+    })?;
+    let weights: Vec<ConfigWeights> = config
+        .experiments
+        .iter()
+        .map(|e| ConfigWeights {
+            key: &e.key,
+            weights: e
+                .variants
+                .iter()
+                .map(|v| (v.name.clone(), v.weight))
+                .collect(),
+            bandit: e.bandit.is_some(),
+        })
+        .collect();
+    advanced
+        .track_weights(&weights, &now)
+        .map_err(|limit| ConfigError {
+            path: path.to_path_buf(),
+            pos: config
+                .experiments
+                .iter()
+                .find(|e| e.key == limit.experiment)
+                .map_or(Pos::default(), |e| e.state_pos),
+            message: format!("experiments.{}.variants: {limit}", limit.experiment),
+        })
 }

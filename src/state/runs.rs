@@ -57,6 +57,55 @@ pub struct Period {
     pub inputs: Option<BTreeMap<String, ArmInputs>>,
 }
 
+/// The most periods a run holds. Enough for hourly bandit updates for 41 days; past it
+/// the bandit keeps its last shares, and a weight change in the config is refused, until
+/// a new run starts. It bounds the run book, the per-period counters and their metrics.
+pub const MAX_PERIODS_PER_RUN: usize = 1_000;
+
+/// A run that already has [`MAX_PERIODS_PER_RUN`] periods.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "run {run} of `{experiment}` has {MAX_PERIODS_PER_RUN} periods, the most a run holds; \
+     the weights cannot change again until a new run starts (state inactive, then active)"
+)]
+pub struct PeriodLimit {
+    pub experiment: String,
+    pub run: u32,
+}
+
+/// What the book needs to know of an experiment's weights: the ones in its config, and
+/// whether a bandit owns them (then the config's are only the start of each run).
+pub struct ConfigWeights<'a> {
+    pub key: &'a str,
+    pub weights: BTreeMap<String, u32>,
+    pub bandit: bool,
+}
+
+impl Run {
+    /// The period new devices are assigned in (the last one).
+    pub fn current_period(&self) -> Option<&Period> {
+        self.periods.last()
+    }
+}
+
+impl Period {
+    /// The shares of new devices: each weight over their sum.
+    pub fn shares(&self) -> BTreeMap<String, f64> {
+        let total: u64 = self.weights.values().map(|&w| w as u64).sum();
+        self.weights
+            .iter()
+            .map(|(name, &w)| {
+                let share = if total == 0 {
+                    0.0
+                } else {
+                    w as f64 / total as f64
+                };
+                (name.clone(), share)
+            })
+            .collect()
+    }
+}
+
 impl ExperimentRuns {
     /// The run devices are counted in: the last one, while the experiment is active.
     pub fn current_run(&self) -> Option<&Run> {
@@ -151,6 +200,85 @@ impl RunBook {
     pub fn get(&self, key: &str) -> Option<&ExperimentRuns> {
         self.experiments.get(key)
     }
+
+    /// The book after the config's weights at `now`: an open run without a period gets
+    /// its first (the config's weights); a run whose config weights changed gets a new
+    /// period with them, unless a bandit owns the weights (then only a change of the
+    /// variants themselves starts one, again from the config's weights).
+    pub fn track_weights(
+        &self,
+        experiments: &[ConfigWeights],
+        now: &str,
+    ) -> Result<RunBook, PeriodLimit> {
+        let mut next = self.clone();
+        for e in experiments {
+            let Some(run) = next
+                .experiments
+                .get_mut(e.key)
+                .and_then(|entry| entry.runs.last_mut())
+                .filter(|run| run.ended_at.is_none())
+            else {
+                continue;
+            };
+            let starts = match run.current_period() {
+                None => true,
+                Some(period) if e.bandit => !period.weights.keys().eq(e.weights.keys()),
+                Some(period) => period.weights != e.weights,
+            };
+            if starts {
+                // The first period starts with the run (a run from before periods
+                // existed gets its first now).
+                let started_at = if run.periods.is_empty() {
+                    run.started_at.clone()
+                } else {
+                    now.to_string()
+                };
+                push_period(run, e.key, e.weights.clone(), None, started_at)?;
+            }
+        }
+        Ok(next)
+    }
+
+    /// The book with a new period of `key`'s open run, with `weights` computed by its
+    /// bandit from `inputs`. `None` when the experiment has no open run.
+    pub fn start_period(
+        &self,
+        key: &str,
+        weights: BTreeMap<String, u32>,
+        inputs: BTreeMap<String, ArmInputs>,
+        now: &str,
+    ) -> Option<Result<RunBook, PeriodLimit>> {
+        let mut next = self.clone();
+        let run = next
+            .experiments
+            .get_mut(key)
+            .filter(|entry| entry.current_run().is_some())?
+            .runs
+            .last_mut()?;
+        Some(push_period(run, key, weights, Some(inputs), now.to_string()).map(|()| next))
+    }
+}
+
+fn push_period(
+    run: &mut Run,
+    key: &str,
+    weights: BTreeMap<String, u32>,
+    inputs: Option<BTreeMap<String, ArmInputs>>,
+    started_at: String,
+) -> Result<(), PeriodLimit> {
+    if run.periods.len() >= MAX_PERIODS_PER_RUN {
+        return Err(PeriodLimit {
+            experiment: key.to_string(),
+            run: run.number,
+        });
+    }
+    run.periods.push(Period {
+        number: run.periods.last().map_or(1, |p| p.number + 1),
+        started_at,
+        weights,
+        inputs,
+    });
+    Ok(())
 }
 
 /// Where the book lives, and its load/save.
@@ -273,6 +401,160 @@ mod tests {
             book.get("e").unwrap().current_run().unwrap().number,
             2,
             "numbering continues"
+        );
+    }
+
+    fn weights(pairs: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        pairs.iter().map(|&(n, w)| (n.to_string(), w)).collect()
+    }
+
+    fn config<'a>(key: &'a str, w: &[(&str, u32)], bandit: bool) -> ConfigWeights<'a> {
+        ConfigWeights {
+            key,
+            weights: weights(w),
+            bandit,
+        }
+    }
+
+    fn periods(book: &RunBook, key: &str) -> Vec<(u32, String, BTreeMap<String, u32>)> {
+        book.get(key)
+            .unwrap()
+            .runs
+            .last()
+            .unwrap()
+            .periods
+            .iter()
+            .map(|p| (p.number, p.started_at.clone(), p.weights.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_weight_change_starts_a_period_and_a_new_run_starts_over() {
+        let w5050 = [("A", 50), ("B", 50)];
+        let w2080 = [("A", 20), ("B", 80)];
+        let book = RunBook::default().advance(&[("e", Active)], "t1").unwrap();
+        let book = book
+            .track_weights(&[config("e", &w5050, false)], "t1")
+            .unwrap();
+        // The same weights again (any reload): nothing new.
+        let book = book
+            .track_weights(&[config("e", &w5050, false)], "t2")
+            .unwrap();
+        assert_eq!(periods(&book, "e"), vec![(1, "t1".into(), weights(&w5050))]);
+        let book = book
+            .track_weights(&[config("e", &w2080, false)], "t3")
+            .unwrap();
+        assert_eq!(
+            periods(&book, "e"),
+            vec![
+                (1, "t1".into(), weights(&w5050)),
+                (2, "t3".into(), weights(&w2080))
+            ]
+        );
+        assert_eq!(
+            book.get("e").unwrap().runs[0]
+                .current_period()
+                .unwrap()
+                .shares(),
+            [("A".to_string(), 0.2), ("B".to_string(), 0.8)].into()
+        );
+        // Inactive: no open run, nothing tracked; the next run starts at period 1.
+        let book = book.advance(&[("e", Inactive)], "t4").unwrap();
+        let book = book
+            .track_weights(&[config("e", &w5050, false)], "t4")
+            .unwrap();
+        assert_eq!(book.get("e").unwrap().runs[0].periods.len(), 2);
+        let book = book.advance(&[("e", Active)], "t5").unwrap();
+        let book = book
+            .track_weights(&[config("e", &w5050, false)], "t5")
+            .unwrap();
+        assert_eq!(periods(&book, "e"), vec![(1, "t5".into(), weights(&w5050))]);
+    }
+
+    #[test]
+    fn a_bandits_periods_come_from_its_updates_not_from_the_config() {
+        let start = [("A", 1), ("B", 1)];
+        let book = RunBook::default().advance(&[("e", Active)], "t1").unwrap();
+        let book = book
+            .track_weights(&[config("e", &start, true)], "t1")
+            .unwrap();
+        let inputs: BTreeMap<String, ArmInputs> = [
+            (
+                "A".to_string(),
+                ArmInputs {
+                    users: 100,
+                    conversions: 5,
+                },
+            ),
+            (
+                "B".to_string(),
+                ArmInputs {
+                    users: 100,
+                    conversions: 9,
+                },
+            ),
+        ]
+        .into();
+        let moved = weights(&[("A", 300_000_000), ("B", 700_000_000)]);
+        let book = book
+            .start_period("e", moved.clone(), inputs.clone(), "t2")
+            .unwrap()
+            .unwrap();
+        // A config reload with the (burn-in) weights leaves the bandit's period alone.
+        let book = book
+            .track_weights(&[config("e", &start, true)], "t3")
+            .unwrap();
+        let run = &book.get("e").unwrap().runs[0];
+        assert_eq!(run.periods.len(), 2);
+        assert_eq!(run.periods[1].weights, moved);
+        assert_eq!(run.periods[1].inputs.as_ref(), Some(&inputs));
+        // A new variant: the bandit starts again from the config's weights.
+        let three = [("A", 1), ("B", 1), ("C", 1)];
+        let book = book
+            .track_weights(&[config("e", &three, true)], "t4")
+            .unwrap();
+        assert_eq!(periods(&book, "e")[2], (3, "t4".into(), weights(&three)));
+        // No open run: nothing to start.
+        let stopped = book.advance(&[("e", Inactive)], "t5").unwrap();
+        assert!(stopped.start_period("e", moved, inputs, "t6").is_none());
+    }
+
+    #[test]
+    fn a_run_holds_at_most_max_periods() {
+        let mut book = RunBook::default().advance(&[("e", Active)], "t").unwrap();
+        for i in 0..MAX_PERIODS_PER_RUN as u32 {
+            book = book
+                .track_weights(&[config("e", &[("A", 1 + i), ("B", 1)], false)], "t")
+                .unwrap();
+        }
+        let err = book
+            .track_weights(&[config("e", &[("A", 7_777), ("B", 1)], false)], "t")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PeriodLimit {
+                experiment: "e".into(),
+                run: 1
+            }
+        );
+        assert!(err.to_string().contains("has 1000 periods"), "{err}");
+        let full = book.start_period("e", weights(&[("A", 1)]), BTreeMap::new(), "t");
+        assert!(matches!(full, Some(Err(_))));
+    }
+
+    #[test]
+    fn a_book_from_before_periods_reads_and_gets_its_first_period() {
+        let old = r#"{"experiments":{"e":{"state":"active","present":true,
+            "runs":[{"number":1,"started_at":"t0","ended_at":null}]}}}"#;
+        let book: RunBook = serde_json::from_str(old).unwrap();
+        assert!(book.get("e").unwrap().runs[0].periods.is_empty());
+        let book = book
+            .track_weights(&[config("e", &[("A", 1), ("B", 1)], false)], "t9")
+            .unwrap();
+        assert_eq!(
+            periods(&book, "e"),
+            vec![(1, "t0".into(), weights(&[("A", 1), ("B", 1)]))],
+            "the first period starts with the run"
         );
     }
 

@@ -134,10 +134,13 @@ impl Snapshot {
             .experiments
             .iter()
             .map(|e| {
-                let last_run = runs
-                    .get(&e.key)
-                    .and_then(|r| r.last_run())
-                    .map(|r| r.number);
+                let last_run = runs.get(&e.key).and_then(|r| r.last_run()).map(|r| {
+                    crate::experiments::plan::LastRun {
+                        number: r.number,
+                        weights: r.current_period().map(|p| &p.weights),
+                        periods: r.periods.len() as u32,
+                    }
+                });
                 let mut plan = ExperimentPlan::new(e, last_run, counts, upstream_index);
                 if e.upstream_down == crate::config::UpstreamDown::Fallback {
                     plan.fallback_served = e
@@ -181,6 +184,31 @@ impl Snapshot {
                     .with_label_values(&[reason])
             }),
         }
+    }
+
+    /// `abproxy_variant_weight`: the weights new devices are hashed by now (a period's,
+    /// when a bandit or a weight change moved them); series of variants that `previous`
+    /// had and this snapshot has not are dropped.
+    pub fn publish_weights(&self, metrics: &Metrics, previous: Option<&Snapshot>) {
+        let current: Vec<(&str, &str, u32)> = self
+            .experiments
+            .iter()
+            .flat_map(|plan| {
+                let weights = plan.table.weights(plan.variants.len());
+                plan.variants
+                    .iter()
+                    .zip(weights)
+                    .map(|(v, w)| (plan.key.as_str(), v.name.as_str(), w))
+            })
+            .collect();
+        let previous = previous.into_iter().flat_map(|p| {
+            p.experiments.iter().flat_map(|plan| {
+                plan.variants
+                    .iter()
+                    .map(|v| (plan.key.as_str(), v.name.as_str()))
+            })
+        });
+        metrics.publish_weights(&current, previous);
     }
 
     pub fn host_policy(&self) -> HostPolicy {

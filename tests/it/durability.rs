@@ -172,6 +172,7 @@ fn million_event_log(events: u64) -> (String, (f64, f64)) {
     let key = |variant: &str| VariantKey {
         experiment: "moon_mars".into(),
         run: 1,
+        period: None,
         variant: variant.into(),
     };
     let (mut moon, mut mars, mut clicks) = (0u64, 0u64, 0u64);
