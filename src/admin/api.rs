@@ -5,6 +5,9 @@
 //! atomically (temporary file, fsync, rename) and applies it, all under the load lock.
 //! The file stays the one source of truth: the watcher then sees a file whose text is
 //! already in force.
+//!
+//! The weights of an experiment with a `bandit:` are not the API's to change (`409`):
+//! its state still is.
 
 use std::collections::BTreeMap;
 
@@ -148,6 +151,16 @@ fn apply_patch(app: &App, key: &str, body: &[u8]) -> Answer {
             ),
         );
     }
+    if !change.weights.is_empty() && has_bandit(&before, key) {
+        // The bandit sets the weights in force (a hand edit would be undone at its next
+        // update); the file's weights are the burn-in weights every run starts from.
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "experiment `{key}` has a bandit: its weights are set by the bandit; `variants.*.weight` in the file are the burn-in weights"
+            ),
+        );
+    }
     let text = match edit::apply(&on_disk, key, &change) {
         Ok(text) => text,
         Err(EditError::UnknownExperiment(_)) => {
@@ -204,6 +217,12 @@ fn apply_patch(app: &App, key: &str, body: &[u8]) -> Answer {
     }
     let snapshot = app.snapshot();
     (StatusCode::OK, experiment_json(&snapshot, key))
+}
+
+/// Whether experiment `key`, as in force, has a bandit (the file is the same text:
+/// checked above).
+fn has_bandit(snapshot: &Snapshot, key: &str) -> bool {
+    loaded_experiment(snapshot, key).is_some_and(|e| e.bandit.is_some())
 }
 
 fn loaded_experiment<'a>(

@@ -340,6 +340,81 @@ experiments:
         assert!(!out.replace("\r\n", "").contains('\n'), "no bare LF");
     }
 
+    /// An admin state change (and the `rollout_variant` line it may add) leaves a
+    /// `bandit:` block as it was, comments included, in block or flow style.
+    #[test]
+    fn a_bandit_block_is_kept_through_a_state_change() {
+        let text = "upstreams:
+  a: http://127.0.0.1:9001
+experiments:
+  headline:
+    state: active   # the page flips this
+    variants:
+      A: { weight: 1 }
+      B: { weight: 1 }
+    fallback: A
+    goals:
+      click: { event: button_click }
+    bandit:            # the weights above are the burn-in weights
+      algorithm: epsilon_greedy
+      goal: click      # the reward
+      epsilon: 0.2
+      update_every: 1h
+      min_share: 5%
+  flow:
+    bandit: { algorithm: ucb1, goal: go, burn_in: 0 }
+    state: active
+    variants: { A: { weight: 1 }, B: { weight: 1 } }
+    fallback: A
+    goals: { go: { event: go } }
+";
+        let path = std::path::Path::new("t.yaml");
+        let before = crate::config::Config::from_str(text, path).unwrap();
+        let bandits = |c: &crate::config::Config| -> Vec<_> {
+            c.experiments
+                .iter()
+                .map(|e| {
+                    let mut b = e.bandit.clone().expect("a bandit");
+                    b.pos = Pos::default(); // moves down a line with `rollout_variant`
+                    b
+                })
+                .collect()
+        };
+        let out = apply(
+            text,
+            "headline",
+            &Change {
+                state: Some(State::Rollout),
+                rollout_variant: Some("B".into()),
+                ..Change::default()
+            },
+        )
+        .unwrap();
+        let out = apply(
+            &out,
+            "flow",
+            &Change {
+                state: Some(State::Inactive),
+                ..Change::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            text.replace(
+                "    state: active   # the page flips this\n",
+                "    state: rollout   # the page flips this\n    rollout_variant: B\n"
+            )
+            .replace("    state: active\n", "    state: inactive\n")
+        );
+        let after = crate::config::Config::from_str(&out, path).unwrap();
+        assert_eq!(bandits(&after), bandits(&before));
+        assert_eq!(
+            (after.experiments[0].state, after.experiments[1].state),
+            (State::Rollout, State::Inactive)
+        );
+    }
+
     #[test]
     fn no_change_is_the_same_text() {
         assert_eq!(apply(TEXT, "moon_mars", &Change::default()).unwrap(), TEXT);

@@ -361,4 +361,6 @@ impl Config {
 }
 
 #[cfg(test)]
+mod bandit_tests;
+#[cfg(test)]
 mod tests;

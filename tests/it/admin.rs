@@ -356,6 +356,68 @@ async fn patch_validates_like_the_file_and_reports_clearly() {
     proxy.stop().await;
 }
 
+/// The bandit owns a bandit experiment's weights: a PATCH of them gets `409` and leaves
+/// the file alone; its state still changes through the API, the `bandit:` block kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bandit_experiments_weights_are_refused_and_its_state_is_not() {
+    let (moon, mars) = moon_and_mars().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bandit = "    goals:
+      click: { event: button_click }
+    bandit:   # the weights above are the burn-in weights
+      algorithm: epsilon_greedy
+      goal: click
+      epsilon: 0.2
+      update_every: 1h
+";
+    let config_path = write_config_with_token(dir.path(), &moon, &mars, "active", bandit);
+    let proxy = TestProxy::start_at(dir, config_path).await;
+    let original = std::fs::read_to_string(&proxy.config_path).unwrap();
+
+    let owned = "experiment `moon_mars` has a bandit: its weights are set by the bandit; `variants.*.weight` in the file are the burn-in weights";
+    for body in [
+        r#"{"weights":{"Moon":10,"Mars":90}}"#,
+        // Even the weights already in force, or with a state change: the API does not
+        // own them, whatever they are.
+        r#"{"weights":{"Moon":50,"Mars":50}}"#,
+        r#"{"state":"inactive","weights":{"Mars":1}}"#,
+        r#"{"weights":{"Venus":1}}"#,
+    ] {
+        let (status, json) = patch(&proxy, body).await;
+        assert_eq!(status, 409, "{body}: {json}");
+        assert_eq!(json["error"], owned, "{body}");
+        assert_eq!(
+            std::fs::read_to_string(&proxy.config_path).unwrap(),
+            original,
+            "{body}: a refused change leaves the file alone"
+        );
+    }
+    let (_, json) = patch(&proxy, "{}").await;
+    assert_eq!(json["state"], "active", "nothing changed: {json}");
+
+    let mut expected = original.clone();
+    for (from, to) in [
+        ("active", "inactive"),
+        ("inactive", "active"),
+        ("active", "rollout"),
+    ] {
+        let (status, json) = patch(&proxy, &format!(r#"{{"state":"{to}"}}"#)).await;
+        assert_eq!(status, 200, "{from} → {to}: {json}");
+        assert_eq!(json["state"], to);
+        expected = expected.replace(&format!("state: {from}   #"), &format!("state: {to}   #"));
+        assert_eq!(
+            std::fs::read_to_string(&proxy.config_path).unwrap(),
+            expected,
+            "{from} → {to}: only the state changed, the bandit block is intact"
+        );
+        assert!(expected.contains(bandit));
+    }
+    // And the config in force still has its bandit (so its weights stay refused).
+    let (status, json) = patch(&proxy, r#"{"weights":{"Moon":1}}"#).await;
+    assert_eq!((status, json["error"].as_str()), (409, Some(owned)));
+    proxy.stop().await;
+}
+
 /// While the API rewrites the file 60 times, a reader that reads it in a loop always
 /// finds a complete, valid config (never a half-written file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

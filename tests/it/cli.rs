@@ -60,6 +60,62 @@ fn check_reports_file_line_column_and_key() {
     }
 }
 
+/// A config with a bandit and a Prometheus source passes `check`; its refusals are
+/// placed like any other.
+#[test]
+fn check_accepts_a_bandit_and_places_its_refusals() {
+    let with_bandit = VALID.to_string()
+        + "    goals:
+      click: { event: button_click }
+    bandit:
+      algorithm: thompson
+      goal: click
+      counts: prometheus
+      min_share: 1%
+prometheus:
+  url: http://127.0.0.1:9090
+  settle: 15s
+";
+    let prometheus = "prometheus:\n  url: http://127.0.0.1:9090\n  settle: 15s\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bandit.yaml");
+    std::fs::write(&path, &with_bandit).unwrap();
+    let (code, out) = binary::check(&path);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        format!("{}: ok (2 upstreams, 1 experiments)\n", path.display())
+    );
+
+    let cases = [
+        (
+            with_bandit.replace(prometheus, ""),
+            "20:7: experiments.moon_mars.bandit.counts: `counts: prometheus` needs the top-level `prometheus: { url: http://HOST:9090 }`",
+        ),
+        (
+            with_bandit.replace("min_share: 1%", "min_share: 50%"),
+            "21:7: experiments.moon_mars.bandit.min_share: `50%` × 2 variants is 100%",
+        ),
+        (
+            with_bandit.replace("goal: click", "goal: signup"),
+            "19:7: experiments.moon_mars.bandit.goal: `signup` is not a goal of the experiment (goals: click)",
+        ),
+        (
+            with_bandit.replace("url: http://127.0.0.1:9090", "url: https://127.0.0.1:9090"),
+            "23:3: prometheus.url: `https://127.0.0.1:9090`: only http:// is supported",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        std::fs::write(&path, text).unwrap();
+        let (code, out) = binary::check(&path);
+        assert_eq!(code, 1, "case {i} must fail: {out}");
+        assert!(
+            out.starts_with(&format!("{}:{expected}", path.display())),
+            "case {i}: expected {expected:?} in {out:?}"
+        );
+    }
+}
+
 fn write_config(
     dir: &tempfile::TempDir,
     upstream: &MockUpstream,

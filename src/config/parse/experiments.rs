@@ -1,8 +1,10 @@
 //! The experiments: `experiments` (key → experiment), and in each its `title`, `state`,
 //! `variants` (weight and upstream), `fallback`, `control`, `rollout_variant`,
 //! `upstream_down`, `match` (path prefix, host) and `traffic` (a percentage). Its
-//! `target` and `goals` are read by [`super::targeting`] and [`super::goals`].
+//! `target`, `goals` and `bandit` are read by [`super::targeting`], [`super::goals`] and
+//! [`super::bandit`].
 
+use super::bandit::bandit;
 use super::fields::{error, integer, join, named_entries, scalar, Fields, Result};
 use super::goals::goals;
 use super::targeting::target;
@@ -10,21 +12,30 @@ use super::upstreams::unknown_upstream;
 use crate::config::names;
 use crate::config::target::Target;
 use crate::config::yaml::{Key, Node, Value};
-use crate::config::{Experiment, Match, State, Upstream, UpstreamDown, Variant};
+use crate::config::{Experiment, Match, PrometheusSource, State, Upstream, UpstreamDown, Variant};
 
 /// Keeps the total weight far from overflow and the label cardinality sane.
 const MAX_WEIGHT: u32 = 1_000_000;
 const MAX_VARIANTS: usize = 32;
 
-pub(super) fn experiments(top: &Fields, upstreams: &[Upstream]) -> Result<Vec<Experiment>> {
+pub(super) fn experiments(
+    top: &Fields,
+    upstreams: &[Upstream],
+    prometheus: Option<&PrometheusSource>,
+) -> Result<Vec<Experiment>> {
     let entries = named_entries(top, "experiments", "a mapping of key: experiment")?;
     entries
         .iter()
-        .map(|(key, node)| experiment(key, node, upstreams))
+        .map(|(key, node)| experiment(key, node, upstreams, prometheus))
         .collect()
 }
 
-fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experiment> {
+fn experiment(
+    key: &Key,
+    node: &Node,
+    upstreams: &[Upstream],
+    prometheus: Option<&PrometheusSource>,
+) -> Result<Experiment> {
     let path = format!("experiments.{}", key.name);
     if let Err(m) = names::check_name(&key.name, names::NameKind::Experiment) {
         return error(key.pos, &path, m);
@@ -45,6 +56,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
             "traffic",
             "target",
             "goals",
+            "bandit",
         ],
     )?;
     let title = f
@@ -174,6 +186,17 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
         None => Vec::new(),
         Some((gkey, gnode)) => goals(gkey, gnode, &f.child_path(gkey))?,
     };
+    let bandit = match f.get("bandit") {
+        None => None,
+        Some((bkey, bnode)) => Some(bandit(
+            bkey,
+            bnode,
+            &f.child_path(bkey),
+            &variants,
+            &goals,
+            prometheus,
+        )?),
+    };
     Ok(Experiment {
         key: key.name.clone(),
         title,
@@ -188,7 +211,7 @@ fn experiment(key: &Key, node: &Node, upstreams: &[Upstream]) -> Result<Experime
         traffic_bp,
         target,
         goals,
-        bandit: None,
+        bandit,
     })
 }
 

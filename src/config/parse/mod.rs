@@ -5,6 +5,7 @@
 //! typed getters); this file is the entry point that reads the top-level mapping and
 //! calls the sections in order, so the first error in a file is the one reported.
 
+mod bandit;
 mod cookie;
 mod experiments;
 mod export;
@@ -13,6 +14,7 @@ pub(super) mod fields;
 mod goals;
 mod limits;
 mod listeners;
+mod prometheus;
 mod qa;
 mod targeting;
 mod upstreams;
@@ -47,6 +49,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
             "secret_file",
             "qa_override",
             "export",
+            "prometheus",
             "experiments",
         ],
     )?;
@@ -60,7 +63,12 @@ pub(super) fn config(root: &Node) -> Result<Config> {
     let timeouts = limits::timeouts(&top)?;
     let pool = limits::pool(&top)?;
     let limits = limits::limits(&top)?;
-    let experiments = experiments::experiments(&top, &upstreams)?;
+    // Before the experiments: a bandit with `counts: prometheus` needs it.
+    let prometheus = match top.get("prometheus") {
+        None => None,
+        Some((key, node)) => Some(prometheus::prometheus(key, node)?),
+    };
+    let experiments = experiments::experiments(&top, &upstreams, prometheus.as_ref())?;
     listeners::check_addresses(&top, listen, admin_listen, &upstreams)?;
     let data_dir = top
         .path("data_dir")?
@@ -90,7 +98,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         admin_token_file,
         qa_override,
         export,
-        prometheus: None,
+        prometheus,
         experiments,
     })
 }

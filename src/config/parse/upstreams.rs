@@ -85,6 +85,22 @@ fn parse_origin(url: &str) -> std::result::Result<(bool, http::uri::Authority), 
         .authority()
         .ok_or_else(|| format!("`{url}` has no host"))?
         .clone();
+    check_authority(url, &authority, "upstream")?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "`{url}`: an upstream URL cannot have a path or query; requests keep their own path"
+        ));
+    }
+    Ok((tls, authority))
+}
+
+/// A URL's `host:port` that a connector can use: a port (if written) of 1–65535 and no
+/// credentials. `what` names the URL in the message (`upstream`, `prometheus`).
+pub(super) fn check_authority(
+    url: &str,
+    authority: &http::uri::Authority,
+    what: &str,
+) -> std::result::Result<(), String> {
     if authority.host().is_empty() {
         return Err(format!("`{url}` has no host"));
     }
@@ -100,15 +116,10 @@ fn parse_origin(url: &str) -> std::result::Result<(bool, http::uri::Authority), 
     }
     if authority.as_str().contains('@') {
         return Err(format!(
-            "`{url}`: credentials in upstream URLs are not supported"
+            "`{url}`: credentials in {what} URLs are not supported"
         ));
     }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(format!(
-            "`{url}`: an upstream URL cannot have a path or query; requests keep their own path"
-        ));
-    }
-    Ok((tls, authority))
+    Ok(())
 }
 
 /// `default_upstream: NAME`, one of `upstreams`.
