@@ -172,7 +172,6 @@ pub fn period_charts(
     if !shows_shares(results) {
         return String::new();
     }
-    let key = &results.counts.experiment;
     let names: Vec<&str> = lines.iter().map(|l| l.name).collect();
     // The periods widen the axis if they start before the run's start (a clock step).
     let steps = share_steps(results, &names);
@@ -180,7 +179,6 @@ pub fn period_charts(
         .iter()
         .fold(domain, |(a, b), s| (a.min(s.start_ms), b.max(s.start_ms)));
     let mut out = period_chart::step_chart(&period_chart::StepChart {
-        id: &format!("{key}-shares"),
         title: "Shares of new devices",
         y_label: "share of new devices",
         values_are: "shares",
@@ -197,7 +195,6 @@ pub fn period_charts(
     if !best.is_empty() {
         let goal = results.bandit.as_ref().map_or("", |(b, _)| b.goal.as_str());
         out.push_str(&period_chart::step_chart(&period_chart::StepChart {
-            id: &format!("{key}-p-best"),
             title: &format!("P(best) at each bandit update (goal {goal})"),
             y_label: "P(best)",
             values_are: "P(best)",
@@ -259,6 +256,10 @@ pub fn status(results: &ExperimentResults, state: State, now_ms: u64) -> String 
         }
         if let Some(next) = &status.next_at {
             line.push_str(&format!("; next {}", clock(next, now_ms)));
+        }
+        // The updater works on the current run; an earlier one is shown.
+        if let Some(current) = results.current_run.filter(|_| !results.shows_current_run()) {
+            line.push_str(&format!(" (in run {current}, the current one)"));
         }
     } else {
         let state = match state {

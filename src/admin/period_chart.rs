@@ -28,8 +28,6 @@ pub struct Step {
 }
 
 pub struct StepChart<'a> {
-    /// Unique on the page (the experiment's key and what is drawn).
-    pub id: &'a str,
     pub title: &'a str,
     pub y_label: &'a str,
     /// What a step's hover text calls its values ("shares", "P(best)").
@@ -152,7 +150,6 @@ mod tests {
 
     fn draw(steps: &[Step], domain: (u64, u64)) -> String {
         step_chart(&StepChart {
-            id: "k-shares",
             title: "Shares of new devices",
             y_label: "share of new devices",
             values_are: "shares",

@@ -364,6 +364,10 @@ fn the_status_line_says_what_the_bandit_did_and_does_next() {
     assert!(html.contains("every variant keeps at least 1% of new devices"));
     assert!(html.contains("reads every replica's counts, from Prometheus"));
     assert!(!html.contains("bandit-problem"), "no problem, no warning");
+    let mut earlier = results(3, Some(status(None)));
+    earlier.current_run = Some(2);
+    let html = render(earlier, State::Active);
+    assert!(html.contains("13:00:00 UTC</time> (in run 2, the current one)</p>"));
     let stopped = render(results(3, Some(status(None))), State::Inactive);
     assert!(stopped.contains("; not updating while the experiment is inactive</p>"));
     let plain = render(results(3, None), State::Active);
