@@ -126,18 +126,31 @@ pub fn p_best(results: &ExperimentResults, goal: &str) -> BTreeMap<String, f64> 
 }
 
 /// P(best) at each bandit update: one step per period computed from counts (its
-/// `inputs`), values in `variants`' order.
+/// `inputs`: the results' counts per period, or the run book's where those carry
+/// none, as in [`share_steps`]), values in `variants`' order.
 pub fn p_best_steps(results: &ExperimentResults, variants: &[&str]) -> Vec<Step> {
     let starts: BTreeMap<u32, u64> = share_steps(results, variants)
         .iter()
         .map(|s| (s.number, s.start_ms))
         .collect();
-    let mut steps: Vec<Step> = results
-        .counts
-        .periods
-        .iter()
-        .filter_map(|p| {
-            let inputs = p.inputs.as_ref()?;
+    let updates: Vec<(u32, &BTreeMap<String, ArmInputs>)> = if results.counts.periods.is_empty() {
+        let booked = results.run.as_ref().map(|r| r.periods.as_slice());
+        booked
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| Some((p.number, p.inputs.as_ref()?)))
+            .collect()
+    } else {
+        results
+            .counts
+            .periods
+            .iter()
+            .filter_map(|p| Some((p.number, p.inputs.as_ref()?)))
+            .collect()
+    };
+    let mut steps: Vec<Step> = updates
+        .into_iter()
+        .filter_map(|(number, inputs)| {
             let arms = variants
                 .iter()
                 .map(|v| {
@@ -151,8 +164,8 @@ pub fn p_best_steps(results: &ExperimentResults, variants: &[&str]) -> Vec<Step>
                 .collect();
             let best = p_best_of(arms);
             Some(Step {
-                number: p.number,
-                start_ms: *starts.get(&p.number)?,
+                number,
+                start_ms: *starts.get(&number)?,
                 values: variants.iter().map(|v| best[*v]).collect(),
             })
         })

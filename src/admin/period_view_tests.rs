@@ -280,6 +280,12 @@ fn the_run_books_periods_stand_in_for_missing_period_counts() {
     let steps = bandit_view::share_steps(&r, &NAMES);
     assert_eq!(steps.len(), 3);
     assert!((steps[2].values[2] - 0.85).abs() < 1e-8, "{steps:?}");
+    assert_eq!(
+        bandit_view::p_best_steps(&r, &NAMES),
+        bandit_view::p_best_steps(&results(3, None), &NAMES),
+        "the same updates, from the run book's inputs"
+    );
+    assert_eq!(bandit_view::p_best_steps(&r, &NAMES).len(), 2);
     assert!(render(r, State::Active).contains(r#"class="title">Shares of new devices</text>"#));
 }
 
