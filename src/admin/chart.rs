@@ -4,7 +4,9 @@
 //!
 //! - each variant's rate with its interval (now);
 //! - the difference of each variant to the control with its interval, over the run;
-//! - the devices of each variant, cumulative over the run.
+//! - the devices of each variant, cumulative over the run;
+//! - the step charts over a run's periods (shares of new devices, P(best)), in
+//!   `period_chart` on this file's time axis.
 //!
 //! Pure: numbers in, markup out. The series and their rules (gaps, which points set the
 //! axis) are in `series`, the ticks in `axis`, the title/legend/labels frame in `frame`.
@@ -16,12 +18,12 @@ use super::frame::{Frame, Legend, Mark};
 use super::series::{self, Banded};
 use crate::util::html::escape;
 /// Left margin of the charts over time: tick labels and the rotated axis label.
-const LEFT: f64 = 70.0;
+pub(super) const LEFT: f64 = 70.0;
 /// The rate chart puts variant names on the left.
 const LEFT_NAMES: f64 = 96.0;
-const PLOT_HEIGHT: f64 = 150.0;
+pub(super) const PLOT_HEIGHT: f64 = 150.0;
 /// Colour of the "no difference" line and of texts that are not a variant's.
-const INK: &str = "#1f2430";
+pub(super) const INK: &str = "#1f2430";
 
 /// One variant's rate and interval (fractions, 0–1).
 pub struct RateRow<'a> {
@@ -101,8 +103,10 @@ fn confidence_label(confidence: f64) -> String {
     format!("{}%", text.trim_end_matches(".0"))
 }
 
-/// The x axis of a chart over time, `t0..t1` (unix ms), with round time ticks.
-fn time_axis(frame: &mut Frame, t0: u64, t1: u64) -> impl Fn(u64) -> f64 {
+/// The x axis of a chart over time, `t0..t1` (unix ms), with round time ticks; the
+/// position of a time on it (clamped to the axis). Every chart over a run uses it
+/// (`period_chart` too), so their time axes line up.
+pub(super) fn time_axis(frame: &mut Frame, t0: u64, t1: u64) -> impl Fn(u64) -> f64 {
     let t1 = t1.max(t0 + 10 * SECOND);
     let (left, right) = (frame.left, frame.right());
     let x = move |t: u64| left + (right - left) * (t.clamp(t0, t1) - t0) as f64 / (t1 - t0) as f64;

@@ -16,9 +16,13 @@
 pub mod api;
 pub mod auth;
 pub mod axis;
+pub mod bandit_view;
 pub mod chart;
 pub mod frame;
 pub mod page;
+pub mod period_chart;
+#[cfg(test)]
+mod period_view_tests;
 pub mod results;
 pub mod results_view;
 pub mod series;

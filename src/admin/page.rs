@@ -104,6 +104,10 @@ const STYLE: &str = r#"
   .rolled { font-size: 13px; margin-top: 4px; }
   .column-key { max-width: 900px; }
   td.off { color: var(--muted); }
+  .bandit { margin: 6px 0 0; }
+  .bandit-settings { margin: 0 0 6px; }
+  .notice.bandit-problem { background: #fff5f5; border-color: #ffa8a8; color: #a61e1e; margin: 6px 0; }
+  .stratified { margin: 0 0 8px; }
 "#;
 
 const SCRIPT: &str = r#"

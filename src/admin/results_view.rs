@@ -1,11 +1,13 @@
 //! The admin page's results section of one experiment: which run it shows (and a
 //! selector for the others), the verdicts with a one-click rollout of a significant
-//! winner, the table with its columns explained, and the charts. Pure: results in,
-//! markup out.
+//! winner, the table with its columns explained, and the charts; a bandit's status and
+//! the charts over a run's periods come from `bandit_view`. Pure: results in, markup out.
 
 use std::collections::BTreeMap;
 
+use super::bandit_view;
 use super::chart;
+use super::period_chart::StepLine;
 use super::series::{self, Arm};
 use crate::admin::results::ExperimentResults;
 use crate::config::State;
@@ -43,6 +45,7 @@ pub const COLUMN_HELP: &[(&str, &str)] = &[
     ("p holm", "p adjusted (Holm) for comparing several variants with the control."),
     ("p seq", "Always-valid (sequential) p: stays valid however often you look. The verdict uses it."),
     ("P(beat)", "Bayesian probability that the variant's rate is above the control's (uniform priors)."),
+    ("P(best)", "Bayesian probability that the variant has the highest rate of all (uniform priors, the run's totals): what Thompson sampling gives it. Shown for the bandit's goal, or the first goal."),
 ];
 
 /// A verdict worth acting on: the always-valid p-value under 1 − confidence and no
@@ -149,6 +152,11 @@ pub fn results_section(outcome: &Outcome, view: &View) -> String {
     if let Some(problem) = &outcome.problem {
         out.push_str(&format!(r#"<p class="notice">{}</p>"#, escape(problem)));
     }
+    out.push_str(&bandit_view::status(
+        &outcome.results,
+        outcome.state,
+        view.now_ms,
+    ));
     let report = match &outcome.report {
         Err(why) => {
             out.push_str(&format!(
@@ -185,9 +193,18 @@ pub fn results_section(outcome: &Outcome, view: &View) -> String {
             points,
         })
         .collect();
+    let step_lines: Vec<StepLine> = counts
+        .variants
+        .keys()
+        .map(|name| StepLine {
+            name,
+            color: color_of(name),
+        })
+        .collect();
     out.push_str(&format!(
-        r#"<div class="charts">{}</div>"#,
-        chart::devices_over_time(&counts.experiment, &device_lines, domain)
+        r#"<div class="charts">{}{}</div>"#,
+        chart::devices_over_time(&counts.experiment, &device_lines, domain),
+        bandit_view::period_charts(&outcome.results, &step_lines, domain),
     ));
     if report.goals.is_empty() {
         out.push_str(
@@ -204,6 +221,7 @@ pub fn results_section(outcome: &Outcome, view: &View) -> String {
         )),
         None => {}
     }
+    let best_goal = bandit_view::p_best_goal(&outcome.results, report);
     for (goal, g) in &report.goals {
         out.push_str(&format!(
             r#"<div class="goal"><h4>goal {}</h4>"#,
@@ -240,13 +258,17 @@ pub fn results_section(outcome: &Outcome, view: &View) -> String {
                 escape(verdict)
             ));
         }
+        let p_best =
+            (best_goal == Some(goal.as_str())).then(|| bandit_view::p_best(&outcome.results, goal));
         out.push_str(&results_table(
             report,
             goal,
             g,
             outcome.confidence,
+            p_best.as_ref(),
             &color_of,
         ));
+        out.push_str(&bandit_view::stratified_note(&outcome.results));
         let rate_rows: Vec<chart::RateRow> = g
             .variants
             .iter()
@@ -358,6 +380,7 @@ fn results_table(
     goal: &str,
     g: &crate::stats::analysis::GoalReport,
     confidence: f64,
+    p_best: Option<&BTreeMap<String, f64>>,
     color_of: &dyn Fn(&str) -> &'static str,
 ) -> String {
     let help = |name: &str| {
@@ -368,7 +391,7 @@ fn results_table(
     };
     let th = |name: &str| format!(r#"<th><abbr title="{}">{name}</abbr></th>"#, help(name));
     let mut out = format!(
-        r#"<table class="report" data-goal="{goal}"><tr><th>variant</th>{}{}{}<th><abbr title="The variant's rate minus the control's, in percentage points, with its {conf:.0}% interval">diff [{conf:.0}% CI]</abbr></th>{}{}{}{}</tr>"#,
+        r#"<table class="report" data-goal="{goal}"><tr><th>variant</th>{}{}{}<th><abbr title="The variant's rate minus the control's, in percentage points, with its {conf:.0}% interval">diff [{conf:.0}% CI]</abbr></th>{}{}{}{}{}</tr>"#,
         th("devices"),
         th("conversions"),
         th("rate"),
@@ -376,6 +399,11 @@ fn results_table(
         th("p holm"),
         th("p seq"),
         th("P(beat)"),
+        if p_best.is_some() {
+            th("P(best)")
+        } else {
+            String::new()
+        },
         goal = escape(goal),
         conf = confidence * 100.0
     );
@@ -392,8 +420,15 @@ fn results_table(
             _ => String::new(),
         };
         let p = |x: f64| escape(&crate::stats::analysis::format_p(x));
+        let best = p_best.map_or(String::new(), |by_variant| {
+            let value = by_variant.get(name.as_str()).copied();
+            format!(
+                r#"<td class="p-best">{}</td>"#,
+                cell(value, &|x| format!("{:.1}%", 100.0 * x))
+            )
+        });
         out.push_str(&format!(
-            r#"<tr><td><span class="swatch" style="background:{color}"></span>{name}</td><td>{devices}</td><td>{conversions}</td><td>{rate:.2}%</td><td>{diff}</td><td>{pv}</td><td>{ph}</td><td>{ps}</td><td>{beat}</td></tr>"#,
+            r#"<tr><td><span class="swatch" style="background:{color}"></span>{name}</td><td>{devices}</td><td>{conversions}</td><td>{rate:.2}%</td><td>{diff}</td><td>{pv}</td><td>{ph}</td><td>{ps}</td><td>{beat}</td>{best}</tr>"#,
             color = color_of(name),
             name = escape(name),
             devices = row.users,
@@ -412,7 +447,7 @@ fn results_table(
 /// The legend of the results tables, once above them (each header also has it as a
 /// tooltip).
 pub fn column_key() -> String {
-    let key: Vec<String> = ["p", "p holm", "p seq", "P(beat)"]
+    let key: Vec<String> = ["p", "p holm", "p seq", "P(beat)", "P(best)"]
         .iter()
         .filter_map(|name| COLUMN_HELP.iter().find(|(n, _)| n == name))
         .map(|(name, help)| format!("<strong>{}</strong>: {}", escape(name), escape(help)))

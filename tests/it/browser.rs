@@ -312,6 +312,33 @@ async fn admin_page_shows_runs_and_charts_and_rolls_out_a_winner() {
         table_devices,
         serde_json::json!([run_one.0.to_string(), run_one.1.to_string()])
     );
+    // P(best) in the first goal's table (no bandit): Thompson's probabilities of the
+    // devices and conversions the table shows, as the browser renders them.
+    let rows = browser
+        .execute("return [...document.querySelectorAll('table.report[data-goal=click] tr')].slice(1).map(r => [r.children[1].textContent, r.children[2].textContent, r.querySelector('td.p-best').textContent])")
+        .await;
+    let rows = rows.as_array().unwrap();
+    let number = |cell: &serde_json::Value| cell.as_str().unwrap().parse::<u64>().unwrap();
+    let arms: Vec<abproxy::stats::Proportion> = rows
+        .iter()
+        .map(|r| abproxy::stats::Proportion {
+            users: number(&r[0]),
+            conversions: number(&r[1]),
+        })
+        .collect();
+    let expected: Vec<String> = abproxy::stats::bandit::thompson(&arms)
+        .iter()
+        .map(|p| format!("{:.1}%", 100.0 * p))
+        .collect();
+    let p_best: Vec<&str> = rows.iter().map(|r| r[2].as_str().unwrap()).collect();
+    assert_eq!(p_best, expected, "{rows:?}");
+    assert_eq!(
+        browser
+            .execute("return document.querySelectorAll('table.report[data-goal=revenue] td.p-best').length")
+            .await,
+        0,
+        "P(best) for one goal only"
+    );
     let button = browser
         .execute("const b = document.querySelector('button.rollout'); return b && b.textContent")
         .await;
