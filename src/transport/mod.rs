@@ -1,12 +1,13 @@
 //! The connections under the proxy: upstream connection pools and their connector
 //! ([`upstream_client`]), TLS termination with certificate rotation ([`tls`]), draining
 //! connections on shutdown ([`drain`]), the request body streamed upstream and watched
-//! for the client's faults ([`request_body`]), and bodies abproxy reads itself ([`body`]).
+//! for the client's faults ([`request_body`]), and bodies abproxy reads itself ([`body`]), and JSON fetched over HTTP for `analyze` and the bandits ([`json_get`]).
 //!
 //! May use `config` and `counting`; knows nothing of experiments.
 
 pub mod body;
 pub mod drain;
+pub mod json_get;
 pub mod request_body;
 pub mod tls;
 pub mod upstream_client;
