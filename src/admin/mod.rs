@@ -106,7 +106,7 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                 }
             };
             let now = crate::counting::store::unix_ms(std::time::SystemTime::now());
-            match crate::admin::results::collect(&snapshot, &app.counts.book, key, run, now) {
+            match crate::admin::results::collect(&snapshot, &app, key, run, now) {
                 Ok(results) => json(
                     StatusCode::OK,
                     &crate::admin::results::to_json(&results, settings),
@@ -278,14 +278,13 @@ fn experiments_page(app: &App, request: &Request<Incoming>) -> Response<Full<Byt
         .experiments
         .iter()
         .filter_map(|e| {
-            let book = &app.counts.book;
             let asked = selected.get(&e.key).copied();
             let (results, problem) =
-                match crate::admin::results::collect(&snapshot, book, &e.key, asked, now) {
+                match crate::admin::results::collect(&snapshot, &app, &e.key, asked, now) {
                     Ok(results) => (results, None),
                     // A run it never had: say so, and show the last one.
                     Err(err) => (
-                        crate::admin::results::collect(&snapshot, book, &e.key, None, now).ok()?,
+                        crate::admin::results::collect(&snapshot, &app, &e.key, None, now).ok()?,
                         Some(format!("{err}: showing the last run instead.")),
                     ),
                 };

@@ -81,7 +81,7 @@ pub fn parse_run(value: &str) -> Result<u32, String> {
 /// The results of experiment `key` in `snapshot`, for run `run` (default: the last).
 pub fn collect(
     snapshot: &Snapshot,
-    book: &CountBook,
+    app: &crate::state::app::App,
     key: &str,
     run: Option<u32>,
     now_ms: u64,
@@ -92,6 +92,7 @@ pub fn collect(
         .iter()
         .find(|e| e.key == key)
         .ok_or_else(|| ResultsError::UnknownExperiment(key.to_string()))?;
+    let book = &app.counts.book;
     let record = snapshot.runs.get(key);
     let runs: Vec<Run> = record.map(|r| r.runs.clone()).unwrap_or_default();
     let shown = match run {
@@ -150,7 +151,10 @@ pub fn collect(
             periods,
         },
         history,
-        bandit: None,
+        bandit: experiment
+            .bandit
+            .clone()
+            .map(|b| (b, app.bandit_status(key))),
     })
 }
 
@@ -215,6 +219,29 @@ fn variant_counts(
     VariantCounts { users, goals }
 }
 
+/// `bandit` of the results: its settings and what its updater last did.
+fn bandit_json(b: &crate::config::Bandit, status: &crate::state::bandit::BanditStatus) -> Value {
+    use crate::config::{BanditAlgorithm, BanditCounts};
+    let (algorithm, epsilon) = match b.algorithm {
+        BanditAlgorithm::Thompson => ("thompson", None),
+        BanditAlgorithm::Ucb1 => ("ucb1", None),
+        BanditAlgorithm::EpsilonGreedy { epsilon } => ("epsilon_greedy", Some(epsilon)),
+    };
+    json!({
+        "algorithm": algorithm,
+        "goal": b.goal,
+        "update_every_seconds": b.update_every.as_secs_f64(),
+        "burn_in": b.burn_in,
+        "min_share": b.min_share,
+        "epsilon": epsilon,
+        "counts": match b.counts {
+            BanditCounts::Local => "local",
+            BanditCounts::Prometheus => "prometheus",
+        },
+        "status": status,
+    })
+}
+
 fn run_json(r: &Run) -> Value {
     json!({ "number": r.number, "started_at": r.started_at, "ended_at": r.ended_at })
 }
@@ -247,6 +274,10 @@ pub fn to_json(results: &ExperimentResults, settings: Settings) -> Value {
     answer["runs"] = Value::Array(results.runs.iter().map(run_json).collect());
     answer["counts"] = serde_json::to_value(&results.counts).expect("counts serialize");
     answer["periods"] = serde_json::to_value(&results.counts.periods).expect("periods serialize");
+    answer["bandit"] = results
+        .bandit
+        .as_ref()
+        .map_or(Value::Null, |(bandit, status)| bandit_json(bandit, status));
     answer
 }
 

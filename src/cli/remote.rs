@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::counting::metrics;
-pub(crate) use crate::transport::json_get::{get_json, Service};
 use crate::stats::analysis::{indexmap_like::OrderedMap, Counts, GoalCounts, VariantCounts};
+pub(crate) use crate::transport::json_get::{get_json, Service};
 
 /// Counts of one experiment and, from the admin API, the run they are from.
 pub struct Fetched {
@@ -281,15 +281,7 @@ fn is_prometheus_duration(text: &str) -> bool {
 
 /// Percent-encode everything but RFC 3986's unreserved characters (for a query value).
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 3);
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::transport::json_get::query_component(text)
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub const TUNNELS_OPEN: &str = "abproxy_tunnels_open";
 pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
 pub const CLIENT_ERRORS: &str = "abproxy_client_errors_total";
+pub const BANDIT_UPDATES: &str = "abproxy_bandit_updates_total";
 pub const EXPERIMENT_PERIOD: &str = "abproxy_experiment_period";
 pub const PERIOD_ASSIGNMENTS: &str = "abproxy_period_assignments_total";
 pub const PERIOD_CONVERSIONS: &str = "abproxy_period_conversions_total";
@@ -84,7 +85,23 @@ pub struct Metrics {
     pub tunnels_open: IntGauge,
     /// `abproxy_client_errors_total`, indexed by [`ClientErrorKind`].
     pub client_errors: [IntCounter; ClientErrorKind::LABELS.len()],
+    /// `abproxy_bandit_updates_total{experiment, outcome}`, outcome one of
+    /// [`BANDIT_OUTCOMES`].
+    pub bandit_updates: IntCounterVec,
 }
+
+/// What a bandit's evaluation at a boundary came to: a new period; the rule gave the
+/// weights in force; burn-in not reached; the counts could not be read (Prometheus
+/// unreachable or incomplete); the run's period limit reached; the run book could not be
+/// saved.
+pub const BANDIT_OUTCOMES: [&str; 6] = [
+    "started",
+    "unchanged",
+    "burn_in",
+    "counts_unavailable",
+    "period_limit",
+    "not_saved",
+];
 
 impl Metrics {
     pub fn new() -> Metrics {
@@ -172,7 +189,7 @@ impl Metrics {
             IntGaugeVec::new(
                 Opts::new(
                     VARIANT_WEIGHT,
-                    "The weight of each variant in the config in force.",
+                    "The weight new devices of each variant are hashed by now: the config's, or the current period's (a bandit's, in parts per billion); their ratios are the shares.",
                 ),
                 &["experiment", "variant"],
             )
@@ -193,6 +210,11 @@ impl Metrics {
         );
         let client_errors =
             ClientErrorKind::LABELS.map(|kind| client_errors_vec.with_label_values(&[kind]));
+        let bandit_updates = counter(
+            BANDIT_UPDATES,
+            "Bandit evaluations at update boundaries, by outcome: started (a new period), unchanged, burn_in, counts_unavailable (Prometheus unreachable or incomplete: shares kept), period_limit, not_saved.",
+            &["experiment", "outcome"],
+        );
         // Both results exist from the start, so a dashboard's rate() has a zero to start from.
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -214,6 +236,7 @@ impl Metrics {
             connections_rejected,
             tunnels_open,
             client_errors,
+            bandit_updates,
         }
     }
 

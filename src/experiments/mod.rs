@@ -1,6 +1,7 @@
 //! What an experiment decides for one device: pure rules, no I/O, no clock.
 //!
 //! - [`assign`]: the assignment hash of `PRODUCT.md` and the weighted pick;
+//! - [`bandit`]: a bandit's update at a boundary (counts → the next period's weights);
 //! - [`plan`]: an experiment ready for requests (which requests it applies to, what each
 //!   state serves, its count handles);
 //! - [`targeting`]: device classes (bots) and target conditions;
@@ -10,10 +11,11 @@
 //! - [`lifecycle`]: the allowed state transitions;
 //! - [`goals`]: which requests and events convert, once per device, goal and run.
 //!
-//! May use `counting` (the count book's handles), `config` and `util`; never tokio,
+//! May use `counting` (the count book's handles), `stats`, `config` and `util`; never tokio,
 //! hyper, `std::net`, `std::fs` or a clock.
 
 pub mod assign;
+pub mod bandit;
 pub mod device;
 pub mod goals;
 pub mod lifecycle;

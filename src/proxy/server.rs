@@ -48,6 +48,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         }
     }
     let flusher = app.counts.start_flusher();
+    let _bandits = crate::state::bandit::Updater::start(app.clone());
     let (stop_proxy, stop_proxy_rx) = watch::channel(false);
     let (stop_admin, stop_admin_rx) = watch::channel(false);
     let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {

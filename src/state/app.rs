@@ -5,6 +5,7 @@
 //! text → Config → transitions checked against the run book → secret → Snapshot → swap
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,9 +14,11 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ConfigError, Pos};
 use crate::counting::metrics::Metrics;
 use crate::counting::store::CountStore;
+use crate::experiments::bandit::BanditStatus;
 use crate::experiments::sticky::Signer;
 use crate::state::runs::{now_rfc3339, ConfigWeights, RunBook, RunStore};
 use crate::state::snapshot::Snapshot;
+use crate::stats::analysis::ArmInputs;
 
 pub struct App {
     snapshot: ArcSwap<Snapshot>,
@@ -36,6 +39,8 @@ pub struct App {
     /// serialises loads (a file event, a SIGHUP and an API call at once must not
     /// interleave).
     loaded: Mutex<Loaded>,
+    /// What each bandit's updater last did, by experiment.
+    bandits: Mutex<BTreeMap<String, BanditStatus>>,
 }
 
 /// Read, parse and validate the config file at `path`: the config and the text it came
@@ -83,6 +88,17 @@ impl Env {
             admin_token: std::env::var(crate::state::secret::TOKEN_ENV).ok(),
         }
     }
+}
+
+/// Why a bandit's new period was not started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartPeriodError {
+    #[error("the run ended before its new period could start")]
+    RunEnded,
+    #[error(transparent)]
+    Limit(crate::state::runs::PeriodLimit),
+    #[error("the run book could not be saved: {0}")]
+    NotSaved(String),
 }
 
 /// A config that passed every check, ready to swap in.
@@ -202,6 +218,7 @@ impl App {
                 text,
                 last_refused: false,
             }),
+            bandits: Mutex::default(),
         })
     }
 
@@ -209,6 +226,62 @@ impl App {
     /// so a reload never changes the config under a request in flight.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// What the bandit of experiment `key` last did (default before its first boundary).
+    pub fn bandit_status(&self, key: &str) -> BanditStatus {
+        let bandits = self.bandits.lock().unwrap_or_else(|e| e.into_inner());
+        bandits.get(key).cloned().unwrap_or_default()
+    }
+
+    pub fn set_bandit_status(&self, key: &str, status: BanditStatus) {
+        let mut bandits = self.bandits.lock().unwrap_or_else(|e| e.into_inner());
+        bandits.insert(key.to_string(), status);
+    }
+
+    /// Start a new period of run `run` of `key` with a bandit's `weights` (computed from
+    /// `inputs`): saved in the run book, then in force for new devices. The config in
+    /// force is kept as it is. Returns the new period's number.
+    pub fn start_period(
+        &self,
+        key: &str,
+        run: u32,
+        weights: BTreeMap<String, u32>,
+        inputs: BTreeMap<String, ArmInputs>,
+    ) -> Result<u32, StartPeriodError> {
+        let mut loaded = self.loaded();
+        let previous = self.snapshot.load_full();
+        let open = previous
+            .runs
+            .get(key)
+            .and_then(|r| r.current_run())
+            .is_some_and(|r| r.number == run);
+        if !open {
+            // The run ended (or another began) between the read of the counts and now.
+            return Err(StartPeriodError::RunEnded);
+        }
+        let book = match previous
+            .runs
+            .start_period(key, weights, inputs, &now_rfc3339())
+        {
+            Some(Ok(book)) => book,
+            Some(Err(limit)) => return Err(StartPeriodError::Limit(limit)),
+            None => return Err(StartPeriodError::RunEnded),
+        };
+        let mut prepared = self
+            .prepare(&loaded, (*previous.config).clone())
+            .map_err(|e| StartPeriodError::NotSaved(e.to_string()))?;
+        prepared.runs = book;
+        let period = prepared
+            .runs
+            .get(key)
+            .and_then(|r| r.current_run())
+            .and_then(|r| r.current_period())
+            .map_or(0, |p| p.number);
+        let text = loaded.text.clone();
+        self.commit(&mut loaded, prepared, text)
+            .map_err(|e| StartPeriodError::NotSaved(e.message))?;
+        Ok(period)
     }
 
     pub fn config_path(&self) -> &Path {

@@ -1,19 +1,302 @@
 //! The bandit updater: at each boundary of a bandit experiment, read the counts, compute
 //! the shares (`stats::bandit`), and start a new period of the run when they change.
 
-use serde::Serialize;
+pub use crate::experiments::bandit::BanditStatus;
 
-/// What the updater last did for one experiment, for the results API and the page.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct BanditStatus {
-    /// The last boundary evaluated (RFC 3339, UTC).
-    pub last_at: Option<String>,
-    /// What came of it, in words ("waiting for 100 devices per variant (B has 37)",
-    /// "period 4 started", "shares unchanged").
-    pub last_outcome: Option<String>,
-    /// Set while the counts could not be read (Prometheus unreachable or incomplete): the
-    /// shares in force were kept.
-    pub problem: Option<String>,
-    /// The next boundary (RFC 3339, UTC).
-    pub next_at: Option<String>,
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::{Bandit, BanditCounts, Experiment, PrometheusSource, State};
+use crate::experiments::bandit::{boundaries, evaluate, Update};
+use crate::state::app::{App, StartPeriodError};
+use crate::stats::analysis::ArmInputs;
+
+/// The longest the updater sleeps: a config change that adds a bandit or changes its
+/// interval is seen within it.
+const LONGEST_SLEEP: Duration = Duration::from_secs(1);
+
+/// The updater, running until dropped.
+pub struct Updater {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Updater {
+    pub fn start(app: Arc<App>) -> Updater {
+        Updater {
+            task: tokio::spawn(run(app)),
+        }
+    }
+}
+
+impl Drop for Updater {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+fn rfc3339_ms(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// How long after a boundary its counts are read: at once from this process's book; after
+/// the settle delay from Prometheus, so every replica's scrape up to it has arrived.
+fn settle(bandit: &Bandit, prometheus: Option<&PrometheusSource>) -> Duration {
+    match (bandit.counts, prometheus) {
+        (BanditCounts::Prometheus, Some(p)) => p.settle,
+        _ => Duration::ZERO,
+    }
+}
+
+async fn run(app: Arc<App>) {
+    // The last boundary evaluated, per experiment and run.
+    let mut evaluated: HashMap<(String, u32), u64> = HashMap::new();
+    loop {
+        let snapshot = app.snapshot();
+        let now_ms = unix_ms(SystemTime::now());
+        let mut wake_ms = now_ms + LONGEST_SLEEP.as_millis() as u64;
+        for e in &snapshot.config.experiments {
+            let (Some(bandit), State::Active) = (&e.bandit, e.state) else {
+                continue;
+            };
+            let Some(run) = snapshot.runs.get(&e.key).and_then(|r| r.current_run()) else {
+                continue;
+            };
+            let settle_ms = settle(bandit, snapshot.config.prometheus.as_ref()).as_millis() as u64;
+            let (due, next) = boundaries(bandit.update_every, now_ms.saturating_sub(settle_ms));
+            wake_ms = wake_ms.min(next + settle_ms);
+            let run_started_ms = humantime::parse_rfc3339(&run.started_at)
+                .map(unix_ms)
+                .unwrap_or(0);
+            // A boundary from before the run would read another run's counts.
+            if due < run_started_ms || evaluated.get(&(e.key.clone(), run.number)) == Some(&due) {
+                continue;
+            }
+            evaluated.insert((e.key.clone(), run.number), due);
+            let in_force = run
+                .current_period()
+                .map(|p| p.weights.clone())
+                .unwrap_or_default();
+            let status = evaluate_at(
+                &app,
+                e,
+                bandit,
+                run.number,
+                &in_force,
+                due,
+                snapshot.config.prometheus.as_ref(),
+            )
+            .await;
+            let status = BanditStatus {
+                next_at: Some(rfc3339_ms(next)),
+                ..status
+            };
+            app.set_bandit_status(&e.key, status);
+        }
+        let sleep_ms = wake_ms.saturating_sub(unix_ms(SystemTime::now()));
+        tokio::time::sleep(Duration::from_millis(sleep_ms.max(1)).min(LONGEST_SLEEP)).await;
+    }
+}
+
+/// One evaluation of `e`'s bandit at boundary `at_ms`: read the counts, apply the rule,
+/// start a period if it says so; log and count what came of it.
+async fn evaluate_at(
+    app: &App,
+    e: &Experiment,
+    bandit: &Bandit,
+    run: u32,
+    in_force: &BTreeMap<String, u32>,
+    at_ms: u64,
+    prometheus: Option<&PrometheusSource>,
+) -> BanditStatus {
+    let at = rfc3339_ms(at_ms);
+    let variants: Vec<&str> = e.variants.iter().map(|v| v.name.as_str()).collect();
+    let counts = match (bandit.counts, prometheus) {
+        (BanditCounts::Prometheus, Some(source)) => {
+            prometheus_counts(source, &e.key, run, &bandit.goal, &variants, at_ms).await
+        }
+        _ => Ok(local_counts(app, &e.key, run, &bandit.goal, &variants)),
+    };
+    let count = |outcome: &str| {
+        app.metrics
+            .bandit_updates
+            .with_label_values(&[e.key.as_str(), outcome])
+            .inc()
+    };
+    let counts = match counts {
+        Ok(counts) => counts,
+        Err(problem) => {
+            tracing::warn!(
+                "bandit of {}: cannot read the counts for the boundary {at}, keeping the shares in force: {problem}",
+                e.key
+            );
+            count("counts_unavailable");
+            return BanditStatus {
+                last_at: Some(at.clone()),
+                last_outcome: Some("counts unavailable: shares kept".to_string()),
+                problem: Some(format!("at {at}: {problem}; the shares in force were kept")),
+                next_at: None,
+            };
+        }
+    };
+    let update = evaluate(bandit, &counts, in_force);
+    let mut outcome = update.describe();
+    let mut problem = None;
+    match update {
+        Update::BurnIn { .. } => count("burn_in"),
+        Update::Unchanged => count("unchanged"),
+        Update::Start { weights, inputs } => match app.start_period(&e.key, run, weights, inputs) {
+            Ok(period) => {
+                count("started");
+                outcome = format!("period {period} started: {outcome}");
+                tracing::info!("bandit of {}: {outcome} (boundary {at})", e.key);
+            }
+            Err(err) => {
+                count(match err {
+                    StartPeriodError::Limit(_) => "period_limit",
+                    _ => "not_saved",
+                });
+                tracing::error!("bandit of {}: {outcome} not applied: {err}", e.key);
+                problem = Some(format!("at {at}: {err}; the shares in force were kept"));
+                outcome = "not applied: shares kept".to_string();
+            }
+        },
+    }
+    BanditStatus {
+        last_at: Some(at),
+        last_outcome: Some(outcome),
+        problem,
+        next_at: None,
+    }
+}
+
+/// This process's counts of run `run`: devices per variant, and of them those that
+/// converted on `goal`.
+fn local_counts(
+    app: &App,
+    key: &str,
+    run: u32,
+    goal: &str,
+    variants: &[&str],
+) -> BTreeMap<String, ArmInputs> {
+    let counted = app.counts.book.run(key, run, 0);
+    variants
+        .iter()
+        .map(|&v| {
+            let c = counted.variants.get(v);
+            let inputs = ArmInputs {
+                users: c.map_or(0, |c| c.totals.assigned),
+                conversions: c
+                    .and_then(|c| c.goals.get(goal))
+                    .map_or(0, |g| g.totals.conversions),
+            };
+            (v.to_string(), inputs)
+        })
+        .collect()
+}
+
+/// Every replica's counts of run `run` at `at_ms`, summed by Prometheus: the count
+/// metrics of the replicas whose `abproxy_experiment_run` is `run` at that time. An
+/// answer without every variant is incomplete (a replica not yet scraped, or no devices
+/// anywhere yet in a variant: either way the rule must not run on it).
+async fn prometheus_counts(
+    source: &PrometheusSource,
+    key: &str,
+    run: u32,
+    goal: &str,
+    variants: &[&str],
+    at_ms: u64,
+) -> Result<BTreeMap<String, ArmInputs>, String> {
+    let on_run = format!(
+        "and on (instance, job) ({run_metric}{{experiment=\"{key}\"}} == {run})",
+        run_metric = crate::counting::metrics::EXPERIMENT_RUN
+    );
+    let users = format!(
+        "sum by (variant) ({}{{experiment=\"{key}\"}} {on_run})",
+        crate::counting::metrics::ASSIGNMENTS
+    );
+    let conversions = format!(
+        "sum by (variant) ({}{{experiment=\"{key}\",goal=\"{goal}\"}} {on_run})",
+        crate::counting::metrics::CONVERSIONS
+    );
+    let users = query(source, &users, at_ms).await?;
+    let conversions = query(source, &conversions, at_ms).await?;
+    let mut counts = BTreeMap::new();
+    for &v in variants {
+        let Some(&users) = users.get(v) else {
+            return Err(format!(
+                "Prometheus has no {} of variant {v} in run {run} at the boundary (incomplete)",
+                crate::counting::metrics::ASSIGNMENTS
+            ));
+        };
+        let conversions = conversions.get(v).copied().unwrap_or(0);
+        counts.insert(v.to_string(), ArmInputs { users, conversions });
+    }
+    Ok(counts)
+}
+
+/// An instant query at `at_ms`: variant → value.
+async fn query(
+    source: &PrometheusSource,
+    promql: &str,
+    at_ms: u64,
+) -> Result<BTreeMap<String, u64>, String> {
+    use crate::transport::json_get::{get_json, query_component, Service};
+    let base = source.url.to_string();
+    let url = format!(
+        "{}/api/v1/query?query={}&time={}.{:03}",
+        base.trim_end_matches('/'),
+        query_component(promql),
+        at_ms / 1000,
+        at_ms % 1000
+    );
+    let answer = get_json(&url, None, Service::Prometheus).await?;
+    parse_vector(&answer)
+}
+
+/// The `variant` label and value of each sample of an instant vector answer.
+fn parse_vector(answer: &serde_json::Value) -> Result<BTreeMap<String, u64>, String> {
+    if answer["status"] != "success" {
+        return Err(format!("Prometheus answered {answer}"));
+    }
+    let samples = answer["data"]["result"]
+        .as_array()
+        .ok_or("Prometheus's answer has no data.result")?;
+    samples
+        .iter()
+        .map(|s| {
+            let variant = s["metric"]["variant"]
+                .as_str()
+                .ok_or("a sample without a variant label")?;
+            let value: f64 = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .ok_or("a sample without a value")?;
+            Ok((variant.to_string(), value.round().max(0.0) as u64))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instant_vector_reads_by_variant() {
+        let answer = serde_json::json!({"status": "success", "data": {"resultType": "vector",
+        "result": [
+            {"metric": {"variant": "A"}, "value": [1790000000.0, "120"]},
+            {"metric": {"variant": "B"}, "value": [1790000000.0, "7"]}
+        ]}});
+        assert_eq!(
+            parse_vector(&answer).unwrap(),
+            [("A".to_string(), 120), ("B".to_string(), 7)].into()
+        );
+        let error = serde_json::json!({"status": "error", "error": "parse error"});
+        assert!(parse_vector(&error).unwrap_err().contains("parse error"));
+    }
 }

@@ -73,11 +73,7 @@ fn unreachable(url: &str, service: Service, err: &hyper_util::client::legacy::Er
 
 /// GET `url` and parse its JSON body; a non-2xx answer is an error with its body (its
 /// `error` field when it has one).
-pub async fn get_json(
-    url: &str,
-    bearer: Option<&str>,
-    service: Service,
-) -> Result<Value, String> {
+pub async fn get_json(url: &str, bearer: Option<&str>, service: Service) -> Result<Value, String> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut request = http::Request::get(url);
@@ -112,3 +108,24 @@ pub async fn get_json(
     serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
 }
 
+/// `text` as one component of a query string: everything but the unreserved characters
+/// of RFC 3986 §2.3 percent-encoded.
+pub fn query_component(text: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_query_component_keeps_only_the_unreserved_characters() {
+        assert_eq!(
+            super::query_component(r#"sum by (variant) (x{e="a b"})~._-"#),
+            "sum%20by%20%28variant%29%20%28x%7Be%3D%22a%20b%22%7D%29~._-"
+        );
+    }
+}
