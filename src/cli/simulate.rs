@@ -9,14 +9,21 @@
 //! one every simulated experiment applies to, and the split is checked against the real
 //! weights. Without it, names are checked against the variants the visits got, and the
 //! split only against `--weights`.
+//!
+//! The visits are paced by `pacing` (`-n`, `--duration`, `--rate`). After them, with
+//! the admin listener, each experiment's results are read once more for its periods
+//! (`periods`: the shares a bandit or a weight change set, and who was assigned when).
 
 pub mod command;
 pub mod design;
+pub mod pacing;
+pub mod periods;
 pub mod report;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Request};
@@ -30,7 +37,8 @@ use crate::util::random::SplitMix;
 pub struct Options {
     /// The proxy's base URL, e.g. `http://127.0.0.1:8080`.
     pub target: String,
-    pub visits: usize,
+    /// How many visits, for how long, how fast.
+    pub pacing: pacing::Pacing,
     /// (variant, click probability), in the order given.
     pub click_probs: Vec<(String, f64)>,
     pub event: String,
@@ -47,14 +55,15 @@ pub struct Options {
     pub path: Option<String>,
 }
 
-pub use report::report;
+pub use report::{report, After};
 
 /// Run a whole simulation: read the experiments (with `admin`), check the options
-/// against them, drive the visits and return the report. `progress` gets the number of
-/// visits done. An error is a sentence for the user.
+/// against them, drive the visits, read the experiments' periods (with `admin`) and
+/// return the report. `progress` gets the number of visits done and the last one. An
+/// error is a sentence for the user.
 pub async fn simulate(
     options: &Options,
-    progress: impl Fn(usize) + Send + Sync + 'static,
+    progress: impl Fn(usize, &Visit) + Send + Sync + 'static,
 ) -> Result<String, String> {
     let designs = match &options.admin {
         Some(url) => {
@@ -90,9 +99,46 @@ pub async fn simulate(
     if !page.path.starts_with('/') {
         return Err(format!("--path `{}` must start with /", page.path));
     }
-    let visits = run(options, &page, progress).await?;
+    let (visits, elapsed) = run(options, &page, progress).await?;
     check_visits(options, &simulated, &page, &visits)?;
-    Ok(report(options, designs.as_deref(), &page.path, &visits))
+    let mut after = After {
+        elapsed,
+        results: BTreeMap::new(),
+    };
+    if let (Some(url), Some(designs)) = (&options.admin, &designs) {
+        for design in designs {
+            if visits.iter().any(|v| v.groups.contains_key(&design.key)) {
+                let read = read_periods(url, options.token.as_deref(), &design.key).await;
+                after.results.insert(design.key.clone(), read);
+            }
+        }
+    }
+    Ok(report(
+        options,
+        designs.as_deref(),
+        &page.path,
+        &visits,
+        &after,
+    ))
+}
+
+/// An experiment's run as the proxy tells it after the visits: its periods (a failure
+/// here is a line of the report, not a lost simulation).
+async fn read_periods(
+    url: &str,
+    token: Option<&str>,
+    key: &str,
+) -> Result<periods::RunResults, String> {
+    let results = crate::cli::remote::get_json(
+        &format!(
+            "{}/api/experiments/{key}/results",
+            url.trim_end_matches('/')
+        ),
+        token,
+        crate::cli::remote::Service::Admin,
+    )
+    .await?;
+    periods::RunResults::from_json(&results)
 }
 
 /// After the visits: a `--click-probs` name no visit got (without `admin`, the only way
@@ -154,19 +200,26 @@ pub struct Page {
 pub struct Visit {
     pub groups: BTreeMap<String, String>,
     pub clicked: bool,
+    /// When it started (before the page load that assigned the device): which period of
+    /// a run it fell in, by the clock.
+    pub at: SystemTime,
 }
 
-/// Run the simulation; `progress` is called with the number of visits done.
+/// Run the simulation, each visit when `options.pacing` says; `progress` is called with
+/// the number of visits done and the last one. The visits, and how long they took.
 pub async fn run(
     options: &Options,
     page: &Page,
-    progress: impl Fn(usize) + Send + Sync + 'static,
-) -> Result<Vec<Visit>, String> {
+    progress: impl Fn(usize, &Visit) + Send + Sync + 'static,
+) -> Result<(Vec<Visit>, Duration), String> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let base = options.target.trim_end_matches('/').to_string();
     let next = Arc::new(AtomicUsize::new(0));
-    let visits = Arc::new(Mutex::new(Vec::with_capacity(options.visits)));
+    let start = tokio::time::Instant::now();
+    let visits = Arc::new(Mutex::new(Vec::with_capacity(
+        options.pacing.planned().min(1 << 20),
+    )));
     let progress = Arc::new(progress);
     let mut workers = Vec::new();
     for worker in 0..options.concurrency.max(1) {
@@ -182,24 +235,33 @@ pub async fn run(
         workers.push(tokio::spawn(async move {
             let mut rng = SplitMix(options.seed.wrapping_add(worker as u64 * 0x9E37_79B9));
             loop {
-                if next.fetch_add(1, Ordering::Relaxed) >= options.visits {
+                // Each worker takes the next visit and waits for its time: the visits
+                // start evenly whatever the number of workers.
+                let Some(due) = options.pacing.due(next.fetch_add(1, Ordering::Relaxed)) else {
                     return Ok::<(), String>(());
+                };
+                tokio::time::sleep_until(start + due).await;
+                // Behind the pace (a slow proxy), a timed run still ends on time: the
+                // visits it had no time for are not made, and the report says so.
+                if !options.pacing.in_time(start.elapsed()) {
+                    return Ok(());
                 }
                 let visit = visit(&client, &base, &page, &options, &mut rng).await?;
                 let done = {
                     let mut all = visits.lock().unwrap_or_else(|p| p.into_inner());
-                    all.push(visit);
+                    all.push(visit.clone());
                     all.len()
                 };
-                progress(done);
+                progress(done, &visit);
             }
         }));
     }
     for w in workers {
         w.await.map_err(|e| e.to_string())??;
     }
+    let elapsed = start.elapsed();
     let visits = std::mem::take(&mut *visits.lock().unwrap_or_else(|p| p.into_inner()));
-    Ok(visits)
+    Ok((visits, elapsed))
 }
 
 async fn visit(
@@ -209,6 +271,7 @@ async fn visit(
     options: &Options,
     rng: &mut SplitMix,
 ) -> Result<Visit, String> {
+    let at = SystemTime::now();
     let with_host = |builder: http::request::Builder| match &page.host {
         Some(host) => builder.header(header::HOST, host),
         None => builder,
@@ -264,7 +327,11 @@ async fn visit(
         )
         .await?;
     }
-    Ok(Visit { groups, clicked })
+    Ok(Visit {
+        groups,
+        clicked,
+        at,
+    })
 }
 
 async fn request(

@@ -17,7 +17,7 @@
 //! - `results`: results from live counts: the admin API, `analyze --admin`, and
 //!   `analyze --prometheus` against a real Prometheus scraping two replicas.
 //! - `simulate`: `abproxy simulate` against a running proxy: the demo's report, the real
-//!   weights, `--click-probs` checked, pages under a path prefix.
+//!   weights, `--click-probs` checked, pages under a path prefix, a timed run at a rate.
 //! - `tls`: TLS termination, HTTP/2 clients, trailers, certificate rotation under load.
 //! - `upstreams`: https:// upstreams verified against a CA file, h2 over TLS, h2c.
 //! - `websocket`: an echo through the proxy, assigned and cookied, surviving a reload.

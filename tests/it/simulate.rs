@@ -369,3 +369,119 @@ async fn simulate_visits_pages_under_the_experiments_path_prefix() {
     assert!(err.contains("give --path"), "{err}");
     proxy.stop().await;
 }
+
+/// `--duration 2s --rate 50` against the real binary: about 100 new devices (never more:
+/// 2 s × 50/s is the plan, and the default `-n 1000` does not apply), spread over the
+/// two seconds rather than sent at once, with three variants clicking at their own
+/// probabilities; no progress line when stderr is not a terminal. The lower bound is
+/// generous: a loaded machine may make fewer visits than planned, and the report then
+/// says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_runs_for_a_duration_at_a_rate() {
+    let app = MockUpstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("abproxy.yaml");
+    std::fs::write(
+        &config,
+        three_way_config(&app).replace(
+            "listen: 127.0.0.1:0\nadmin:",
+            &format!(
+                "listen: 127.0.0.1:0\ndata_dir: {}\nadmin:",
+                dir.path().join("data").display()
+            ),
+        ) + "    goals:\n      click: { event: button_click }\n",
+    )
+    .unwrap();
+    let proxy = crate::support::binary::ProxyProcess::serve(&config);
+    let started = std::time::Instant::now();
+    let (code, out, err) = simulate(vec![
+        "--target".into(),
+        format!("http://{}", proxy.addr),
+        "--admin".into(),
+        format!("http://{}", proxy.admin),
+        "--duration".into(),
+        "2s".into(),
+        "--rate".into(),
+        "50".into(),
+        "--click-probs".into(),
+        "A=0.05,B=0.10,C=0.30".into(),
+        "--seed".into(),
+        "5".into(),
+    ])
+    .await;
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    let split: Vec<_> = block(&out, "Three ways Exp Split:")
+        .into_iter()
+        .map(split_line)
+        .collect();
+    assert_eq!(
+        split.iter().map(|s| s.0).collect::<Vec<_>>(),
+        ["A", "B", "C"]
+    );
+    let devices: u64 = split.iter().map(|s| s.1).sum();
+    assert!((20..=100).contains(&devices), "{devices} devices:\n{out}");
+    let events: Vec<_> = block(&out, "Three ways Exp events:")
+        .into_iter()
+        .map(events_line)
+        .collect();
+    let exact: Vec<&str> = events.iter().map(|e| e.4).collect();
+    assert_eq!(exact, ["5.00%", "10.00%", "30.00%"], "{out}");
+
+    // `paced at 50/s for 2s: 100 of 100 planned visits in 2.0 s`
+    let paced = out
+        .lines()
+        .find_map(|l| l.strip_prefix("paced at 50/s for 2s: "))
+        .unwrap_or_else(|| panic!("no pacing line in\n{out}"));
+    let (made, rest) = paced.split_once(" of 100 planned visits in ").unwrap();
+    assert_eq!(made.parse::<u64>().unwrap(), devices, "{out}");
+    let seconds: f64 = rest.split_once(" s").unwrap().0.parse().unwrap();
+    // The last of the 100 visits is due at 1.98 s: the run cannot end before it, and
+    // it ends soon after 2 s even when behind (visits it had no time for are dropped).
+    assert!(seconds >= 1.9, "{out}");
+    assert!(
+        seconds < 20.0 && took < std::time::Duration::from_secs(60),
+        "{out}"
+    );
+    if devices < 100 {
+        assert!(rest.contains("(the visits fell behind the pace"), "{out}");
+    }
+
+    // The proxy counted every device the report shows.
+    let (_, _, metrics) = get(&format!("http://{}/metrics", proxy.admin), &[]).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let assigned: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with(r#"abproxy_assignments_total{experiment="split""#))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(assigned, devices as f64, "{metrics}");
+    // Fixed weights: one period at most, and the split checked against them.
+    assert!(!out.contains(" periods\n"), "{out}");
+    assert!(
+        out.contains("  SRM against the proxy's weights A=20 B=30 C=50: p = "),
+        "{out}"
+    );
+    assert!(
+        !err.contains("/100 devices"),
+        "no progress line on a pipe: {err}"
+    );
+    drop(proxy);
+
+    let (code, _, err) = simulate(vec![
+        "--target".into(),
+        "http://127.0.0.1:1".into(),
+        "--click-probs".into(),
+        "A=0.1".into(),
+        "--duration".into(),
+        "1s".into(),
+        "--rate".into(),
+        "0".into(),
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("--rate `0` must be a number of new devices per second above 0"),
+        "{err}"
+    );
+}

@@ -1,9 +1,15 @@
 //! `abproxy simulate` as a command: its arguments checked into [`Options`], and the run
-//! with a progress bar on stderr when stderr is a terminal.
+//! with a progress line on stderr when stderr is a terminal.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::simulate::{parse_pairs, simulate, Options};
+use crate::cli::simulate::pacing::{Pacing, DEFAULT_RATE, DEFAULT_VISITS};
+use crate::cli::simulate::{parse_pairs, simulate, Options, Visit};
 use crate::cli::{remote, runtime};
 
 /// The arguments as given (`--click-probs`, `--params` and `--weights` still text).
@@ -19,10 +25,18 @@ pub struct Args {
     /// The admin token, if the proxy has one (default: ABPROXY_ADMIN_TOKEN).
     #[arg(long, requires = "admin")]
     pub token: Option<String>,
-    /// Visits (each a new device).
-    #[arg(short = 'n', long, default_value_t = 1000)]
-    pub visits: usize,
-    /// Click probability per variant, e.g. Moon=0.1,Mars=0.2
+    /// Visits (each a new device). Default 1000 without --duration; with it, a cap:
+    /// the run ends at whichever is reached first.
+    #[arg(short = 'n', long)]
+    pub visits: Option<usize>,
+    /// Run for this long (e.g. 30s, 5m, 1h 30m), starting new devices at --rate.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// New devices per second, started evenly (default with --duration: 20; without
+    /// it, as fast as --concurrency allows).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Click probability per variant, e.g. Moon=0.1,Mars=0.2 or A=0.05,B=0.10,C=0.30
     #[arg(long)]
     pub click_probs: String,
     /// The page each visit loads (default: one the experiments of --click-probs apply
@@ -60,6 +74,8 @@ pub fn options(args: Args) -> Result<Options> {
         admin,
         token,
         visits,
+        duration,
+        rate,
         click_probs,
         path,
         event,
@@ -89,9 +105,10 @@ pub fn options(args: Args) -> Result<Options> {
     }
     let (admin, token) = admin.unzip();
     let seed = seed.unwrap_or_else(crate::util::random::seed);
+    let pacing = Pacing::new(visits, duration, rate).map_err(anyhow::Error::msg)?;
     Ok(Options {
         target,
-        visits,
+        pacing,
         click_probs,
         event,
         params,
@@ -104,26 +121,88 @@ pub fn options(args: Args) -> Result<Options> {
     })
 }
 
-/// Run the simulation, drawing the progress bar on a terminal, and print the report.
+/// Run the simulation, drawing the progress line on a terminal, and print the report.
 async fn with_progress(options: Options) -> Result<()> {
-    let total = options.visits;
-    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report = simulate(&options, move |done| {
-        if on_terminal && (done % 10 == 0 || done == total) {
-            let width = 40;
-            let filled = done * width / total.max(1);
-            eprint!(
-                "\r  [{}{}] {done}/{total} visits",
-                "#".repeat(filled),
-                ".".repeat(width - filled)
-            );
-            if done == total {
-                eprintln!();
-            }
+    let bar = progress_bar(&options.pacing);
+    let recent = Mutex::new(Recent::new(&options));
+    let shown = bar.clone();
+    let report = simulate(&options, move |done, visit| {
+        shown.set_position(done as u64);
+        let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.push(visit);
+        if done % 10 == 0 {
+            shown.set_message(recent.describe());
         }
     })
-    .await
-    .map_err(anyhow::Error::msg)?;
-    print!("{report}");
+    .await;
+    bar.finish_and_clear();
+    print!("{}", report.map_err(anyhow::Error::msg)?);
     Ok(())
 }
+
+/// On stderr, redrawn every 200 ms (so a paced run shows its clock between visits), one
+/// line (the message is cut to the terminal's width), and drawn nowhere when stderr is
+/// not a terminal (a pipe, a test, CI).
+fn progress_bar(pacing: &Pacing) -> ProgressBar {
+    let target = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(pacing.planned() as u64), target);
+    let clock = match pacing.duration() {
+        Some(d) => format!("{{elapsed}}/{}", humantime::format_duration(d)),
+        None => "{elapsed}".to_string(),
+    };
+    let style = ProgressStyle::with_template(&format!(
+        "  {clock} [{{bar:20}}] {{pos}}/{{len}} devices  {{wide_msg}}"
+    ))
+    .expect("a valid template")
+    .progress_chars("#>.");
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// The variants of the last visits, to watch a bandit move its shares while it runs.
+struct Recent {
+    /// The variants `--click-probs` names.
+    names: Vec<String>,
+    last: VecDeque<Option<String>>,
+}
+
+impl Recent {
+    const VISITS: usize = 100;
+
+    fn new(options: &Options) -> Recent {
+        Recent {
+            names: options.click_probs.iter().map(|(n, _)| n.clone()).collect(),
+            last: VecDeque::with_capacity(Self::VISITS),
+        }
+    }
+
+    fn push(&mut self, visit: &Visit) {
+        if self.last.len() == Self::VISITS {
+            self.last.pop_front();
+        }
+        let simulated = visit.groups.values().find(|g| self.names.contains(g));
+        self.last.push_back(simulated.cloned());
+    }
+
+    /// `last 100: Mars 52%, Moon 48%`.
+    fn describe(&self) -> String {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for name in self.last.iter().flatten() {
+            *counts.entry(name).or_default() += 1;
+        }
+        let shares: Vec<String> = counts
+            .iter()
+            .map(|(name, n)| format!("{name} {}%", 100 * n / self.last.len().max(1)))
+            .collect();
+        format!("last {}: {}", self.last.len(), shares.join(", "))
+    }
+}
+
+// The help texts of `--visits` and `--rate` state these defaults: change them together.
+const _: () = assert!(DEFAULT_VISITS == 1000);
+const _: () = assert!(DEFAULT_RATE == 20.0);

@@ -16,21 +16,35 @@
 //! demo had it; `Exact` is the click probability given). Then the checks the demo did
 //! not have: the z-test of each variant against the control, the sample-ratio check
 //! against the designed split, and the independence of every pair of experiments.
+//! Last, with the admin listener, each experiment's periods (`periods`): the shares per
+//! period when a bandit or a weight change moved them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use super::design::Design;
+use super::periods::{self, RunResults};
 use super::{Options, Visit};
 use crate::stats::{self, Proportion};
 
 /// (visits, clicks) per variant of one experiment, in name order.
 type Tally<'v> = BTreeMap<&'v str, (u64, u64)>;
 
+/// What is known once the visits are over.
+#[derive(Debug, Clone, Default)]
+pub struct After {
+    /// From the first visit's start to the last one's end.
+    pub elapsed: Duration,
+    /// Per experiment, its run as the results tell it after the visits (with `admin`).
+    pub results: BTreeMap<String, Result<RunResults, String>>,
+}
+
 pub fn report(
     options: &Options,
     designs: Option<&[Design]>,
     page: &str,
     visits: &[Visit],
+    after: &After,
 ) -> String {
     let seen: BTreeSet<&str> = visits
         .iter()
@@ -98,13 +112,69 @@ pub fn report(
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if let Some(pace) = options.pacing.describe() {
+        out.push_str(&pacing_line(
+            &pace,
+            visits.len(),
+            options.pacing.planned(),
+            after.elapsed,
+        ));
+    }
+    let results_of = |key: &str| after.results.get(key).and_then(|r| r.as_ref().ok());
     for (key, design, tally) in &tallies {
         out.push_str(&format!("{key}:\n"));
         z_tests(&mut out, options, *design, tally);
-        out.push_str(&format!("  {}\n", sample_ratio(options, *design, tally)));
+        let line = match results_of(key).filter(|r| r.shares_moved()) {
+            Some(moved) => moved_sample_ratio(moved),
+            None => sample_ratio(options, *design, tally),
+        };
+        out.push_str(&format!("  {line}\n"));
     }
     independence(&mut out, visits, &experiments);
+    for &key in &experiments {
+        match after.results.get(key) {
+            Some(Ok(results)) => out.push_str(&periods::render(key, results, visits)),
+            Some(Err(why)) => out.push_str(&format!("{key}: the periods were not read: {why}\n")),
+            None => {}
+        }
+    }
     out
+}
+
+/// `paced at 50/s for 2s: 100 of 100 planned visits in 2.0 s`, and what to do when the
+/// proxy did not keep up.
+fn pacing_line(pace: &str, made: usize, planned: usize, elapsed: Duration) -> String {
+    let behind = if made < planned {
+        " (the visits fell behind the pace: give more --concurrency or a lower --rate)"
+    } else {
+        ""
+    };
+    format!(
+        "paced at {pace}: {made} of {planned} planned visits in {:.1} s{behind}\n",
+        elapsed.as_secs_f64()
+    )
+}
+
+/// The SRM line of a run whose shares moved: the weights read before the visits are no
+/// longer the split to expect, so the proxy's own check over its periods stands in.
+fn moved_sample_ratio(results: &RunResults) -> String {
+    let periods = results.periods.len();
+    match results.srm_p_value {
+        Some(p) => {
+            let flag = if p < crate::stats::analysis::SRM_THRESHOLD {
+                "MISMATCH"
+            } else {
+                "ok"
+            };
+            format!(
+                "SRM: the shares moved ({periods} periods); the proxy's check against each \
+                 period's shares: p = {p:.4} ({flag})"
+            )
+        }
+        None => format!(
+            "SRM: not checked (the shares moved, {periods} periods, and the proxy gave no check)"
+        ),
+    }
 }
 
 fn tally<'v>(visits: &'v [Visit], key: &str, design: Option<&'v Design>) -> Tally<'v> {
@@ -311,7 +381,7 @@ mod tests {
     fn options(click_probs: &[(&str, f64)]) -> Options {
         Options {
             target: "http://x".into(),
-            visits: 0,
+            pacing: crate::cli::simulate::pacing::Pacing::new(Some(0), None, None).unwrap(),
             click_probs: click_probs
                 .iter()
                 .map(|(n, p)| (n.to_string(), *p))
@@ -334,6 +404,7 @@ mod tests {
                 .map(|(e, g)| (e.to_string(), g.to_string()))
                 .collect(),
             clicked,
+            at: std::time::SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -372,6 +443,7 @@ mod tests {
             Some(&designs),
             "/",
             &demo_visits(),
+            &After::default(),
         );
         // python3 -c "print(200*(0.2*0.8/520)**0.5, 200*(0.1*0.9/480)**0.5)"
         //   → 3.5082320772281164 2.7386127875258306
@@ -406,12 +478,18 @@ mod tests {
         }
         let probs = [("A", 0.1)];
         let designs = [design(&[("A", 20), ("B", 30), ("C", 50)])];
-        let text = report(&options(&probs), Some(&designs), "/", &visits);
+        let text = report(
+            &options(&probs),
+            Some(&designs),
+            "/",
+            &visits,
+            &After::default(),
+        );
         assert!(
             text.contains("SRM against the proxy's weights A=20 B=30 C=50: p = 1.0000 (ok)"),
             "{text}"
         );
-        let text = report(&options(&probs), None, "/", &visits);
+        let text = report(&options(&probs), None, "/", &visits, &After::default());
         assert!(
             text.contains("SRM: not checked (the designed weights are unknown"),
             "{text}"
@@ -421,7 +499,7 @@ mod tests {
         equal.weights = vec![("A".into(), 1.0), ("B".into(), 1.0), ("C".into(), 1.0)];
         // python3 -c "from scipy.stats import chisquare; print(chisquare([200, 300, 500]))"
         //   → statistic=140.0, pvalue=3.98e-31
-        let text = report(&equal, None, "/", &visits);
+        let text = report(&equal, None, "/", &visits, &After::default());
         assert!(
             text.contains("SRM against the given weights A=1 B=1 C=1: p = 0.0000 (MISMATCH)"),
             "{text}"
@@ -436,6 +514,7 @@ mod tests {
             Some(&designs),
             "/",
             &demo_visits(),
+            &After::default(),
         );
         assert!(text.contains("Venus: 0 visits (0.00%)\n"), "{text}");
         assert!(
@@ -449,6 +528,7 @@ mod tests {
             Some(&designs),
             "/",
             &demo_visits(),
+            &After::default(),
         );
         assert!(
             text.contains("SRM: not checked (rollout: every device gets Mars)"),
@@ -469,6 +549,7 @@ mod tests {
             None,
             "/",
             &visits,
+            &After::default(),
         );
         // No design: the keys' order, and the key stands in for the title.
         assert!(
@@ -482,5 +563,80 @@ mod tests {
         );
         assert!(text.contains("independence of btn and moon_mars"), "{text}");
         assert!(text.contains("chi2 = 0.00, p = 1.0000"), "{text}");
+    }
+
+    /// A bandit moved the shares: the weights read before the visits are not the split
+    /// to expect, so the proxy's check over its periods is shown; the periods follow.
+    #[test]
+    fn a_run_whose_shares_moved_shows_the_proxys_split_check_and_its_periods() {
+        let designs = [design(&[("Moon", 50), ("Mars", 50)])];
+        let results = serde_json::json!({
+            "srm_p_value": 0.0004,
+            "run": {"number": 2},
+            "periods": [
+                {"number": 1, "started_at": "2026-12-01T23:40:00Z",
+                 "shares": {"Mars": 0.5, "Moon": 0.5}, "inputs": null,
+                 "counts": {"Mars": {"users": 300}, "Moon": {"users": 300}}},
+                {"number": 2, "started_at": "2026-12-01T23:40:05Z",
+                 "shares": {"Mars": 0.9, "Moon": 0.1},
+                 "inputs": {"Mars": {"users": 300, "conversions": 60},
+                            "Moon": {"users": 300, "conversions": 30}},
+                 "counts": {"Mars": {"users": 220}, "Moon": {"users": 180}}}
+            ]
+        });
+        let mut options = options(&[("Moon", 0.1), ("Mars", 0.2)]);
+        options.pacing = crate::cli::simulate::pacing::Pacing::new(
+            None,
+            Some(Duration::from_secs(20)),
+            Some(50.0),
+        )
+        .unwrap();
+        let after = After {
+            elapsed: Duration::from_millis(20_040),
+            results: [("moon_mars".to_string(), RunResults::from_json(&results))].into(),
+        };
+        let text = report(&options, Some(&designs), "/", &demo_visits(), &after);
+        assert!(
+            text.contains("paced at 50/s for 20s: 1000 of 1000 planned visits in 20.0 s\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  SRM: the shares moved (2 periods); the proxy's check against each \
+                 period's shares: p = 0.0004 (MISMATCH)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("SRM against the proxy's weights"), "{text}");
+        assert!(
+            text.contains("moon_mars, run 2: 2 periods\n  period  started "),
+            "{text}"
+        );
+        // Every visit is at the epoch, before both periods: all in the first one.
+        assert!(
+            text.contains(
+                "     1  2026-12-01T23:40:00Z  Mars     50.00%       -      300    520/104\n"
+            ),
+            "{text}"
+        );
+
+        // Fewer visits than planned: the line says what to change.
+        let mut slow = after.clone();
+        slow.elapsed = Duration::from_secs(25);
+        let visits = &demo_visits()[..900];
+        let text = report(&options, Some(&designs), "/", visits, &slow);
+        assert!(
+            text.contains("900 of 1000 planned visits in 25.0 s (the visits fell behind"),
+            "{text}"
+        );
+        // Results that could not be read are said, and the weights' check stays.
+        slow.results
+            .insert("moon_mars".to_string(), Err("no answer".to_string()));
+        let text = report(&options, Some(&designs), "/", visits, &slow);
+        assert!(
+            text.contains("moon_mars: the periods were not read: no answer\n"),
+            "{text}"
+        );
+        assert!(text.contains("SRM against the proxy's weights"), "{text}");
     }
 }
