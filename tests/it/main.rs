@@ -26,6 +26,8 @@
 //! - `packaging`: the Dockerfile, the build context, compose.yaml and Prometheus, without
 //!   a Docker engine (the configs they run checked by the real binary).
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
+//! - `bandit`: a Thompson bandit through the real binary and `simulate`: shares move to
+//!   the best, pins hold, a restart keeps the periods; a weight change starts a period.
 //! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
 //! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`, `healthcheck`,
 //!   a help line for every option.
@@ -35,6 +37,7 @@ mod support;
 mod admin;
 mod analyze;
 mod assignment;
+mod bandit;
 mod browser;
 mod cli;
 mod durability;
