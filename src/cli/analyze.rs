@@ -120,6 +120,7 @@ fn analyze(
                     counts,
                     run: None,
                     latest_run: None,
+                    warnings: Vec::new(),
                 }],
             )
         }
@@ -146,6 +147,9 @@ fn analyze(
     };
     let mut reports = Vec::new();
     for f in &fetched {
+        for warning in &f.warnings {
+            eprintln!("abproxy: warning: {}: {warning}", f.counts.experiment);
+        }
         let report = crate::stats::analysis::analyze(&f.counts, settings)
             .with_context(|| format!("{origin}: experiment {}", f.counts.experiment))?;
         reports.push((report, f));

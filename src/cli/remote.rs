@@ -3,13 +3,15 @@
 //!
 //! Both give `analysis::Counts`, so every source is analysed and printed the same way.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::counting::metrics;
-use crate::stats::analysis::{indexmap_like::OrderedMap, Counts, GoalCounts, VariantCounts};
+use crate::stats::analysis::Counts;
 pub(crate) use crate::transport::json_get::{get_json, Service};
+
+mod answers;
+
+use answers::{counts_from, instant_vector, period_metrics, Answers};
 
 /// Counts of one experiment and, from the admin API, the run they are from.
 pub struct Fetched {
@@ -18,6 +20,8 @@ pub struct Fetched {
     pub run: Option<Value>,
     /// The experiment's latest run, when the source knows it (the admin API).
     pub latest_run: Option<u64>,
+    /// What the reader should know about the counts (printed on stderr).
+    pub warnings: Vec<String>,
 }
 
 fn base(url: &str) -> Result<&str, String> {
@@ -71,6 +75,7 @@ pub async fn from_admin(
                 .as_array()
                 .and_then(|runs| runs.last())
                 .and_then(|r| r["number"].as_u64()),
+            warnings: Vec::new(),
         });
     }
     Ok(fetched)
@@ -94,18 +99,18 @@ pub async fn from_prometheus(
             "--lookback `{lookback}` is not a Prometheus duration (e.g. 30d, 12h)"
         ));
     }
+    // Every query is evaluated at one instant, so the totals and the periods come from
+    // the same scrape of each replica (a scrape between two queries would otherwise let
+    // the periods hold more than the totals).
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let query = |promql: String| {
-        let url = format!("{base}/api/v1/query?query={}", percent_encode(&promql));
-        async move {
-            let answer = get_json(&url, None, Service::Prometheus).await?;
-            if answer["status"] != "success" {
-                return Err(format!("Prometheus refused `{promql}`: {answer}"));
-            }
-            answer["data"]["result"]
-                .as_array()
-                .cloned()
-                .ok_or_else(|| format!("Prometheus answered `{promql}` without a vector"))
-        }
+        let url = format!(
+            "{base}/api/v1/query?query={}&time={at:.3}",
+            crate::transport::json_get::query_component(&promql)
+        );
+        async move { instant_vector(&promql, get_json(&url, None, Service::Prometheus).await?) }
     };
     let run_metric = metrics::EXPERIMENT_RUN;
     let keys: Vec<String> = match experiment {
@@ -166,101 +171,57 @@ pub async fn from_prometheus(
                 r#"{aggregate} by ({by}) (max by (replica, {by}) (last_over_time({metric}{{experiment="{key}"}}[{lookback}]) * on(instance, job) group_left(replica) {on_run}))"#
             )
         };
-        let users = query(latest(metrics::ASSIGNMENTS, "variant", "sum")).await?;
-        let conversions = query(latest(metrics::CONVERSIONS, "variant, goal", "sum")).await?;
-        let value_sums = query(latest(
-            metrics::CONVERSION_VALUE_SUM,
-            "variant, goal",
-            "sum",
-        ))
-        .await?;
-        let value_squares = query(latest(
-            metrics::CONVERSION_VALUE_SUM_SQUARES,
-            "variant, goal",
-            "sum",
-        ))
-        .await?;
-        let weights = query(latest(metrics::VARIANT_WEIGHT, "variant", "max")).await?;
-
-        let mut by_variant: BTreeMap<String, VariantCounts> = BTreeMap::new();
-        for s in &users {
-            if let (Some(v), Some(n)) = (s["metric"]["variant"].as_str(), sample_value(s)) {
-                by_variant
-                    .entry(v.to_string())
-                    .or_insert(VariantCounts {
-                        users: 0,
-                        goals: BTreeMap::new(),
-                    })
-                    .users = n as u64;
-            }
-        }
-        let goal_of = |s: &Value| -> Option<(String, String, f64)> {
-            Some((
-                s["metric"]["variant"].as_str()?.to_string(),
-                s["metric"]["goal"].as_str()?.to_string(),
-                sample_value(s)?,
+        let answers = Answers {
+            users: query(latest(metrics::ASSIGNMENTS, "variant", "sum")).await?,
+            conversions: query(latest(metrics::CONVERSIONS, "variant, goal", "sum")).await?,
+            value_sums: query(latest(
+                metrics::CONVERSION_VALUE_SUM,
+                "variant, goal",
+                "sum",
             ))
+            .await?,
+            value_squares: query(latest(
+                metrics::CONVERSION_VALUE_SUM_SQUARES,
+                "variant, goal",
+                "sum",
+            ))
+            .await?,
+            weights: query(latest(metrics::VARIANT_WEIGHT, "variant", "max")).await?,
+            period_users: query(latest(
+                period_metrics::ASSIGNMENTS,
+                "variant, period",
+                "sum",
+            ))
+            .await?,
+            period_conversions: query(latest(
+                period_metrics::CONVERSIONS,
+                "variant, goal, period",
+                "sum",
+            ))
+            .await?,
+            period_value_sums: query(latest(
+                period_metrics::CONVERSION_VALUE_SUM,
+                "variant, goal, period",
+                "sum",
+            ))
+            .await?,
+            period_value_squares: query(latest(
+                period_metrics::CONVERSION_VALUE_SUM_SQUARES,
+                "variant, goal, period",
+                "sum",
+            ))
+            .await?,
+            // Replicas of one period hash by the same shares: the max and the min agree
+            // unless their periods differ.
+            share_max: query(latest(period_metrics::SHARE, "variant, period", "max")).await?,
+            share_min: query(latest(period_metrics::SHARE, "variant, period", "min")).await?,
         };
-        for (variant, goal, n) in conversions.iter().filter_map(goal_of) {
-            if let Some(v) = by_variant.get_mut(&variant) {
-                v.goals
-                    .entry(goal)
-                    .or_insert(GoalCounts {
-                        conversions: 0,
-                        value_sum: None,
-                        value_sum_sq: None,
-                    })
-                    .conversions = n as u64;
-            }
-        }
-        for (series, squares) in [(&value_sums, false), (&value_squares, true)] {
-            for (variant, goal, x) in series.iter().filter_map(goal_of) {
-                if let Some(g) = by_variant
-                    .get_mut(&variant)
-                    .and_then(|v| v.goals.get_mut(&goal))
-                {
-                    if squares {
-                        g.value_sum_sq = Some(x);
-                    } else {
-                        g.value_sum = Some(x);
-                    }
-                }
-            }
-        }
-        if by_variant.is_empty() {
-            return Err(format!(
-                "Prometheus has no {} series for `{key}` in run {run}",
-                metrics::ASSIGNMENTS
-            ));
-        }
-        // The control first, then the others by name.
-        let mut variants = OrderedMap::default();
-        if let Some(c) = by_variant.remove(&control) {
-            variants.insert(control.clone(), c);
-        }
-        for (name, v) in by_variant {
-            variants.insert(name, v);
-        }
-        let weights: BTreeMap<String, f64> = weights
-            .iter()
-            .filter_map(|s| {
-                Some((
-                    s["metric"]["variant"].as_str()?.to_string(),
-                    sample_value(s)?,
-                ))
-            })
-            .filter(|(name, _)| variants.get(name).is_some())
-            .collect();
+        let (counts, warnings) = counts_from(key, control, run, &answers)?;
         fetched.push(Fetched {
-            counts: Counts {
-                experiment: key,
-                control: Some(control),
-                weights: (weights.len() == variants.len()).then_some(weights),
-                periods: Vec::new(),
-                variants,
-            },
+            counts,
             run: Some(serde_json::json!({ "number": run })),
             latest_run: None,
+            warnings,
         });
     }
     Ok(fetched)
@@ -279,11 +240,6 @@ fn is_prometheus_duration(text: &str) -> bool {
         && ["ms", "s", "m", "h", "d", "w", "y"].contains(&unit)
 }
 
-/// Percent-encode everything but RFC 3986's unreserved characters (for a query value).
-pub fn percent_encode(text: &str) -> String {
-    crate::transport::json_get::query_component(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,13 +252,5 @@ mod tests {
         for bad in ["", "d", "30", "30 d", "3x", "1h30m", "-1d"] {
             assert!(!is_prometheus_duration(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(
-            percent_encode(r#"sum by (v) (x{e="k"}[1d]) == 2"#),
-            "sum%20by%20%28v%29%20%28x%7Be%3D%22k%22%7D%5B1d%5D%29%20%3D%3D%202"
-        );
     }
 }

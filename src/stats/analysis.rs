@@ -13,6 +13,53 @@
 //! Value goals add `"value_sum"` and `"value_sum_sq"` (per-device values, non-converting
 //! devices counting as 0); `weights` (the designed split, for the sample-ratio check)
 //! defaults to equal.
+//!
+//! # Runs with periods
+//!
+//! A run whose shares of new devices changed (a bandit update, a weight change) has
+//! `periods`, oldest first: each with its `number`, `started_at` (RFC 3339 or `null`),
+//! its `shares` (one per variant, summing to 1 within [`SHARES_TOLERANCE`]), the bandit's
+//! `inputs` (or `null`) and the `counts` of the devices assigned in it, in the format of
+//! `variants`. `variants` stays the run's totals:
+//!
+//! ```json
+//! {"experiment": "headline", "control": "A",
+//!  "variants": {"A": {"users": 1410, "goals": {"click": {"conversions": 90}}},
+//!               "B": {"users": 2570, "goals": {"click": {"conversions": 213}}}},
+//!  "periods": [
+//!   {"number": 1, "started_at": "2026-11-30T10:00:00Z", "shares": {"A": 0.5, "B": 0.5},
+//!    "inputs": null,
+//!    "counts": {"A": {"users": 1000, "goals": {"click": {"conversions": 50}}},
+//!               "B": {"users": 980, "goals": {"click": {"conversions": 48}}}}},
+//!   {"number": 2, "started_at": "2026-11-30T11:00:00Z", "shares": {"A": 0.2, "B": 0.8},
+//!    "inputs": {"A": {"users": 1000, "conversions": 50}, "B": {"users": 980, "conversions": 48}},
+//!    "counts": {"A": {"users": 410, "goals": {"click": {"conversions": 40}}},
+//!               "B": {"users": 1590, "goals": {"click": {"conversions": 165}}}}}]}
+//! ```
+//!
+//! With **two periods or more** the report is stratified by period (`stats::strata`;
+//! its module documentation has the formulas and the rules chosen): each row's `rate`
+//! is the period-weighted rate; `diff` and `ci_low`/`ci_high` are the stratified
+//! difference and its normal interval (not Newcombe's, which has no stratified form);
+//! `z`/`p_value` the z-test pooled within each period; the always-valid test and Holm as
+//! without periods; `relative_lift` the ratio of the stratified rates;
+//! `chance_to_beat_control`/`expected_loss` a normal posterior on the stratified
+//! difference (the Beta posteriors are those of the pooled, biased rates); value goals'
+//! `mean`, `mean_diff`, its interval and `p_value_welch` the stratified means with
+//! Satterthwaite's degrees of freedom (left out where a period with conversions lacks
+//! value sums); and `srm_p_value` compares each variant's devices with
+//! E_v = Σ_p N_p · share_{p,v} (`weights` is not used). `users` and `conversions` stay the
+//! run's totals. The report says so: `stratified: true`, `stratified_periods: N`, and on
+//! each compared row `periods_used` and `periods_dropped` (periods where an arm had fewer
+//! than two devices, left out of that comparison); the verdicts read `Mars leads Moon
+//! (stratified over 3 periods): …`. Devices in `variants` beyond those of the periods
+//! (counted before the run had periods) are in the totals but not in the stratified
+//! numbers. With one period or none, the report is exactly the one of the totals.
+//!
+//! The periods are checked whenever there are any: a variant or goal they name must be
+//! the run's, the shares must cover the variants, no period may have more conversions
+//! than devices, and together they may not hold more devices or conversions than the
+//! totals (each refused with an [`AnalysisError`] naming the period and the variant).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -115,6 +162,12 @@ impl Default for Settings {
 pub struct Report {
     pub experiment: String,
     pub control: String,
+    /// True when the run had more than one period and every number is stratified by
+    /// period (`stratified_periods` of them); both keys are left out otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stratified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stratified_periods: Option<usize>,
     pub srm_p_value: Option<f64>,
     pub goals: BTreeMap<String, GoalReport>,
 }
@@ -172,6 +225,12 @@ pub struct VariantReport {
     pub mean_ci_high: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p_value_welch: Option<f64>,
+    /// Stratified reports: the periods this comparison used, and those left out because
+    /// an arm had fewer than two devices in them (`stats::strata`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub periods_used: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub periods_dropped: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -189,6 +248,39 @@ pub enum AnalysisError {
     },
     #[error("`weights` must name exactly the variants, each with a weight ≥ 0")]
     BadWeights,
+    #[error("period {period}: `{field}` names `{variant}`, which is not one of the variants")]
+    PeriodUnknownVariant {
+        period: u32,
+        field: &'static str,
+        variant: String,
+    },
+    #[error("period {period}: `shares` {reason} (the shares of new devices: one per variant, summing to 1)")]
+    BadPeriodShares { period: u32, reason: String },
+    #[error("period {period}: goal `{goal}` is not one of the run's goals")]
+    PeriodUnknownGoal { period: u32, goal: String },
+    #[error("period {period}, variant `{variant}`, goal `{goal}`: {conversions} conversions out of {users} users")]
+    PeriodMoreConversionsThanUsers {
+        period: u32,
+        variant: String,
+        goal: String,
+        conversions: u64,
+        users: u64,
+    },
+    #[error(
+        "variant `{variant}`: its periods hold {in_periods} users, more than its {total} in all"
+    )]
+    PeriodUsersAboveTotal {
+        variant: String,
+        in_periods: u64,
+        total: u64,
+    },
+    #[error("variant `{variant}`, goal `{goal}`: its periods hold {in_periods} conversions, more than its {total} in all")]
+    PeriodConversionsAboveTotal {
+        variant: String,
+        goal: String,
+        in_periods: u64,
+        total: u64,
+    },
 }
 
 pub fn analyze(counts: &Counts, settings: Settings) -> Result<Report, AnalysisError> {
@@ -225,14 +317,22 @@ pub fn analyze(counts: &Counts, settings: Settings) -> Result<Report, AnalysisEr
                 .collect::<Result<_, _>>()?
         }
     };
-    let observed: Vec<u64> = counts.variants.values().map(|v| v.users).collect();
-    let srm_p_value = stats::sample_ratio_mismatch(&observed, &weights).map(|(_, p)| p);
-
     let goal_names: std::collections::BTreeSet<&String> = counts
         .variants
         .values()
         .flat_map(|v| v.goals.keys())
         .collect();
+    stratified::validate(counts, &names, &goal_names)?;
+    let strata = stratified::Strata::new(counts);
+    let srm_p_value = match &strata {
+        // Each period's shares replace the weights: they are what new devices were
+        // hashed by.
+        Some(strata) => strata.sample_ratio_mismatch(),
+        None => {
+            let observed: Vec<u64> = counts.variants.values().map(|v| v.users).collect();
+            stats::sample_ratio_mismatch(&observed, &weights).map(|(_, p)| p)
+        }
+    };
     let mut goals = BTreeMap::new();
     for goal in goal_names {
         goals.insert(
@@ -244,12 +344,15 @@ pub fn analyze(counts: &Counts, settings: Settings) -> Result<Report, AnalysisEr
                 goal,
                 srm_p_value,
                 settings,
+                strata.as_ref(),
             ),
         );
     }
     Ok(Report {
         experiment: counts.experiment.clone(),
         control,
+        stratified: strata.is_some(),
+        stratified_periods: strata.as_ref().map(|s| s.len()),
         srm_p_value,
         goals,
     })
@@ -262,6 +365,7 @@ fn goal_report(
     goal: &str,
     srm_p_value: Option<f64>,
     settings: Settings,
+    strata: Option<&stratified::Strata>,
 ) -> GoalReport {
     let proportion = |v: &VariantCounts| Proportion {
         conversions: v.goals.get(goal).map_or(0, |g| g.conversions),
@@ -278,7 +382,17 @@ fn goal_report(
     let a = proportion(control_counts);
     let mut variants = indexmap_like::OrderedMap::default();
     let mut verdicts = Vec::new();
-    for (name, v) in counts.variants.iter() {
+    let control_index = counts
+        .variants
+        .keys()
+        .position(|n| n == control)
+        .unwrap_or(0);
+    let has_values: Vec<bool> = counts
+        .variants
+        .values()
+        .map(|v| values(v).is_some())
+        .collect();
+    for (index, (name, v)) in counts.variants.iter().enumerate() {
         let b = proportion(v);
         let mut row = VariantReport {
             users: b.users,
@@ -287,8 +401,16 @@ fn goal_report(
             ..Default::default()
         };
         row.mean = values(v).filter(|s| s.users > 0).map(|s| s.mean());
+        if let Some(strata) = strata {
+            strata.fill(
+                goal,
+                (control_index, index),
+                &has_values,
+                &mut row,
+                settings,
+            );
         // An arm without devices has no rate: nothing to compare (the keys are left out).
-        if name != control && a.users > 0 && b.users > 0 {
+        } else if name != control && a.users > 0 && b.users > 0 {
             let d = stats::difference(a, b, settings.confidence);
             (row.diff, row.ci_low, row.ci_high) = (Some(d.estimate), Some(d.low), Some(d.high));
             row.relative_lift = stats::relative_lift(a, b, settings.confidence).map(|l| l.estimate);
@@ -372,7 +494,9 @@ fn goal_report(
 ///   `(significant only if this is the single planned look)` when only the fixed-horizon
 ///   z-test is below 1 − confidence;
 /// - `Mars vs Moon: not enough data yet (…)` below `MIN_DEVICES_PER_VARIANT` in either arm;
-/// - a sample-ratio mismatch comes first, and then nothing is called a win.
+/// - a sample-ratio mismatch comes first, and then nothing is called a win;
+/// - a stratified report names the comparison `Mars leads Moon (stratified over 3
+///   periods): …`.
 pub fn verdict(
     (name, row): (&str, &VariantReport),
     (control, control_row): (&str, &VariantReport),
@@ -387,14 +511,15 @@ pub fn verdict(
             p_is(p)
         )
     });
+    let strata = stratified_over(row);
     if row.users.min(control_row.users) < MIN_DEVICES_PER_VARIANT {
         return format!(
-            "{lead}{name} vs {control}: not enough data yet (devices: {name} {}, {control} {}; a verdict needs at least {MIN_DEVICES_PER_VARIANT} in each)",
+            "{lead}{name} vs {control}{strata}: not enough data yet (devices: {name} {}, {control} {}; a verdict needs at least {MIN_DEVICES_PER_VARIANT} in each)",
             row.users, control_row.users
         );
     }
     let (Some(diff), Some(low), Some(high)) = (row.diff, row.ci_low, row.ci_high) else {
-        return format!("{lead}{name} vs {control}: not enough data yet");
+        return format!("{lead}{name} vs {control}{strata}: not enough data yet");
     };
     let significant = mismatch.is_none() && row.p_value_sequential_holm.is_some_and(|p| p < alpha);
     let relation = match (
@@ -421,11 +546,26 @@ pub fn verdict(
         "; keep collecting"
     };
     format!(
-        "{lead}{name} {relation} {control}: {} pts [{}, {}], {p}{conclusion}",
+        "{lead}{name} {relation} {control}{strata}: {} pts [{}, {}], {p}{conclusion}",
         points(diff),
         points(low),
         points(high)
     )
+}
+
+/// ` (stratified over 3 periods)`, ` (stratified over 2 of 3 periods)` when a period was
+/// left out of the comparison; nothing for a report without periods.
+fn stratified_over(row: &VariantReport) -> String {
+    let (Some(used), Some(dropped)) = (row.periods_used, row.periods_dropped) else {
+        return String::new();
+    };
+    let all = used + dropped;
+    let noun = if all == 1 { "period" } else { "periods" };
+    if dropped == 0 {
+        format!(" (stratified over {used} {noun})")
+    } else {
+        format!(" (stratified over {used} of {all} {noun})")
+    }
 }
 
 /// A difference of rates in percentage points, signed, one decimal (`+3.0`, `-0.4`).
@@ -453,153 +593,17 @@ pub fn format_p(p: f64) -> String {
     }
 }
 
-/// The table a person reads: per goal, the verdicts, then a row per variant.
-pub fn render_table(report: &Report) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "experiment {} (control {})\n",
-        report.experiment, report.control
-    ));
-    match report.srm_p_value {
-        Some(p) if p < SRM_THRESHOLD => out.push_str(&format!(
-            "sample-ratio mismatch: {} — the split is not what was configured; do not trust these results\n",
-            p_is(p)
-        )),
-        Some(p) => out.push_str(&format!("sample ratio: ok ({})\n", p_is(p))),
-        None => {}
-    }
-    if report.goals.is_empty() {
-        out.push_str("no goals: add `goals` to the experiment to measure conversions\n");
-    }
-    for (goal, g) in &report.goals {
-        out.push_str(&format!("\ngoal {goal}\n"));
-        let start = out.len();
-        for v in &g.verdicts {
-            out.push_str(&format!("  {v}\n"));
-        }
-        out.push_str(&format!(
-            "  {:<12} {:>9} {:>11} {:>8} {:>20} {:>8} {:>8} {:>8} {:>9}\n",
-            "variant",
-            "devices",
-            "conversions",
-            "rate",
-            "diff [95% CI]",
-            "p",
-            "p holm",
-            "p seq",
-            "P(beat)"
-        ));
-        for (name, r) in g.variants.iter() {
-            let opt = |x: Option<f64>| x.map_or("".to_string(), format_p);
-            let ci = match (r.diff, r.ci_low, r.ci_high) {
-                (Some(d), Some(l), Some(h)) => {
-                    format!("{} [{}, {}]", points(d), points(l), points(h))
-                }
-                _ if name == &report.control => "control".to_string(),
-                _ => "not enough data".to_string(),
-            };
-            out.push_str(&format!(
-                "  {:<12} {:>9} {:>11} {:>7.2}% {:>20} {:>8} {:>8} {:>8} {:>9}\n",
-                name,
-                r.users,
-                r.conversions,
-                100.0 * r.rate,
-                ci,
-                opt(r.p_value),
-                opt(r.p_value_holm),
-                opt(r.p_value_sequential),
-                r.chance_to_beat_control
-                    .map_or("".to_string(), |c| format!("{:.1}%", 100.0 * c)),
-            ));
-        }
-        // Control rows leave columns empty: no trailing blanks.
-        let rows: String = out[start..]
-            .lines()
-            .map(|l| format!("{}\n", l.trim_end()))
-            .collect();
-        out.truncate(start);
-        out.push_str(&rows);
-    }
-    out
-}
-
 /// A string-keyed map that keeps insertion order (variants in the order the file lists
-/// them), serialised as a JSON object. serde_json's `preserve_order` keeps it on output.
-pub mod indexmap_like {
-    use serde::de::{MapAccess, Visitor};
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+/// them), serialised as a JSON object.
+pub mod indexmap_like;
+mod stratified;
+mod table;
 
-    #[derive(Debug, Clone)]
-    pub struct OrderedMap<V>(Vec<(String, V)>);
+pub use table::render_table;
 
-    impl<V> Default for OrderedMap<V> {
-        fn default() -> Self {
-            OrderedMap(Vec::new())
-        }
-    }
+pub use stratified::SHARES_TOLERANCE;
 
-    impl<V> OrderedMap<V> {
-        pub fn insert(&mut self, key: String, value: V) {
-            match self.0.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => self.0.push((key, value)),
-            }
-        }
-        pub fn get(&self, key: &str) -> Option<&V> {
-            self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-        }
-        pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
-            self.0.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
-        }
-        pub fn keys(&self) -> impl Iterator<Item = &String> {
-            self.0.iter().map(|(k, _)| k)
-        }
-        pub fn values(&self) -> impl Iterator<Item = &V> {
-            self.0.iter().map(|(_, v)| v)
-        }
-        pub fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
-            self.0.iter().map(|(k, v)| (k, v))
-        }
-        pub fn len(&self) -> usize {
-            self.0.len()
-        }
-        pub fn is_empty(&self) -> bool {
-            self.0.is_empty()
-        }
-    }
-
-    impl<V: Serialize> Serialize for OrderedMap<V> {
-        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-        }
-    }
-
-    impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            struct OrderedVisitor<V>(std::marker::PhantomData<V>);
-            impl<'de, V: Deserialize<'de>> Visitor<'de> for OrderedVisitor<V> {
-                type Value = OrderedMap<V>;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("an object")
-                }
-                fn visit_map<A: MapAccess<'de>>(
-                    self,
-                    mut access: A,
-                ) -> Result<Self::Value, A::Error> {
-                    let mut map = OrderedMap::default();
-                    while let Some((k, v)) = access.next_entry::<String, V>()? {
-                        if map.get(&k).is_some() {
-                            return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
-                        }
-                        map.insert(k, v);
-                    }
-                    Ok(map)
-                }
-            }
-            deserializer.deserialize_map(OrderedVisitor(std::marker::PhantomData))
-        }
-    }
-}
-
+#[cfg(test)]
+mod stratified_tests;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ period (where the stratified results must be the classical ones).
     python3 tests/golden/make_strata_references.py --simulate  # the Wald/pooled size figures
 
 prints the Rust constants pasted into src/stats/strata_tests.rs (numpy 2.4.6, scipy 1.17.1,
-statsmodels 0.15.0).
+statsmodels 0.15.0, mpmath 1.3.0).
 """
 import sys
 import numpy as np
@@ -121,3 +121,63 @@ def simulate(runs=40_000, seed=1):
 
 if "--simulate" in sys.argv:
     simulate()
+
+
+# Value goals: per period, per arm (devices, value sum, sum of squares); control 0,
+# variant 1. Reference from the period means and sample variances (n - 1), Satterthwaite's
+# degrees of freedom for the combination, scipy's Student t.
+VALUE_CASES = [
+    ("revenue_drift", [[(300, 1200.5, 65000.2), (310, 1500.25, 90000.75)],
+                       [(120, 900.0, 40000.0), (480, 4100.5, 210000.0)]]),
+    ("revenue_starved", [[(300, 1200.5, 65000.2), (310, 1500.25, 90000.75)],
+                         [(1, 0.0, 0.0), (200, 1000.0, 50000.0)],
+                         [(120, 900.0, 40000.0), (480, 4100.5, 210000.0)]]),
+]
+
+
+def value_reference(periods):
+    a = np.array(periods, dtype=float)            # [period, arm, (n, sum, sum_sq)]
+    n, s, ss = a[:, :, 0], a[:, :, 1], a[:, :, 2]
+    used = (n[:, 0] >= 2) & (n[:, 1] >= 2)
+    n_p = n.sum(axis=1)
+    w = np.where(used, n_p, 0.0) / n_p[used].sum()
+    with np.errstate(invalid="ignore", divide="ignore"):  # a dropped one-device cell
+        m = s / n
+        var = (ss - n * m ** 2) / (n - 1)
+    cell = w[:, None] ** 2 * var / n              # a_i per (period, arm)
+    cell = np.where(used[:, None], cell, 0.0)
+    mean = (np.where(used[:, None], w[:, None] * m, 0.0)).sum(axis=0)
+    v = cell.sum()
+    df = v ** 2 / (cell ** 2 / np.where(used[:, None], n - 1, 1)).sum()
+    d = mean[1] - mean[0]
+    t = d / np.sqrt(v)
+    p = 2 * stats.t.sf(abs(t), df)
+    half = stats.t.ppf(1 - (1 - CONF) / 2, df) * np.sqrt(v)
+    return (mean[0], cell[:, 0].sum(), mean[1], cell[:, 1].sum(), d, df, t, p,
+            d - half, d + half, int(used.sum()))
+
+
+print("// value goals: name, control mean, its variance, variant mean, its variance,")
+print("// difference, df, t, p, interval low, high, periods used")
+for name, periods in VALUE_CASES:
+    values = value_reference(periods)
+    print(f'("{name}", [{", ".join(lit(x) for x in values[:-1])}], {values[-1]}),')
+
+# The normal posterior's P(beat) and expected loss, by numerical integration of the
+# density (mpmath, 40 digits; scipy's quad loses the far tail) rather than the closed
+# forms: (difference, standard error).
+import mpmath
+mpmath.mp.dps = 40
+print("// normal posterior: difference, standard error, P(beat), expected loss")
+for d, se in [(0.03, np.sqrt(0.1 * 0.9 / 1000 + 0.13 * 0.87 / 1000)), (-0.01, 0.02),
+              (0.0, 0.005), (0.002614273977020909, 0.009618518195869181), (0.08, 0.01)]:
+    md, ms = mpmath.mpf(d), mpmath.mpf(se)
+    pdf = lambda x: mpmath.npdf(x, md, ms)
+    beat = mpmath.quad(pdf, [0, md, mpmath.inf])
+    cuts = [c for c in (md - 10 * ms, md - 5 * ms, md) if c < 0]
+    loss = mpmath.quad(lambda x: -x * pdf(x), [-mpmath.inf] + cuts + [0])
+    # The closed form at 40 digits (no cancellation there) agrees: the integral converged.
+    z = md / ms
+    closed = ms * mpmath.npdf(z) - md * mpmath.ncdf(-z)
+    assert abs(loss - closed) <= 1e-15 * closed, (d, se, loss, closed)
+    print(f"({lit(d)}, {lit(se)}, {lit(float(beat))}, {lit(float(loss))}),")

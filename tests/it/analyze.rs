@@ -96,6 +96,66 @@ fn analyze_refuses_bad_input_with_a_reason() {
     assert!(err.contains("cannot read"), "{err}");
 }
 
+/// A run whose shares moved (the `drift` case of `tests/golden/make_strata_references.py`):
+/// the file's `periods` make the analysis stratified, and both outputs say so.
+const WITH_PERIODS: &str = r#"{"experiment": "headline", "control": "A",
+ "variants": {"A": {"users": 1410, "goals": {"click": {"conversions": 90}}},
+              "B": {"users": 2570, "goals": {"click": {"conversions": 213}}}},
+ "periods": [
+  {"number": 1, "started_at": "2026-11-30T10:00:00Z", "shares": {"A": 0.5, "B": 0.5},
+   "inputs": null,
+   "counts": {"A": {"users": 1000, "goals": {"click": {"conversions": 50}}},
+              "B": {"users": 980, "goals": {"click": {"conversions": 48}}}}},
+  {"number": 2, "started_at": "2026-11-30T11:00:00Z", "shares": {"A": 0.2, "B": 0.8},
+   "inputs": {"A": {"users": 1000, "conversions": 50}, "B": {"users": 980, "conversions": 48}},
+   "counts": {"A": {"users": 410, "goals": {"click": {"conversions": 40}}},
+              "B": {"users": 1590, "goals": {"click": {"conversions": 165}}}}}]}"#;
+
+#[test]
+fn analyze_counts_with_periods_is_stratified() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = counts_file(&dir, WITH_PERIODS);
+    let (code, out, err) = run(&["analyze", "--counts", &file, "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["stratified"], true, "{json}");
+    assert_eq!(json["stratified_periods"], 2, "{json}");
+    let b = &json["goals"]["click"]["variants"]["B"];
+    // numpy: the stratified difference and the pooled-per-period p of the `drift` case.
+    assert!(
+        (b["diff"].as_f64().unwrap() - 0.002614273977020909).abs() < 1e-12,
+        "{b}"
+    );
+    assert!(
+        (b["p_value"].as_f64().unwrap() - 0.7883061236936119).abs() < 1e-9,
+        "{b}"
+    );
+    assert_eq!(
+        (&b["periods_used"], &b["periods_dropped"]),
+        (&2.into(), &0.into())
+    );
+
+    let (code, out, err) = run(&["analyze", "--counts", &file]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\nstratified over 2 periods ("), "{out}");
+    assert!(
+        out.contains("B leads A (stratified over 2 periods): +0.3 pts [-1.6, +2.1], p = 0.788; keep collecting"),
+        "{out}"
+    );
+
+    // An inconsistent period is refused with the reason.
+    let bad = counts_file(
+        &dir,
+        &WITH_PERIODS.replace(r#""A": 0.2, "B": 0.8"#, r#""A": 0.2, "B": 0.9"#),
+    );
+    let (code, _, err) = run(&["analyze", "--counts", &bad]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("period 2: `shares` sum to 1.1, not 1"),
+        "{err}"
+    );
+}
+
 /// The devices per arm `plan` prints after `label` (the line after it).
 fn per_arm_after(out: &str, label: &str) -> u64 {
     let mut lines = out.lines().skip_while(|l| !l.contains(label));

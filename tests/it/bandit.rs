@@ -108,8 +108,7 @@ fn periods(results: &Value) -> Vec<(u64, Value)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thompson_bandit_moves_new_devices_to_the_best_and_keeps_its_periods_across_a_restart()
-{
+async fn a_thompson_bandit_moves_new_devices_to_the_best_and_keeps_its_periods_across_a_restart() {
     let (a, b, c) = (
         MockUpstream::start("a").await,
         MockUpstream::start("b").await,
@@ -140,7 +139,10 @@ async fn a_thompson_bandit_moves_new_devices_to_the_best_and_keeps_its_periods_a
 
     let after = results(proxy.admin).await;
     let moved = periods(&after);
-    assert!(moved.len() >= 3, "the shares moved a few times: {moved:?}\n{report}");
+    assert!(
+        moved.len() >= 3,
+        "the shares moved a few times: {moved:?}\n{report}"
+    );
     let last = &moved.last().unwrap().1;
     let share = |v: &str| last[v].as_f64().unwrap();
     assert!(
@@ -162,7 +164,10 @@ async fn a_thompson_bandit_moves_new_devices_to_the_best_and_keeps_its_periods_a
             .iter()
             .map(|p| p["counts"][v]["users"].as_u64().unwrap())
             .sum();
-        assert_eq!(in_periods, after["counts"]["variants"][v]["users"].as_u64().unwrap());
+        assert_eq!(
+            in_periods,
+            after["counts"]["variants"][v]["users"].as_u64().unwrap()
+        );
     }
     // The weights in force and the period number are the metrics'.
     let m = metrics(proxy.admin).await;
@@ -181,8 +186,7 @@ async fn a_thompson_bandit_moves_new_devices_to_the_best_and_keeps_its_periods_a
     assert!(proxy.wait(Duration::from_secs(30)).success());
     drop(proxy);
     let book: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("data/runs.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/runs.json")).unwrap()).unwrap();
     let kept = book["experiments"]["headline"]["runs"][0]["periods"].clone();
     let kept_count = kept.as_array().unwrap().len();
     assert!(kept_count >= moved.len());
@@ -198,11 +202,18 @@ async fn a_thompson_bandit_moves_new_devices_to_the_best_and_keeps_its_periods_a
         {
             break r;
         }
-        assert!(Instant::now() < deadline, "no evaluation after the restart: {r}");
+        assert!(
+            Instant::now() < deadline,
+            "no evaluation after the restart: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let resumed = periods(&restarted);
-    assert_eq!(resumed.len(), kept_count, "the same periods, none added: {resumed:?}");
+    assert_eq!(
+        resumed.len(),
+        kept_count,
+        "the same periods, none added: {resumed:?}"
+    );
     let last_weights = &kept[kept_count - 1]["weights"];
     let m = metrics(proxy.admin).await;
     for v in ["A", "B", "C"] {
@@ -277,8 +288,11 @@ async fn a_weight_change_in_the_config_starts_a_period() {
     let p = periods(&r);
     assert_eq!(p[0].1, serde_json::json!({"A": 0.5, "B": 0.5, "C": 0.0}));
     assert_eq!(p[1].1, serde_json::json!({"A": 0.1, "B": 0.9, "C": 0.0}));
-    assert_eq!(r["periods"][0]["counts"]["A"]["users"].as_u64().unwrap()
-        + r["periods"][0]["counts"]["B"]["users"].as_u64().unwrap(), 200);
+    assert_eq!(
+        r["periods"][0]["counts"]["A"]["users"].as_u64().unwrap()
+            + r["periods"][0]["counts"]["B"]["users"].as_u64().unwrap(),
+        200
+    );
     // Pooled, 200 at 50/50 then 400 at 10/90 against 10/90 is a mismatch; per period
     // it is not (p is far above the 0.001 threshold for a correct split but for bad luck).
     let srm = r["srm_p_value"].as_f64().unwrap();
