@@ -235,7 +235,7 @@ impl Prometheus {
         let url = format!(
             "{}/api/v1/query?query={}",
             self.url,
-            abproxy::cli::remote::percent_encode(promql)
+            abproxy::transport::json_get::query_component(promql)
         );
         let (status, _, body) = get(&url, &[]).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
