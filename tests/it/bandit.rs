@@ -169,6 +169,37 @@ async fn a_thompson_bandit_moves_new_devices_to_the_best_and_keeps_its_periods_a
             after["counts"]["variants"][v]["users"].as_u64().unwrap()
         );
     }
+    // The results are stratified, and each rate is Σ_p W_p·ȳ_{p,v} recomputed from the
+    // periods they list (W_p = N_p / N over the periods where v has 2 devices or more,
+    // N_p every variant's devices in period p).
+    assert_eq!(after["stratified"], true, "{after}");
+    let listed = after["periods"].as_array().unwrap();
+    for v in ["A", "B", "C"] {
+        let (mut weighted, mut devices) = (0.0, 0.0);
+        for p in listed {
+            let n = p["counts"][v]["users"].as_f64().unwrap();
+            if n < 2.0 {
+                continue;
+            }
+            let all: f64 = ["A", "B", "C"]
+                .iter()
+                .map(|u| p["counts"][u]["users"].as_f64().unwrap())
+                .sum();
+            let s = p["counts"][v]["goals"]["click"]["conversions"]
+                .as_f64()
+                .unwrap();
+            weighted += all * s / n;
+            devices += all;
+        }
+        let reported = after["goals"]["click"]["variants"][v]["rate"]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (reported - weighted / devices).abs() < 1e-12,
+            "{v}: reported {reported}, recomputed {}",
+            weighted / devices
+        );
+    }
     // The weights in force and the period number are the metrics'.
     let m = metrics(proxy.admin).await;
     let period_now = m[r#"abproxy_experiment_period{experiment="headline"}"#];
