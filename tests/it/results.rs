@@ -342,6 +342,100 @@ async fn analyze_prometheus_sums_replicas_including_gone_and_moved_ones() {
     b.stop().await;
 }
 
+/// A run whose weights moved: `analyze --prometheus` reads the per-period series and gives
+/// the admin API's stratified answer, number for number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_prometheus_stratifies_by_period_like_the_admin_api() {
+    if !require_tools(&[PROMETHEUS], "apt-get install prometheus") {
+        return;
+    }
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = TestProxy::start(&goals_config(&moon, &mars)).await;
+    let prometheus = Prometheus::start(&[proxy.admin]).await;
+    let first = drive(&proxy, 60).await;
+    let moved = goals_config(&moon, &mars).replace(
+        &moon_mars_config(&moon, &mars, 50, 50),
+        &moon_mars_config(&moon, &mars, 20, 80),
+    );
+    std::fs::write(
+        &proxy.config_path,
+        crate::support::with_data_dir(&moved, proxy.dir.path()),
+    )
+    .unwrap();
+    let admin = format!("http://{}", proxy.admin);
+    let results_url = format!("{admin}/api/experiments/moon_mars/results");
+    eventually(
+        Duration::from_secs(20),
+        "the reload starts period 2",
+        || async {
+            let (_, _, body) = get(&results_url, &[]).await;
+            let results: Value = serde_json::from_slice(&body).unwrap();
+            results["periods"].as_array().map(Vec::len) == Some(2)
+        },
+    )
+    .await;
+    let second = drive(&proxy, 90).await;
+    let all = (first.moon.0 + first.mars.0 + second.moon.0 + second.mars.0) as f64;
+    eventually(
+        Duration::from_secs(20),
+        "Prometheus has scraped the final per-period counts",
+        || async {
+            prometheus
+                .value("sum(abproxy_period_assignments_total)")
+                .await
+                == Some(all)
+                && prometheus
+                    .value(r#"sum(abproxy_period_share{period="2"})"#)
+                    .await
+                    .is_some()
+        },
+    )
+    .await;
+    let (_, _, body) = get(&results_url, &[]).await;
+    let from_admin: Value = serde_json::from_slice(&body).unwrap();
+    let from_prometheus = analyze_prometheus(&prometheus.url);
+    assert_eq!(from_admin["stratified"], true, "{from_admin}");
+    assert_eq!(from_prometheus["stratified"], true, "{from_prometheus}");
+    let close = |a: &Value, b: &Value, what: &str| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+            "{what}: {a} vs {b}"
+        );
+    };
+    close(
+        &from_admin["srm_p_value"],
+        &from_prometheus["srm_p_value"],
+        "srm",
+    );
+    for goal in ["click", "revenue"] {
+        for (variant, keys) in [
+            ("Moon", &["users", "conversions", "rate"][..]),
+            (
+                "Mars",
+                &[
+                    "users",
+                    "rate",
+                    "diff",
+                    "ci_low",
+                    "ci_high",
+                    "p_value",
+                    "p_value_sequential",
+                ][..],
+            ),
+        ] {
+            for key in keys {
+                close(
+                    &from_admin["goals"][goal]["variants"][variant][key],
+                    &from_prometheus["goals"][goal]["variants"][variant][key],
+                    &format!("{goal} {variant} {key}"),
+                );
+            }
+        }
+    }
+    proxy.stop().await;
+}
+
 /// The admin page shows the devices over time and, per goal, the verdicts, the table
 /// and two server-drawn SVG charts (the charts over time need the history the flusher
 /// writes each second).
