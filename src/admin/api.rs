@@ -62,14 +62,19 @@ pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
         .expect("every experiment has a plan");
     let run_json = |r: &crate::state::runs::Run| json!({ "number": r.number, "started_at": r.started_at, "ended_at": r.ended_at });
     let record = runs.get(key);
+    // The weights new devices are hashed by now: the config's, or the current period's.
+    let in_force = plan.table.weights(plan.variants.len());
+    let total_in_force: u64 = in_force.iter().map(|&w| w as u64).sum::<u64>().max(1);
     let variants: Vec<Value> = config
         .variants
         .iter()
         .zip(&plan.variants)
-        .map(|(v, p)| {
+        .zip(&in_force)
+        .map(|((v, p), &w)| {
             json!({
                 "name": v.name,
                 "weight": v.weight,
+                "share": w as f64 / total_in_force as f64,
                 "upstream": v.upstream,
                 // In the last run (`last_run`), from the counts log: they survive restarts.
                 "assigned": p.counts.totals().assigned,
@@ -92,6 +97,9 @@ pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
         "last_run": record.and_then(|r| r.last_run()).map(run_json),
         "runs": record.map(|r| r.runs.iter().map(run_json).collect::<Vec<_>>()).unwrap_or_default(),
         "variants": variants,
+        // The bandit owns the weights (`weight` above is then its burn-in weight).
+        "bandit": config.bandit.is_some(),
+        "period": plan.counts_run.map(|_| plan.period),
     })
 }
 

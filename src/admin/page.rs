@@ -271,10 +271,12 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
         } else {
             0.0
         };
+        // While active, the share of the weights in force (a bandit's or a period's).
+        let serves_share = v["share"].as_f64().map_or(weight_share, |s| 100.0 * s);
         let (weight_cell, serves) = match serving {
             None => (
                 format!(r#"<td>{weight}</td>"#),
-                format!("{weight_share:.0}%"),
+                format!("{serves_share:.0}%"),
             ),
             Some(only) => (
                 format!(
@@ -348,6 +350,7 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
         _ => "never run".to_string(),
     };
     let disabled = if can_write { "" } else { " disabled" };
+    let bandit = e["bandit"].as_bool() == Some(true);
     let weight_inputs: String = variants
         .iter()
         .map(|v| {
@@ -388,12 +391,20 @@ fn experiment_row(e: &Value, can_write: bool) -> String {
 <td><table class="variants"><tr><th>variant</th><th>weight</th><th title="share of new requests it gets now">serves now</th><th>upstream</th><th title="devices newly assigned in the last run">devices</th><th title="requests served under the experiment in the last run">exposures</th></tr>{variant_rows}</table></td>
 <td>{split}</td>
 <td>
-<form class="weights" data-key="{key}">{weight_inputs}<button type="submit"{disabled}>Save weights</button></form>
+{weights_form}
 <form class="state" data-key="{key}"><select name="state"{disabled}>{state_options}</select><select name="rollout_variant"{disabled}>{rollout_options}</select><button type="submit"{disabled}>Apply state</button></form>
 <p class="error" hidden></p>
 </td>
 </tr>
 "#,
+        weights_form = if bandit {
+            r#"<p class="muted">weights set by the bandit (the file's are its burn-in weights)</p>"#
+                .to_string()
+        } else {
+            format!(
+                r#"<form class="weights" data-key="{key}">{weight_inputs}<button type="submit"{disabled}>Save weights</button></form>"#
+            )
+        },
         title = s(&e["title"]),
         fallback = s(&e["fallback"]),
         traffic = e["traffic"].as_f64().unwrap_or(100.0),
@@ -479,6 +490,31 @@ mod tests {
         assert!(
             row.contains("<td>50</td><td>50%</td>") && !row.contains("everyone gets"),
             "{row}"
+        );
+        assert!(row.contains(r#"<form class="weights""#));
+    }
+
+    #[test]
+    fn a_bandit_shows_the_shares_in_force_and_offers_no_weights_form() {
+        let e = serde_json::json!({
+            "key": "k", "title": "t", "state": "active", "bandit": true,
+            "allowed_states": ["inactive", "active", "rollout"], "routing": true,
+            "fallback": "A", "rollout_variant": null, "traffic": 100.0,
+            "run": {"number": 1, "started_at": "a", "ended_at": null},
+            "last_run": {"number": 1, "started_at": "a", "ended_at": null},
+            "variants": [{"name": "A", "weight": 1, "share": 0.1, "upstream": "a", "assigned": 40, "exposed": 90},
+                         {"name": "B", "weight": 1, "share": 0.9, "upstream": "b", "assigned": 60, "exposed": 80}]
+        });
+        let row = experiment_row(&e, true);
+        assert!(
+            row.contains("<td>1</td><td>10%</td>") && row.contains("<td>1</td><td>90%</td>"),
+            "{row}"
+        );
+        assert!(!row.contains(r#"<form class="weights""#), "{row}");
+        assert!(row.contains("weights set by the bandit"), "{row}");
+        assert!(
+            row.contains(r#"<form class="state""#),
+            "its state can still change"
         );
     }
 }
