@@ -159,13 +159,30 @@ pub struct StratifiedDifference {
     pub periods_dropped: usize,
 }
 
-fn period_devices(period: &[Proportion]) -> u64 {
-    period.iter().map(|arm| arm.users).sum()
+/// An arm's devices in a period, for the weights (rates and value sums alike).
+trait Devices {
+    fn devices(&self) -> u64;
+}
+
+impl Devices for Proportion {
+    fn devices(&self) -> u64 {
+        self.users
+    }
+}
+
+impl Devices for ValueSums {
+    fn devices(&self) -> u64 {
+        self.users
+    }
+}
+
+fn period_devices<T: Devices>(period: &[T]) -> u64 {
+    period.iter().map(Devices::devices).sum()
 }
 
 /// The weights W_p over the periods that `used` keeps, renormalised to sum to 1; 0 for
 /// the others. `None` when no period is kept.
-fn weights(periods: &[Vec<Proportion>], used: impl Fn(&[Proportion]) -> bool) -> Option<Vec<f64>> {
+fn weights<T: Devices>(periods: &[Vec<T>], used: impl Fn(&[T]) -> bool) -> Option<Vec<f64>> {
     let devices: Vec<u64> = periods
         .iter()
         .map(|period| {
@@ -391,28 +408,6 @@ fn value_cell(period: &[ValueSums], index: usize) -> ValueSums {
     })
 }
 
-/// `weights` for value sums: W_p = N_p / Σ_{p used} N_p, N_p every arm's devices.
-fn value_weights(
-    periods: &[Vec<ValueSums>],
-    used: impl Fn(&[ValueSums]) -> bool,
-) -> Option<Vec<f64>> {
-    let devices: Vec<u64> = periods
-        .iter()
-        .map(|period| {
-            if used(period) {
-                period.iter().map(|arm| arm.users).sum()
-            } else {
-                0
-            }
-        })
-        .collect();
-    let total: u64 = devices.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    Some(devices.iter().map(|&n| n as f64 / total as f64).collect())
-}
-
 /// Arm `index`'s stratified mean and, per period used, its a_i = W_p² s² / n and n.
 fn mean_over(
     periods: &[Vec<ValueSums>],
@@ -436,7 +431,7 @@ fn mean_over(
 /// Arm `index`'s stratified mean per device over the periods where it has at least
 /// [`MIN_DEVICES_PER_PERIOD`] devices. `None` when it has no such period.
 pub fn stratified_mean(periods: &[Vec<ValueSums>], index: usize) -> Option<StratifiedRate> {
-    let w = value_weights(periods, |p| {
+    let w = weights(periods, |p| {
         value_cell(p, index).users >= MIN_DEVICES_PER_PERIOD
     })?;
     Some(mean_over(periods, &w, index).0)
@@ -452,7 +447,7 @@ pub fn stratified_welch(
     confidence: f64,
 ) -> Option<StratifiedMeans> {
     let enough = |p: &[ValueSums], i: usize| value_cell(p, i).users >= MIN_DEVICES_PER_PERIOD;
-    let w = value_weights(periods, |p| enough(p, control) && enough(p, variant))?;
+    let w = weights(periods, |p| enough(p, control) && enough(p, variant))?;
     let ((c, c_cells), (v, v_cells)) = (
         mean_over(periods, &w, control),
         mean_over(periods, &w, variant),
