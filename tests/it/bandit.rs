@@ -140,7 +140,7 @@ async fn a_thompson_bandit_moves_new_devices_to_the_best_and_keeps_its_periods_a
     let after = results(proxy.admin).await;
     let moved = periods(&after);
     assert!(
-        moved.len() >= 3,
+        moved.len() >= 2,
         "the shares moved a few times: {moved:?}\n{report}"
     );
     let last = &moved.last().unwrap().1;
