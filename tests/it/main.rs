@@ -4,6 +4,7 @@
 //! - `admin`: the admin API and page: auth, PATCH through the YAML file, sessions, CSRF.
 //! - `analyze`: `abproxy analyze --counts` and `abproxy plan`.
 //! - `assignment`: the golden-vector hash through the proxy, weight splits, stickiness.
+//! - `bandit_replicas`: two replicas of the binary, one Prometheus: bandit periods agree.
 //! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
@@ -35,6 +36,7 @@ mod support;
 mod admin;
 mod analyze;
 mod assignment;
+mod bandit_replicas;
 mod browser;
 mod cli;
 mod durability;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::binary::BIN;
 use crate::support::*;
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 fn goals_config(moon: &MockUpstream, mars: &MockUpstream) -> String {
     moon_mars_config(moon, mars, 50, 50)
@@ -175,14 +175,25 @@ async fn results_come_from_the_live_counts_through_the_api_and_analyze_admin() {
 }
 
 /// A Prometheus server on loopback scraping the given admin listeners every second.
-struct Prometheus {
+pub struct Prometheus {
     child: Child,
-    url: String,
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
 impl Prometheus {
     async fn start(targets: &[SocketAddr]) -> Prometheus {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Prometheus::start_on(targets, port).await
+    }
+
+    /// As [`Prometheus::start`], listening on `port` (for replicas told its URL before
+    /// it starts).
+    pub async fn start_on(targets: &[SocketAddr], port: u16) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = dir.path().join("prometheus.yml");
@@ -194,11 +205,6 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let child = Command::new(PROMETHEUS)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
@@ -231,7 +237,7 @@ impl Prometheus {
     }
 
     /// An instant query's single value (or `None` for an empty vector).
-    async fn value(&self, promql: &str) -> Option<f64> {
+    pub async fn value(&self, promql: &str) -> Option<f64> {
         let url = format!(
             "{}/api/v1/query?query={}",
             self.url,
