@@ -199,10 +199,52 @@ fn local_counts(
         .collect()
 }
 
-/// Every replica's counts of run `run` at `at_ms`, summed by Prometheus: the count
-/// metrics of the replicas whose `abproxy_experiment_run` is `run` at that time. An
-/// answer without every variant is incomplete (a replica not yet scraped, or no devices
-/// anywhere yet in a variant: either way the rule must not run on it).
+/// How long Prometheus remembers the counts of a replica that went away: the default
+/// `--lookback` of `abproxy analyze --prometheus`, so that the bandit reads the devices
+/// the analysis shows. The same on every replica (it must not depend on a replica's own
+/// run book), and longer than Prometheus's default retention (15 days), which then
+/// bounds it.
+pub const GONE_REPLICA_LOOKBACK: &str = "30d";
+
+/// The PromQL of every replica's devices and of their conversions on `goal`, by variant,
+/// in run `run` of `key`: each replica's last counts of the run within
+/// [`GONE_REPLICA_LOOKBACK`], once per replica.
+///
+/// - `last_over_time`: a replica that stopped (scaled down, or between the two halves of
+///   a rolling restart) leaves stale series, which an instant selector drops; its devices
+///   are still the run's, and its devices' later conversions are counted by the replicas
+///   left, so dropping them would both shrink the counts and inflate the rates.
+/// - only the (instance, job) whose last `abproxy_experiment_run` is `run`: a replica in
+///   another run counts another population.
+/// - `max by (replica, …)`: a replica is its data directory (the `replica` label), not its
+///   address: one that came back under another address, or is scraped by two jobs, counts
+///   once (its counts only grow, so the max is its latest).
+/// - `topk by (instance, job) (1, …)`: an address that two replicas used in turn has one
+///   series of counts (the counts carry no `replica` label) but two replica ids; the join
+///   needs one, or Prometheus refuses the whole query.
+pub fn count_queries(key: &str, run: u32, goal: &str) -> (String, String) {
+    use crate::counting::metrics::{ASSIGNMENTS, CONVERSIONS, EXPERIMENT_RUN};
+    let lookback = GONE_REPLICA_LOOKBACK;
+    let on_run = format!(
+        r#"topk by (instance, job) (1, max by (instance, job, replica) (0 * (last_over_time({EXPERIMENT_RUN}{{experiment="{key}"}}[{lookback}]) == {run}) + 1))"#
+    );
+    let latest = |selector: String| {
+        format!(
+            r#"sum by (variant) (max by (replica, variant) (last_over_time({selector}[{lookback}]) * on (instance, job) group_left (replica) {on_run}))"#
+        )
+    };
+    (
+        latest(format!(r#"{ASSIGNMENTS}{{experiment="{key}"}}"#)),
+        latest(format!(
+            r#"{CONVERSIONS}{{experiment="{key}",goal="{goal}"}}"#
+        )),
+    )
+}
+
+/// Every replica's counts of run `run` at `at_ms`, summed by Prometheus
+/// ([`count_queries`]). An answer without every variant is incomplete (no replica
+/// scraped yet, or no devices anywhere yet in a variant: either way the rule must not
+/// run on it).
 async fn prometheus_counts(
     source: &PrometheusSource,
     key: &str,
@@ -211,18 +253,7 @@ async fn prometheus_counts(
     variants: &[&str],
     at_ms: u64,
 ) -> Result<BTreeMap<String, ArmInputs>, String> {
-    let on_run = format!(
-        "and on (instance, job) ({run_metric}{{experiment=\"{key}\"}} == {run})",
-        run_metric = crate::counting::metrics::EXPERIMENT_RUN
-    );
-    let users = format!(
-        "sum by (variant) ({}{{experiment=\"{key}\"}} {on_run})",
-        crate::counting::metrics::ASSIGNMENTS
-    );
-    let conversions = format!(
-        "sum by (variant) ({}{{experiment=\"{key}\",goal=\"{goal}\"}} {on_run})",
-        crate::counting::metrics::CONVERSIONS
-    );
+    let (users, conversions) = count_queries(key, run, goal);
     let users = query(source, &users, at_ms).await?;
     let conversions = query(source, &conversions, at_ms).await?;
     let mut counts = BTreeMap::new();

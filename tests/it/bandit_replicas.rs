@@ -120,6 +120,26 @@ impl Replica {
         m.values().sum()
     }
 
+    /// The last boundary the bandit evaluated (Unix ms).
+    async fn last_at(&self) -> Option<u64> {
+        let results = self.results().await;
+        let at = results["bandit"]["status"]["last_at"].as_str()?;
+        Some(unix_ms(humantime::parse_rfc3339(at).ok()?))
+    }
+
+    /// Wait until the bandit evaluated the boundary `at_ms` or a later one.
+    async fn evaluated(&self, at_ms: u64) {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{} evaluates the boundary {at_ms}", self.name),
+            || async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.last_at().await.is_some_and(|at| at >= at_ms)
+            },
+        )
+        .await;
+    }
+
     /// The boundary (Unix ms) of each period the bandit started, from the log line
     /// "bandit of split: period N started: … (boundary AT)".
     fn boundaries_of_periods(&mut self) -> BTreeMap<u64, u64> {
@@ -134,6 +154,11 @@ impl Replica {
             })
             .collect()
     }
+}
+
+/// The first boundary after `at_ms`.
+fn boundary_after(at_ms: u64) -> u64 {
+    at_ms - at_ms % (UPDATE_EVERY_S * 1000) + UPDATE_EVERY_S * 1000
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -236,6 +261,97 @@ async fn vector_at(prometheus: &Prometheus, promql: &str, at_ms: u64) -> BTreeMa
         .collect()
 }
 
+/// Two replicas of the binary (own data directories, the same secret and config), a
+/// Prometheus scraping both every second, and traffic through both (three times as much
+/// through `a`), up to a boundary both evaluated whose counts are final.
+struct Cluster {
+    a: Replica,
+    b: Replica,
+    prometheus: Prometheus,
+    _dirs: [tempfile::TempDir; 3],
+    _upstream: MockUpstream,
+}
+
+impl Cluster {
+    async fn start_and_drive() -> Cluster {
+        let upstream = MockUpstream::start("app").await;
+        let shared = tempfile::tempdir().unwrap();
+        let secret = shared.path().join("secret");
+        std::fs::write(&secret, "replicas-share-this-secret-of-forty-bytes\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let prometheus_url = format!("http://127.0.0.1:{port}");
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let config_a = replica_config(dir_a.path(), &upstream, &secret, &prometheus_url);
+        let config_b = replica_config(dir_b.path(), &upstream, &secret, &prometheus_url);
+        assert_eq!(
+            std::fs::read_to_string(&config_a)
+                .unwrap()
+                .replace(&dir_a.path().display().to_string(), ""),
+            std::fs::read_to_string(&config_b)
+                .unwrap()
+                .replace(&dir_b.path().display().to_string(), ""),
+            "the same config but for the data directory"
+        );
+        let a = Replica::start("a", &config_a);
+        let b = Replica::start("b", &config_b);
+        let prometheus = Prometheus::start_on(&[a.process.admin, b.process.admin], port).await;
+        eventually(
+            Duration::from_secs(30),
+            "Prometheus scrapes both replicas",
+            || async {
+                prometheus
+                    .value(&format!(
+                        "count(abproxy_experiment_run{{experiment=\"{KEY}\"}} == 1)"
+                    ))
+                    .await
+                    == Some(2.0)
+            },
+        )
+        .await;
+
+        // Three times the traffic through a as through b: their own counts differ.
+        let (to_a, to_b) = (
+            simulate(a.process.addr, "30", "1"),
+            simulate(b.process.addr, "10", "2"),
+        );
+        let (_, _) = (to_a.await.unwrap(), to_b.await.unwrap());
+        let traffic_ended = unix_ms(SystemTime::now());
+        let local = |results: &Value| -> u64 {
+            ["A", "B", "C"]
+                .iter()
+                .map(|v| {
+                    results["counts"]["variants"][v]["users"]
+                        .as_u64()
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
+        let (local_a, local_b) = (local(&a.results().await), local(&b.results().await));
+        assert!(
+            local_a > local_b && local_b > 0,
+            "a {local_a}, b {local_b} devices: {:#}",
+            a.results().await
+        );
+
+        // Both evaluate a boundary whose counts are final (after the traffic ended and the
+        // last scrape of it settled): from then on their periods do not change.
+        let settled_boundary = boundary_after(traffic_ended) + UPDATE_EVERY_S * 1000;
+        a.evaluated(settled_boundary).await;
+        b.evaluated(settled_boundary).await;
+        Cluster {
+            a,
+            b,
+            prometheus,
+            _dirs: [shared, dir_a, dir_b],
+            _upstream: upstream,
+        }
+    }
+}
+
 /// Two replicas, different traffic: the same periods (numbers, shares, inputs) from the
 /// same boundaries, inputs the sum of both replicas' counts at the boundary; then
 /// Prometheus stops, and both keep their shares, count, log and show the problem.
@@ -244,88 +360,13 @@ async fn replicas_agree_on_the_bandits_periods_through_prometheus_and_keep_share
     if !require_tools(&[PROMETHEUS], "apt-get install prometheus") {
         return;
     }
-    let upstream = MockUpstream::start("app").await;
-    let shared = tempfile::tempdir().unwrap();
-    let secret = shared.path().join("secret");
-    std::fs::write(&secret, "replicas-share-this-secret-of-forty-bytes\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prometheus_url = format!("http://127.0.0.1:{port}");
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let config_a = replica_config(dir_a.path(), &upstream, &secret, &prometheus_url);
-    let config_b = replica_config(dir_b.path(), &upstream, &secret, &prometheus_url);
-    assert_eq!(
-        std::fs::read_to_string(&config_a)
-            .unwrap()
-            .replace(&dir_a.path().display().to_string(), ""),
-        std::fs::read_to_string(&config_b)
-            .unwrap()
-            .replace(&dir_b.path().display().to_string(), ""),
-        "the same config but for the data directory"
-    );
-    let mut a = Replica::start("a", &config_a);
-    let mut b = Replica::start("b", &config_b);
-    let prometheus = Prometheus::start_on(&[a.process.admin, b.process.admin], port).await;
-    eventually(
-        Duration::from_secs(30),
-        "Prometheus scrapes both replicas",
-        || async {
-            prometheus
-                .value(&format!(
-                    "count(abproxy_experiment_run{{experiment=\"{KEY}\"}} == 1)"
-                ))
-                .await
-                == Some(2.0)
-        },
-    )
-    .await;
-
-    // Three times the traffic through a as through b: their own counts differ.
-    let (to_a, to_b) = (
-        simulate(a.process.addr, "30", "1"),
-        simulate(b.process.addr, "10", "2"),
-    );
-    let (_, _) = (to_a.await.unwrap(), to_b.await.unwrap());
-    let traffic_ended = unix_ms(SystemTime::now());
-    let local = |results: &Value| -> u64 {
-        ["A", "B", "C"]
-            .iter()
-            .map(|v| {
-                results["counts"]["variants"][v]["users"]
-                    .as_u64()
-                    .unwrap_or(0)
-            })
-            .sum()
-    };
-    let (local_a, local_b) = (local(&a.results().await), local(&b.results().await));
-    assert!(
-        local_a > local_b && local_b > 0,
-        "a {local_a}, b {local_b} devices: {:#}",
-        a.results().await
-    );
-
-    // Both evaluate a boundary whose counts are final (after the traffic ended and the
-    // last scrape of it settled): from then on their periods do not change.
-    let settled_boundary =
-        traffic_ended - traffic_ended % (UPDATE_EVERY_S * 1000) + 2 * UPDATE_EVERY_S * 1000;
-    for replica in [&a, &b] {
-        eventually(
-            Duration::from_secs(60),
-            &format!("{} evaluates the boundary after the traffic", replica.name),
-            || async {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let status = &replica.results().await["bandit"]["status"];
-                status["last_at"]
-                    .as_str()
-                    .and_then(|at| humantime::parse_rfc3339(at).ok())
-                    .is_some_and(|at| unix_ms(at) >= settled_boundary)
-            },
-        )
-        .await;
-    }
+    let Cluster {
+        mut a,
+        mut b,
+        prometheus,
+        _dirs,
+        _upstream,
+    } = Cluster::start_and_drive().await;
     let (results_a, results_b) = (a.results().await, b.results().await);
     let (periods_a, periods_b) = (periods(&results_a), periods(&results_b));
     assert!(
@@ -461,4 +502,53 @@ async fn replicas_agree_on_the_bandits_periods_through_prometheus_and_keep_share
         replica.process.signal(libc::SIGTERM);
         assert!(replica.process.wait(Duration::from_secs(30)).success());
     }
+}
+
+/// A replica that stops (scaled down, or in a rolling restart) leaves its series stale
+/// in Prometheus, but its devices are still the run's: the replica left goes on counting
+/// them, so its bandit starts no period from its own devices alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replicas_devices_stay_in_the_bandits_counts() {
+    if !require_tools(&[PROMETHEUS], "apt-get install prometheus") {
+        return;
+    }
+    let Cluster {
+        a,
+        mut b,
+        prometheus,
+        _dirs,
+        _upstream,
+    } = Cluster::start_and_drive().await;
+    let before = a.results().await;
+    let weights = a.weights().await;
+    let a_devices: u64 = ["A", "B", "C"]
+        .iter()
+        .map(|v| before["counts"]["variants"][v]["users"].as_u64().unwrap())
+        .sum();
+    b.process.signal(libc::SIGTERM);
+    assert!(b.process.wait(Duration::from_secs(30)).success());
+    let all = format!(r#"sum(abproxy_assignments_total{{experiment="{KEY}"}})"#);
+    eventually(
+        Duration::from_secs(30),
+        "b's series are stale: a plain sum has a's devices only",
+        || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            prometheus.value(&all).await == Some(a_devices as f64)
+        },
+    )
+    .await;
+    let stale = unix_ms(SystemTime::now());
+    a.evaluated(boundary_after(stale) + UPDATE_EVERY_S * 1000)
+        .await;
+    let after = a.results().await;
+    assert_eq!(
+        periods(&after),
+        periods(&before),
+        "no period from a's devices alone: {:#}",
+        after["bandit"]
+    );
+    assert_eq!(a.weights().await, weights);
+    let status = &after["bandit"]["status"];
+    assert!(status["problem"].is_null(), "{status}");
+    assert_eq!(status["last_outcome"], "shares unchanged", "{status}");
 }
