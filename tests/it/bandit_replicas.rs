@@ -283,7 +283,8 @@ impl Cluster {
             .local_addr()
             .unwrap()
             .port();
-        let prometheus_url = format!("http://127.0.0.1:{port}");
+        // Under a path prefix, as behind a reverse proxy: the replicas' queries keep it.
+        let prometheus_url = format!("http://127.0.0.1:{port}/prom");
         let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let config_a = replica_config(dir_a.path(), &upstream, &secret, &prometheus_url);
         let config_b = replica_config(dir_b.path(), &upstream, &secret, &prometheus_url);
@@ -298,7 +299,8 @@ impl Cluster {
         );
         let a = Replica::start("a", &config_a);
         let b = Replica::start("b", &config_b);
-        let prometheus = Prometheus::start_on(&[a.process.admin, b.process.admin], port).await;
+        let prometheus =
+            Prometheus::start_on(&[a.process.admin, b.process.admin], port, "/prom").await;
         eventually(
             Duration::from_secs(30),
             "Prometheus scrapes both replicas",

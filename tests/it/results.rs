@@ -188,12 +188,12 @@ impl Prometheus {
             .local_addr()
             .unwrap()
             .port();
-        Prometheus::start_on(targets, port).await
+        Prometheus::start_on(targets, port, "").await
     }
 
     /// As [`Prometheus::start`], listening on `port` (for replicas told its URL before
-    /// it starts).
-    pub async fn start_on(targets: &[SocketAddr], port: u16) -> Prometheus {
+    /// it starts), its API under `route_prefix` ("" or "/prom", as behind a proxy).
+    pub async fn start_on(targets: &[SocketAddr], port: u16, route_prefix: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = dir.path().join("prometheus.yml");
@@ -212,11 +212,22 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--web.external-url=http://127.0.0.1:{port}{route_prefix}"
+            ))
+            .arg(format!(
+                "--web.route-prefix={}",
+                if route_prefix.is_empty() {
+                    "/"
+                } else {
+                    route_prefix
+                }
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("prometheus starts");
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("http://127.0.0.1:{port}{route_prefix}");
         let ready = format!("{url}/-/ready");
         eventually(Duration::from_secs(30), "Prometheus is ready", || {
             let ready = ready.clone();
