@@ -365,7 +365,7 @@ async fn replicas_agree_on_the_bandits_periods_through_prometheus_and_keep_share
     let Cluster {
         mut a,
         mut b,
-        prometheus,
+        mut prometheus,
         _dirs,
         _upstream,
     } = Cluster::start_and_drive().await;
@@ -461,7 +461,7 @@ async fn replicas_agree_on_the_bandits_periods_through_prometheus_and_keep_share
     assert_eq!(weights_a, weights_b, "the same weights in force");
     let (unavailable_a, unavailable_b) =
         (a.counts_unavailable().await, b.counts_unavailable().await);
-    drop(prometheus);
+    prometheus.stop();
     let stopped = unix_ms(SystemTime::now());
     for (replica, before) in [(&a, unavailable_a), (&b, unavailable_b)] {
         eventually(
@@ -500,6 +500,27 @@ async fn replicas_agree_on_the_bandits_periods_through_prometheus_and_keep_share
             .count();
         assert!(logged >= 2, "{name} logged the problem at each boundary");
     }
+
+    // Prometheus comes back on its storage: the next boundary reads the same counts, the
+    // problem clears, and the shares stay.
+    prometheus.restart().await;
+    for replica in [&a, &b] {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{}'s problem clears with Prometheus back", replica.name),
+            || async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                replica.results().await["bandit"]["status"]["problem"].is_null()
+            },
+        )
+        .await;
+        let results = replica.results().await;
+        let status = &results["bandit"]["status"];
+        assert_eq!(status["last_outcome"], "shares unchanged", "{status}");
+        assert_eq!(periods(&results), periods_a);
+    }
+    assert_eq!(a.weights().await, weights_a);
+    assert_eq!(b.weights().await, weights_b);
     for replica in [&mut a, &mut b] {
         replica.process.signal(libc::SIGTERM);
         assert!(replica.process.wait(Duration::from_secs(30)).success());

@@ -178,6 +178,8 @@ async fn results_come_from_the_live_counts_through_the_api_and_analyze_admin() {
 pub struct Prometheus {
     child: Child,
     pub url: String,
+    /// Its command line, to start it again on the same storage.
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -205,30 +207,39 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!(
-                "--web.external-url=http://127.0.0.1:{port}{route_prefix}"
-            ))
-            .arg(format!(
-                "--web.route-prefix={}",
-                if route_prefix.is_empty() {
-                    "/"
-                } else {
-                    route_prefix
-                }
-            ))
+        let route = if route_prefix.is_empty() {
+            "/"
+        } else {
+            route_prefix
+        };
+        let args = vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--web.external-url=http://127.0.0.1:{port}{route_prefix}"),
+            format!("--web.route-prefix={route}"),
+        ];
+        let prometheus = Prometheus {
+            child: Prometheus::spawn(&args),
+            url: format!("http://127.0.0.1:{port}{route_prefix}"),
+            args,
+            _dir: dir,
+        };
+        prometheus.ready().await;
+        prometheus
+    }
+
+    fn spawn(args: &[String]) -> Child {
+        Command::new(PROMETHEUS)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("prometheus starts");
-        let url = format!("http://127.0.0.1:{port}{route_prefix}");
-        let ready = format!("{url}/-/ready");
+            .expect("prometheus starts")
+    }
+
+    async fn ready(&self) {
+        let ready = format!("{}/-/ready", self.url);
         eventually(Duration::from_secs(30), "Prometheus is ready", || {
             let ready = ready.clone();
             async move {
@@ -240,11 +251,27 @@ impl Prometheus {
             }
         })
         .await;
-        Prometheus {
-            child,
-            url,
-            _dir: dir,
+    }
+
+    /// Stop it (SIGTERM, as an orchestrator does), its storage kept.
+    pub fn stop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Prometheus did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Start it again after [`Prometheus::stop`], on the same port and storage.
+    pub async fn restart(&mut self) {
+        self.child = Prometheus::spawn(&self.args);
+        self.ready().await;
     }
 
     /// An instant query's single value (or `None` for an empty vector).
