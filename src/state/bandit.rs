@@ -72,8 +72,9 @@ async fn run(app: Arc<App>) {
             let run_started_ms = humantime::parse_rfc3339(&run.started_at)
                 .map(unix_ms)
                 .unwrap_or(0);
-            // A boundary from before the run would read another run's counts.
-            if due < run_started_ms || evaluated.get(&(e.key.clone(), run.number)) == Some(&due) {
+            if !boundary_counts(bandit.counts, due, run_started_ms)
+                || evaluated.get(&(e.key.clone(), run.number)) == Some(&due)
+            {
                 continue;
             }
             evaluated.insert((e.key.clone(), run.number), due);
@@ -81,16 +82,19 @@ async fn run(app: Arc<App>) {
                 .current_period()
                 .map(|p| p.weights.clone())
                 .unwrap_or_default();
-            let status = evaluate_at(
+            let Some(status) = evaluate_at(
                 &app,
                 e,
                 bandit,
-                run.number,
+                (run.number, due < run_started_ms),
                 &in_force,
                 due,
                 snapshot.config.prometheus.as_ref(),
             )
-            .await;
+            .await
+            else {
+                continue;
+            };
             let status = BanditStatus {
                 next_at: Some(rfc3339_ms(next)),
                 ..status
@@ -102,17 +106,33 @@ async fn run(app: Arc<App>) {
     }
 }
 
+/// Whether the boundary `due_ms` of a run this process started at `run_started_ms` is
+/// evaluated. This process's book has no counts from before its run began. Prometheus
+/// has the run's counts at any boundary from the replicas that were in it then, so a
+/// replica that joins a running experiment (a new one, with an empty data directory)
+/// reads the last boundary at once and hashes new devices by the shares the others
+/// use, instead of by the config's (burn-in) weights until the next boundary.
+fn boundary_counts(counts: BanditCounts, due_ms: u64, run_started_ms: u64) -> bool {
+    match counts {
+        BanditCounts::Prometheus => true,
+        BanditCounts::Local => due_ms >= run_started_ms,
+    }
+}
+
 /// One evaluation of `e`'s bandit at boundary `at_ms`: read the counts, apply the rule,
-/// start a period if it says so; log and count what came of it.
+/// start a period if it says so; log and count what came of it. `before_run`: the
+/// boundary is older than this process's run (see [`boundary_counts`]); counts that
+/// cannot be read for it are no problem (most often no replica was in the run yet): the
+/// replica waits for the next boundary, as it would without it (`None`).
 async fn evaluate_at(
     app: &App,
     e: &Experiment,
     bandit: &Bandit,
-    run: u32,
+    (run, before_run): (u32, bool),
     in_force: &BTreeMap<String, u32>,
     at_ms: u64,
     prometheus: Option<&PrometheusSource>,
-) -> BanditStatus {
+) -> Option<BanditStatus> {
     let at = rfc3339_ms(at_ms);
     let variants: Vec<&str> = e.variants.iter().map(|v| v.name.as_str()).collect();
     let counts = match (bandit.counts, prometheus) {
@@ -129,18 +149,25 @@ async fn evaluate_at(
     };
     let counts = match counts {
         Ok(counts) => counts,
+        Err(problem) if before_run => {
+            tracing::debug!(
+                "bandit of {}: no counts for the boundary {at} before this replica's run: {problem}",
+                e.key
+            );
+            return None;
+        }
         Err(problem) => {
             tracing::warn!(
                 "bandit of {}: cannot read the counts for the boundary {at}, keeping the shares in force: {problem}",
                 e.key
             );
             count("counts_unavailable");
-            return BanditStatus {
+            return Some(BanditStatus {
                 last_at: Some(at.clone()),
                 last_outcome: Some("counts unavailable: shares kept".to_string()),
                 problem: Some(format!("at {at}: {problem}; the shares in force were kept")),
                 next_at: None,
-            };
+            });
         }
     };
     let update = evaluate(bandit, &counts, in_force);
@@ -166,12 +193,12 @@ async fn evaluate_at(
             }
         },
     }
-    BanditStatus {
+    Some(BanditStatus {
         last_at: Some(at),
         last_outcome: Some(outcome),
         problem,
         next_at: None,
-    }
+    })
 }
 
 /// This process's counts of run `run`: devices per variant, and of them those that
@@ -315,6 +342,22 @@ fn parse_vector(answer: &serde_json::Value) -> Result<BTreeMap<String, u64>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_joining_late_reads_the_last_boundary_only_from_prometheus() {
+        let (boundary, run_started) = (1_790_000_000_000, 1_790_000_003_000);
+        assert!(boundary_counts(
+            BanditCounts::Prometheus,
+            boundary,
+            run_started
+        ));
+        assert!(!boundary_counts(BanditCounts::Local, boundary, run_started));
+        assert!(boundary_counts(
+            BanditCounts::Local,
+            run_started,
+            run_started
+        ));
+    }
 
     #[test]
     fn an_instant_vector_reads_by_variant() {

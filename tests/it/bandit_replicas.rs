@@ -268,8 +268,8 @@ struct Cluster {
     a: Replica,
     b: Replica,
     prometheus: Prometheus,
-    _dirs: [tempfile::TempDir; 3],
-    _upstream: MockUpstream,
+    dirs: [tempfile::TempDir; 3],
+    upstream: MockUpstream,
 }
 
 impl Cluster {
@@ -348,8 +348,8 @@ impl Cluster {
             a,
             b,
             prometheus,
-            _dirs: [shared, dir_a, dir_b],
-            _upstream: upstream,
+            dirs: [shared, dir_a, dir_b],
+            upstream,
         }
     }
 }
@@ -366,8 +366,7 @@ async fn replicas_agree_on_the_bandits_periods_through_prometheus_and_keep_share
         mut a,
         mut b,
         mut prometheus,
-        _dirs,
-        _upstream,
+        ..
     } = Cluster::start_and_drive().await;
     let (results_a, results_b) = (a.results().await, b.results().await);
     let (periods_a, periods_b) = (periods(&results_a), periods(&results_b));
@@ -529,9 +528,10 @@ async fn replicas_agree_on_the_bandits_periods_through_prometheus_and_keep_share
 
 /// A replica that stops (scaled down, or in a rolling restart) leaves its series stale
 /// in Prometheus, but its devices are still the run's: the replica left goes on counting
-/// them, so its bandit starts no period from its own devices alone.
+/// them, so its bandit starts no period from its own devices alone. A replica that
+/// joins then adopts the shares in force at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_replicas_devices_stay_in_the_bandits_counts() {
+async fn a_stopped_replicas_devices_stay_counted_and_a_joining_one_adopts_the_shares() {
     if !require_tools(&[PROMETHEUS], "apt-get install prometheus") {
         return;
     }
@@ -539,8 +539,8 @@ async fn a_stopped_replicas_devices_stay_in_the_bandits_counts() {
         a,
         mut b,
         prometheus,
-        _dirs,
-        _upstream,
+        dirs,
+        upstream,
     } = Cluster::start_and_drive().await;
     let before = a.results().await;
     let weights = a.weights().await;
@@ -574,6 +574,50 @@ async fn a_stopped_replicas_devices_stay_in_the_bandits_counts() {
     let status = &after["bandit"]["status"];
     assert!(status["problem"].is_null(), "{status}");
     assert_eq!(status["last_outcome"], "shares unchanged", "{status}");
+
+    // A replica that joins now (a new data directory: its own run 1) reads the boundary
+    // before its run at once, and hashes new devices by the shares a uses, not by the
+    // config's burn-in weights until the next boundary.
+    let dir_c = tempfile::tempdir().unwrap();
+    let config_c = replica_config(
+        dir_c.path(),
+        &upstream,
+        &dirs[0].path().join("secret"),
+        &format!("{}", prometheus.url),
+    );
+    let mut c = Replica::start("c", &config_c);
+    eventually(
+        Duration::from_secs(30),
+        "c starts a period from the last boundary",
+        || {
+            let started = !c.boundaries_of_periods().is_empty();
+            async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                started
+            }
+        },
+    )
+    .await;
+    let joined = c.results().await;
+    let run_started = humantime::parse_rfc3339(joined["run"]["started_at"].as_str().unwrap())
+        .map(unix_ms)
+        .unwrap();
+    let boundaries_c = c.boundaries_of_periods();
+    assert_eq!(
+        boundaries_c.keys().collect::<Vec<_>>(),
+        [&2],
+        "{:#?}",
+        c.log()
+    );
+    assert!(
+        boundaries_c[&2] < run_started,
+        "the boundary before c's run ({run_started}): {boundaries_c:?}"
+    );
+    assert_eq!(c.weights().await, weights, "c hashes by a's weights");
+    assert_eq!(
+        periods(&joined)[1]["shares"],
+        periods(&after).last().unwrap()["shares"]
+    );
 }
 
 const PROMTOOL: &str = "/usr/bin/promtool";
