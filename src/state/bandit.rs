@@ -72,7 +72,7 @@ async fn run(app: Arc<App>) {
             let run_started_ms = humantime::parse_rfc3339(&run.started_at)
                 .map(unix_ms)
                 .unwrap_or(0);
-            if !boundary_counts(bandit.counts, due, run_started_ms)
+            if !reads_boundary(bandit.counts, due, run_started_ms)
                 || evaluated.get(&(e.key.clone(), run.number)) == Some(&due)
             {
                 continue;
@@ -112,7 +112,7 @@ async fn run(app: Arc<App>) {
 /// replica that joins a running experiment (a new one, with an empty data directory)
 /// reads the last boundary at once and hashes new devices by the shares the others
 /// use, instead of by the config's (burn-in) weights until the next boundary.
-fn boundary_counts(counts: BanditCounts, due_ms: u64, run_started_ms: u64) -> bool {
+fn reads_boundary(counts: BanditCounts, due_ms: u64, run_started_ms: u64) -> bool {
     match counts {
         BanditCounts::Prometheus => true,
         BanditCounts::Local => due_ms >= run_started_ms,
@@ -121,7 +121,7 @@ fn boundary_counts(counts: BanditCounts, due_ms: u64, run_started_ms: u64) -> bo
 
 /// One evaluation of `e`'s bandit at boundary `at_ms`: read the counts, apply the rule,
 /// start a period if it says so; log and count what came of it. `before_run`: the
-/// boundary is older than this process's run (see [`boundary_counts`]); counts that
+/// boundary is older than this process's run (see [`reads_boundary`]); counts that
 /// cannot be read for it are no problem (most often no replica was in the run yet): the
 /// replica waits for the next boundary, as it would without it (`None`).
 async fn evaluate_at(
@@ -346,13 +346,13 @@ mod tests {
     #[test]
     fn a_replica_joining_late_reads_the_last_boundary_only_from_prometheus() {
         let (boundary, run_started) = (1_790_000_000_000, 1_790_000_003_000);
-        assert!(boundary_counts(
+        assert!(reads_boundary(
             BanditCounts::Prometheus,
             boundary,
             run_started
         ));
-        assert!(!boundary_counts(BanditCounts::Local, boundary, run_started));
-        assert!(boundary_counts(
+        assert!(!reads_boundary(BanditCounts::Local, boundary, run_started));
+        assert!(reads_boundary(
             BanditCounts::Local,
             run_started,
             run_started
