@@ -4,7 +4,8 @@
 //! - `admin`: the admin API and page: auth, PATCH through the YAML file, sessions, CSRF.
 //! - `analyze`: `abproxy analyze --counts` and `abproxy plan`.
 //! - `assignment`: the golden-vector hash through the proxy, weight splits, stickiness.
-//! - `bandit_replicas`: two replicas of the binary, one Prometheus: bandit periods agree.
+//! - `bandit_replicas`: replicas of the binary and a real Prometheus: bandit periods agree,
+//!   shares kept without Prometheus; the bandit's PromQL in promtool (`query`).
 //! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
