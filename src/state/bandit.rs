@@ -29,6 +29,17 @@ impl Updater {
     }
 }
 
+impl Updater {
+    /// Stop it and wait until its task is gone: the task holds the `App`, whose count
+    /// store keeps the data directory locked, so a process (or a test) that starts again
+    /// on the same directory must not race its drop. (`Drop` only asks the runtime to
+    /// cancel the task, which happens later.)
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for Updater {
     fn drop(&mut self) {
         self.task.abort();
