@@ -29,6 +29,17 @@ impl Updater {
     }
 }
 
+impl Updater {
+    /// Stop it and wait until its task is gone: the task holds the `App`, whose count
+    /// store keeps the data directory locked, so a process (or a test) that starts again
+    /// on the same directory must not race its drop. (`Drop` only asks the runtime to
+    /// cancel the task, which happens later.)
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for Updater {
     fn drop(&mut self) {
         self.task.abort();
@@ -72,8 +83,9 @@ async fn run(app: Arc<App>) {
             let run_started_ms = humantime::parse_rfc3339(&run.started_at)
                 .map(unix_ms)
                 .unwrap_or(0);
-            // A boundary from before the run would read another run's counts.
-            if due < run_started_ms || evaluated.get(&(e.key.clone(), run.number)) == Some(&due) {
+            if !reads_boundary(bandit.counts, due, run_started_ms)
+                || evaluated.get(&(e.key.clone(), run.number)) == Some(&due)
+            {
                 continue;
             }
             evaluated.insert((e.key.clone(), run.number), due);
@@ -81,16 +93,19 @@ async fn run(app: Arc<App>) {
                 .current_period()
                 .map(|p| p.weights.clone())
                 .unwrap_or_default();
-            let status = evaluate_at(
+            let Some(status) = evaluate_at(
                 &app,
                 e,
                 bandit,
-                run.number,
+                (run.number, due < run_started_ms),
                 &in_force,
                 due,
                 snapshot.config.prometheus.as_ref(),
             )
-            .await;
+            .await
+            else {
+                continue;
+            };
             let status = BanditStatus {
                 next_at: Some(rfc3339_ms(next)),
                 ..status
@@ -102,17 +117,33 @@ async fn run(app: Arc<App>) {
     }
 }
 
+/// Whether the boundary `due_ms` of a run this process started at `run_started_ms` is
+/// evaluated. This process's book has no counts from before its run began. Prometheus
+/// has the run's counts at any boundary from the replicas that were in it then, so a
+/// replica that joins a running experiment (a new one, with an empty data directory)
+/// reads the last boundary at once and hashes new devices by the shares the others
+/// use, instead of by the config's (burn-in) weights until the next boundary.
+fn reads_boundary(counts: BanditCounts, due_ms: u64, run_started_ms: u64) -> bool {
+    match counts {
+        BanditCounts::Prometheus => true,
+        BanditCounts::Local => due_ms >= run_started_ms,
+    }
+}
+
 /// One evaluation of `e`'s bandit at boundary `at_ms`: read the counts, apply the rule,
-/// start a period if it says so; log and count what came of it.
+/// start a period if it says so; log and count what came of it. `before_run`: the
+/// boundary is older than this process's run (see [`reads_boundary`]); counts that
+/// cannot be read for it are no problem (most often no replica was in the run yet): the
+/// replica waits for the next boundary, as it would without it (`None`).
 async fn evaluate_at(
     app: &App,
     e: &Experiment,
     bandit: &Bandit,
-    run: u32,
+    (run, before_run): (u32, bool),
     in_force: &BTreeMap<String, u32>,
     at_ms: u64,
     prometheus: Option<&PrometheusSource>,
-) -> BanditStatus {
+) -> Option<BanditStatus> {
     let at = rfc3339_ms(at_ms);
     let variants: Vec<&str> = e.variants.iter().map(|v| v.name.as_str()).collect();
     let counts = match (bandit.counts, prometheus) {
@@ -129,18 +160,25 @@ async fn evaluate_at(
     };
     let counts = match counts {
         Ok(counts) => counts,
+        Err(problem) if before_run => {
+            tracing::debug!(
+                "bandit of {}: no counts for the boundary {at} before this replica's run: {problem}",
+                e.key
+            );
+            return None;
+        }
         Err(problem) => {
             tracing::warn!(
                 "bandit of {}: cannot read the counts for the boundary {at}, keeping the shares in force: {problem}",
                 e.key
             );
             count("counts_unavailable");
-            return BanditStatus {
+            return Some(BanditStatus {
                 last_at: Some(at.clone()),
                 last_outcome: Some("counts unavailable: shares kept".to_string()),
                 problem: Some(format!("at {at}: {problem}; the shares in force were kept")),
                 next_at: None,
-            };
+            });
         }
     };
     let update = evaluate(bandit, &counts, in_force);
@@ -166,12 +204,12 @@ async fn evaluate_at(
             }
         },
     }
-    BanditStatus {
+    Some(BanditStatus {
         last_at: Some(at),
         last_outcome: Some(outcome),
         problem,
         next_at: None,
-    }
+    })
 }
 
 /// This process's counts of run `run`: devices per variant, and of them those that
@@ -199,10 +237,52 @@ fn local_counts(
         .collect()
 }
 
-/// Every replica's counts of run `run` at `at_ms`, summed by Prometheus: the count
-/// metrics of the replicas whose `abproxy_experiment_run` is `run` at that time. An
-/// answer without every variant is incomplete (a replica not yet scraped, or no devices
-/// anywhere yet in a variant: either way the rule must not run on it).
+/// How long Prometheus remembers the counts of a replica that went away: the default
+/// `--lookback` of `abproxy analyze --prometheus`, so that the bandit reads the devices
+/// the analysis shows. The same on every replica (it must not depend on a replica's own
+/// run book), and longer than Prometheus's default retention (15 days), which then
+/// bounds it.
+pub const GONE_REPLICA_LOOKBACK: &str = "30d";
+
+/// The PromQL of every replica's devices and of their conversions on `goal`, by variant,
+/// in run `run` of `key`: each replica's last counts of the run within
+/// [`GONE_REPLICA_LOOKBACK`], once per replica.
+///
+/// - `last_over_time`: a replica that stopped (scaled down, or between the two halves of
+///   a rolling restart) leaves stale series, which an instant selector drops; its devices
+///   are still the run's, and its devices' later conversions are counted by the replicas
+///   left, so dropping them would both shrink the counts and inflate the rates.
+/// - only the (instance, job) whose last `abproxy_experiment_run` is `run`: a replica in
+///   another run counts another population.
+/// - `max by (replica, …)`: a replica is its data directory (the `replica` label), not its
+///   address: one that came back under another address, or is scraped by two jobs, counts
+///   once (its counts only grow, so the max is its latest).
+/// - `topk by (instance, job) (1, …)`: an address that two replicas used in turn has one
+///   series of counts (the counts carry no `replica` label) but two replica ids; the join
+///   needs one, or Prometheus refuses the whole query.
+pub fn count_queries(key: &str, run: u32, goal: &str) -> (String, String) {
+    use crate::counting::metrics::{ASSIGNMENTS, CONVERSIONS, EXPERIMENT_RUN};
+    let lookback = GONE_REPLICA_LOOKBACK;
+    let on_run = format!(
+        r#"topk by (instance, job) (1, max by (instance, job, replica) (0 * (last_over_time({EXPERIMENT_RUN}{{experiment="{key}"}}[{lookback}]) == {run}) + 1))"#
+    );
+    let latest = |selector: String| {
+        format!(
+            r#"sum by (variant) (max by (replica, variant) (last_over_time({selector}[{lookback}]) * on (instance, job) group_left (replica) {on_run}))"#
+        )
+    };
+    (
+        latest(format!(r#"{ASSIGNMENTS}{{experiment="{key}"}}"#)),
+        latest(format!(
+            r#"{CONVERSIONS}{{experiment="{key}",goal="{goal}"}}"#
+        )),
+    )
+}
+
+/// Every replica's counts of run `run` at `at_ms`, summed by Prometheus
+/// ([`count_queries`]). An answer without every variant is incomplete (no replica
+/// scraped yet, or no devices anywhere yet in a variant: either way the rule must not
+/// run on it).
 async fn prometheus_counts(
     source: &PrometheusSource,
     key: &str,
@@ -211,18 +291,7 @@ async fn prometheus_counts(
     variants: &[&str],
     at_ms: u64,
 ) -> Result<BTreeMap<String, ArmInputs>, String> {
-    let on_run = format!(
-        "and on (instance, job) ({run_metric}{{experiment=\"{key}\"}} == {run})",
-        run_metric = crate::counting::metrics::EXPERIMENT_RUN
-    );
-    let users = format!(
-        "sum by (variant) ({}{{experiment=\"{key}\"}} {on_run})",
-        crate::counting::metrics::ASSIGNMENTS
-    );
-    let conversions = format!(
-        "sum by (variant) ({}{{experiment=\"{key}\",goal=\"{goal}\"}} {on_run})",
-        crate::counting::metrics::CONVERSIONS
-    );
+    let (users, conversions) = count_queries(key, run, goal);
     let users = query(source, &users, at_ms).await?;
     let conversions = query(source, &conversions, at_ms).await?;
     let mut counts = BTreeMap::new();
@@ -284,6 +353,22 @@ fn parse_vector(answer: &serde_json::Value) -> Result<BTreeMap<String, u64>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_joining_late_reads_the_last_boundary_only_from_prometheus() {
+        let (boundary, run_started) = (1_790_000_000_000, 1_790_000_003_000);
+        assert!(reads_boundary(
+            BanditCounts::Prometheus,
+            boundary,
+            run_started
+        ));
+        assert!(!reads_boundary(BanditCounts::Local, boundary, run_started));
+        assert!(reads_boundary(
+            BanditCounts::Local,
+            run_started,
+            run_started
+        ));
+    }
 
     #[test]
     fn an_instant_vector_reads_by_variant() {

@@ -4,6 +4,10 @@
 //! - `admin`: the admin API and page: auth, PATCH through the YAML file, sessions, CSRF.
 //! - `analyze`: `abproxy analyze --counts` and `abproxy plan`.
 //! - `assignment`: the golden-vector hash through the proxy, weight splits, stickiness.
+//! - `bandit`: a Thompson bandit through the real binary and `simulate`: shares move to
+//!   the best, pins hold, a restart keeps the periods; a weight change starts a period.
+//! - `bandit_replicas`: replicas of the binary and a real Prometheus: bandit periods agree,
+//!   shares kept without Prometheus; the bandit's PromQL in promtool (`query`).
 //! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
@@ -26,8 +30,6 @@
 //! - `packaging`: the Dockerfile, the build context, compose.yaml and Prometheus, without
 //!   a Docker engine (the configs they run checked by the real binary).
 //! - `reload`: hot reload by in-place write, rename, symlink swap; broken files; load.
-//! - `bandit`: a Thompson bandit through the real binary and `simulate`: shares move to
-//!   the best, pins hold, a restart keeps the periods; a weight change starts a period.
 //! - `browser`: the admin page in headless Chromium (skipped without it, except in CI).
 //! - `cli`: the binary: `check` messages, SIGTERM drain, SIGHUP, `demo`, `healthcheck`,
 //!   a help line for every option.
@@ -38,6 +40,7 @@ mod admin;
 mod analyze;
 mod assignment;
 mod bandit;
+mod bandit_replicas;
 mod browser;
 mod cli;
 mod durability;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::binary::BIN;
 use crate::support::*;
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 fn goals_config(moon: &MockUpstream, mars: &MockUpstream) -> String {
     moon_mars_config(moon, mars, 50, 50)
@@ -175,14 +175,27 @@ async fn results_come_from_the_live_counts_through_the_api_and_analyze_admin() {
 }
 
 /// A Prometheus server on loopback scraping the given admin listeners every second.
-struct Prometheus {
+pub struct Prometheus {
     child: Child,
-    url: String,
+    pub url: String,
+    /// Its command line, to start it again on the same storage.
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Prometheus {
     async fn start(targets: &[SocketAddr]) -> Prometheus {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Prometheus::start_on(targets, port, "").await
+    }
+
+    /// As [`Prometheus::start`], listening on `port` (for replicas told its URL before
+    /// it starts), its API under `route_prefix` ("" or "/prom", as behind a proxy).
+    pub async fn start_on(targets: &[SocketAddr], port: u16, route_prefix: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = dir.path().join("prometheus.yml");
@@ -194,24 +207,39 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        let route = if route_prefix.is_empty() {
+            "/"
+        } else {
+            route_prefix
+        };
+        let args = vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--web.external-url=http://127.0.0.1:{port}{route_prefix}"),
+            format!("--web.route-prefix={route}"),
+        ];
+        let prometheus = Prometheus {
+            child: Prometheus::spawn(&args),
+            url: format!("http://127.0.0.1:{port}{route_prefix}"),
+            args,
+            _dir: dir,
+        };
+        prometheus.ready().await;
+        prometheus
+    }
+
+    fn spawn(args: &[String]) -> Child {
+        Command::new(PROMETHEUS)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("prometheus starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let ready = format!("{url}/-/ready");
+            .expect("prometheus starts")
+    }
+
+    async fn ready(&self) {
+        let ready = format!("{}/-/ready", self.url);
         eventually(Duration::from_secs(30), "Prometheus is ready", || {
             let ready = ready.clone();
             async move {
@@ -223,15 +251,31 @@ impl Prometheus {
             }
         })
         .await;
-        Prometheus {
-            child,
-            url,
-            _dir: dir,
+    }
+
+    /// Stop it (SIGTERM, as an orchestrator does), its storage kept.
+    pub fn stop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill(SIGTERM) failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Prometheus did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
+    /// Start it again after [`Prometheus::stop`], on the same port and storage.
+    pub async fn restart(&mut self) {
+        self.child = Prometheus::spawn(&self.args);
+        self.ready().await;
+    }
+
     /// An instant query's single value (or `None` for an empty vector).
-    async fn value(&self, promql: &str) -> Option<f64> {
+    pub async fn value(&self, promql: &str) -> Option<f64> {
         let url = format!(
             "{}/api/v1/query?query={}",
             self.url,
