@@ -159,16 +159,15 @@ pub async fn from_prometheus(
             _ => control,
         }
         .to_string();
-        // 1 for each (instance, job) whose last run of this experiment is `run`, with its
-        // replica id: multiplying by it keeps only those replicas and labels their counts
-        // with the replica, so that `max by (replica, …)` counts a replica seen under two
-        // addresses once (its counts only grow, so the max is its latest).
-        let on_run = format!(
-            r#"max by (instance, job, replica) (0 * (last_over_time({run_metric}{{experiment="{key}"}}[{lookback}]) == {run}) + 1)"#
-        );
+        let run = u32::try_from(run).map_err(|_| format!("`{key}`: run {run} is out of range"))?;
         let latest = |metric: &str, by: &str, aggregate: &str| {
-            format!(
-                r#"{aggregate} by ({by}) (max by (replica, {by}) (last_over_time({metric}{{experiment="{key}"}}[{lookback}]) * on(instance, job) group_left(replica) {on_run}))"#
+            crate::counting::promql::latest_in_run(
+                &format!(r#"{metric}{{experiment="{key}"}}"#),
+                &key,
+                run,
+                lookback,
+                by,
+                aggregate,
             )
         };
         let answers = Answers {
@@ -216,7 +215,7 @@ pub async fn from_prometheus(
             share_max: query(latest(period_metrics::SHARE, "variant, period", "max")).await?,
             share_min: query(latest(period_metrics::SHARE, "variant, period", "min")).await?,
         };
-        let (counts, warnings) = counts_from(key, control, run, &answers)?;
+        let (counts, warnings) = counts_from(key, control, run as u64, &answers)?;
         fetched.push(Fetched {
             counts,
             run: Some(serde_json::json!({ "number": run })),

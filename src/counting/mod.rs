@@ -6,7 +6,8 @@
 //! - [`store`]: its durable log in the data directory (written by a flusher, replayed at
 //!   start-up);
 //! - [`export`]: the optional JSON-lines export of every counted event;
-//! - [`metrics`]: the Prometheus registry abproxy owns, its metric names and label sets.
+//! - [`metrics`]: the Prometheus registry abproxy owns, its metric names and label sets;
+//! - [`promql`]: the queries that sum every replica's counts in Prometheus.
 //!
 //! May use `config` and `util`; nothing above (the experiment plans hold handles into the
 //! book, not the other way round).
@@ -15,4 +16,5 @@ pub mod book;
 pub mod export;
 pub mod log_line;
 pub mod metrics;
+pub mod promql;
 pub mod store;

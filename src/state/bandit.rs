@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Bandit, BanditCounts, Experiment, PrometheusSource, State};
+use crate::counting::promql;
 use crate::experiments::bandit::{boundaries, evaluate, Update};
 use crate::state::app::{App, StartPeriodError};
 use crate::stats::analysis::ArmInputs;
@@ -246,30 +247,11 @@ pub const GONE_REPLICA_LOOKBACK: &str = "30d";
 
 /// The PromQL of every replica's devices and of their conversions on `goal`, by variant,
 /// in run `run` of `key`: each replica's last counts of the run within
-/// [`GONE_REPLICA_LOOKBACK`], once per replica.
-///
-/// - `last_over_time`: a replica that stopped (scaled down, or between the two halves of
-///   a rolling restart) leaves stale series, which an instant selector drops; its devices
-///   are still the run's, and its devices' later conversions are counted by the replicas
-///   left, so dropping them would both shrink the counts and inflate the rates.
-/// - only the (instance, job) whose last `abproxy_experiment_run` is `run`: a replica in
-///   another run counts another population.
-/// - `max by (replica, …)`: a replica is its data directory (the `replica` label), not its
-///   address: one that came back under another address, or is scraped by two jobs, counts
-///   once (its counts only grow, so the max is its latest).
-/// - `topk by (instance, job) (1, …)`: an address that two replicas used in turn has one
-///   series of counts (the counts carry no `replica` label) but two replica ids; the join
-///   needs one, or Prometheus refuses the whole query.
+/// [`GONE_REPLICA_LOOKBACK`], once per replica (see [`promql::latest_in_run`]).
 pub fn count_queries(key: &str, run: u32, goal: &str) -> (String, String) {
-    use crate::counting::metrics::{ASSIGNMENTS, CONVERSIONS, EXPERIMENT_RUN};
-    let lookback = GONE_REPLICA_LOOKBACK;
-    let on_run = format!(
-        r#"topk by (instance, job) (1, max by (instance, job, replica) (0 * (last_over_time({EXPERIMENT_RUN}{{experiment="{key}"}}[{lookback}]) == {run}) + 1))"#
-    );
+    use crate::counting::metrics::{ASSIGNMENTS, CONVERSIONS};
     let latest = |selector: String| {
-        format!(
-            r#"sum by (variant) (max by (replica, variant) (last_over_time({selector}[{lookback}]) * on (instance, job) group_left (replica) {on_run}))"#
-        )
+        promql::latest_in_run(&selector, key, run, GONE_REPLICA_LOOKBACK, "variant", "sum")
     };
     (
         latest(format!(r#"{ASSIGNMENTS}{{experiment="{key}"}}"#)),
