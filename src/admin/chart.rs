@@ -227,14 +227,7 @@ pub fn difference_over_time(
 
 /// Each variant's devices (new in the run), cumulative, over the run.
 pub fn devices_over_time(id: &str, lines: &[DevicesLine], domain: (u64, u64)) -> String {
-    let legend: Vec<Legend> = lines
-        .iter()
-        .map(|l| Legend {
-            color: l.color,
-            label: l.name.to_string(),
-            mark: Mark::Line,
-        })
-        .collect();
+    let legend = Legend::lines(lines.iter().map(|l| (l.color, l.name)));
     let notes = ["A break in a line: no new devices for a while.".to_string()];
     let mut frame = Frame::open(
         "Devices per variant over the run",

@@ -23,6 +23,20 @@ pub struct Legend<'a> {
     pub mark: Mark,
 }
 
+impl<'a> Legend<'a> {
+    /// One line entry per (colour, name): the legend of a chart of one line per variant.
+    pub fn lines(lines: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Legend<'a>> {
+        lines
+            .into_iter()
+            .map(|(color, name)| Legend {
+                color,
+                label: name.to_string(),
+                mark: Mark::Line,
+            })
+            .collect()
+    }
+}
+
 /// A chart being drawn: `open` writes the title, the legend and the notes and places the
 /// plot area (`left`, `top`, `bottom`); the chart adds ticks, marks and axis labels, then
 /// `close`s it.

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use super::axis::{rfc3339, tick_label, ticks};
 use super::chart::{time_axis, LEFT, PLOT_HEIGHT};
-use super::frame::{Frame, Legend, Mark};
+use super::frame::{Frame, Legend};
 use crate::util::html::escape;
 
 /// A variant's line.
@@ -51,15 +51,7 @@ fn percent_axis(top: f64, bottom: f64) -> impl Fn(f64) -> f64 {
 /// value), and under them one invisible rectangle per step whose hover text gives the
 /// period's number, start and every line's value.
 pub fn step_chart(chart: &StepChart) -> String {
-    let legend: Vec<Legend> = chart
-        .lines
-        .iter()
-        .map(|l| Legend {
-            color: l.color,
-            label: l.name.to_string(),
-            mark: Mark::Line,
-        })
-        .collect();
+    let legend = Legend::lines(chart.lines.iter().map(|l| (l.color, l.name)));
     let mut frame = Frame::open(chart.title, &legend, LEFT, PLOT_HEIGHT, chart.notes);
     frame.y_label(chart.y_label);
     let values = ticks(0.0, 100.0, 5, 1.0);
