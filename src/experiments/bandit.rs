@@ -5,8 +5,8 @@
 //! The rule of issue 13, exactly, so that replicas reading the same counts at the same
 //! boundary agree bit for bit: once every variant has `burn_in` devices in the run, the
 //! allocation of `stats::bandit` over the variants in name (byte) order, the floor
-//! `min_share`, and integer weights in parts per billion. A period starts only when a
-//! share moves by [`MIN_SHARE_CHANGE`] or more from the ones in force.
+//! `min_share`, and integer weights in parts per billion. A period starts only when these
+//! weights differ from the ones in force.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -103,7 +103,7 @@ pub fn evaluate(
         .cloned()
         .zip(weights(&shares(&p, bandit.min_share)))
         .collect();
-    if !moves(in_force, &next) {
+    if &next == in_force {
         Update::Unchanged
     } else {
         Update::Start {
@@ -111,26 +111,6 @@ pub fn evaluate(
             inputs: counts.clone(),
         }
     }
-}
-
-/// The smallest move of a share that starts a period: half a percentage point. Thompson's
-/// shares move a little with every new device, so without it nearly every update would
-/// start a period, and a run would reach its period limit (and its metric series grow)
-/// while the shares look settled. Below it the shares in force stay; the rule is still
-/// deterministic, so replicas reading the same counts still agree.
-pub const MIN_SHARE_CHANGE: f64 = 0.005;
-
-/// Whether `next` moves any variant's share by [`MIN_SHARE_CHANGE`] or more from
-/// `in_force` (a different set of variants always does).
-fn moves(in_force: &BTreeMap<String, u32>, next: &BTreeMap<String, u32>) -> bool {
-    let share = |w: &BTreeMap<String, u32>, v: &str| {
-        let total: u64 = w.values().map(|&x| x as u64).sum::<u64>().max(1);
-        w.get(v).copied().unwrap_or(0) as f64 / total as f64
-    };
-    !in_force.keys().eq(next.keys())
-        || next
-            .keys()
-            .any(|v| (share(in_force, v) - share(next, v)).abs() >= MIN_SHARE_CHANGE)
 }
 
 fn algorithm(a: BanditAlgorithm) -> Algorithm {
@@ -229,33 +209,6 @@ mod tests {
             evaluate(&bandit(BanditAlgorithm::Ucb1), &c, &weights),
             Update::Unchanged
         );
-    }
-
-    #[test]
-    fn a_move_under_half_a_point_starts_no_period() {
-        let b = bandit(BanditAlgorithm::Thompson);
-        let c = counts(&[("A", 1000, 100), ("B", 1000, 104)]);
-        let Update::Start { weights, .. } = evaluate(&b, &c, &equal(&["A", "B"])) else {
-            panic!("from 50/50 the shares move")
-        };
-        // A few more devices: Thompson's shares move, but by less than half a point.
-        let more = counts(&[("A", 1010, 101), ("B", 1010, 105)]);
-        let Update::Start {
-            weights: nearby, ..
-        } = evaluate(&b, &more, &equal(&["A", "B"]))
-        else {
-            panic!("from 50/50 the shares move")
-        };
-        let share = |w: &BTreeMap<String, u32>| w["A"] as f64 / 1e9;
-        let moved = (share(&weights) - share(&nearby)).abs();
-        assert!(moved > 0.0 && moved < MIN_SHARE_CHANGE, "{moved}");
-        assert_eq!(evaluate(&b, &more, &weights), Update::Unchanged);
-        // A real move is applied.
-        let clear = counts(&[("A", 2000, 200), ("B", 2000, 260)]);
-        assert!(matches!(
-            evaluate(&b, &clear, &weights),
-            Update::Start { .. }
-        ));
     }
 
     #[test]
