@@ -299,12 +299,12 @@ fn latency_guardrail_compares_p95_with_the_control() {
         min_requests: 200,
         failures: 1,
     });
-    // 0.15 s is exactly 1.5 × 0.1 s: not above.
-    let at = windows(&[("A", 500, 0, 0.1), ("B", 500, 0, 0.15)]);
+    // 0.75 s is exactly 1.5 × 0.5 s (both exact in binary): not above.
+    let at = windows(&[("A", 500, 0, 0.5), ("B", 500, 0, 0.75)]);
     let e = run(&d, &aa(), &at, HOUR_MS, &Default::default());
     assert!(e.decisions.is_empty());
     assert_eq!(e.state.breaches["B"].latency_p95, 0);
-    let slow = windows(&[("A", 500, 0, 0.1), ("B", 500, 0, 0.16)]);
+    let slow = windows(&[("A", 500, 0, 0.5), ("B", 500, 0, 0.76)]);
     let e = run(&d, &aa(), &slow, HOUR_MS, &Default::default());
     assert_eq!(
         kinds(&e),
@@ -314,7 +314,7 @@ fn latency_guardrail_compares_p95_with_the_control() {
             Action::Rollback("A".into())
         )]
     );
-    assert_eq!(e.decisions[0].evidence["control"], 0.1);
+    assert_eq!(e.decisions[0].evidence["control"], 0.5);
     // No p95 known: nothing said.
     let mut unknown = slow.clone();
     unknown.get_mut("B").unwrap().p95_seconds = None;
