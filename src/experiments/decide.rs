@@ -40,7 +40,9 @@
 //!    Holm-adjusted p-value is below 1 − `confidence` and whose rate is above the
 //!    control's, the run at least `min_duration` old, every variant (the control too)
 //!    with at least `min_devices` devices, SRM not flagged (see 1.), no guardrail breach
-//!    streak in progress for any variant (a count above 0 after this evaluation), no
+//!    streak in progress for any variant (a count above 0 after this evaluation; a
+//!    variant whose guardrail decision already fired, a paused one, no longer holds the
+//!    others back), no
 //!    guardrail decision at this evaluation, and no guardrail decision ever fired for
 //!    that variant in the run → [`Action::Rollout`] of it. At most one promotion per
 //!    evaluation: among several qualifying variants the highest rate (then the first in
@@ -345,10 +347,12 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
     let devices_short = variant_names(report)
         .map(|v| (v, report_users(report, v)))
         .find(|(_, users)| *users < d.min_devices);
+    // A variant whose guardrail already fired (paused, say) was dealt with: its streak
+    // does not hold the others back.
     let streak_in_progress = next
         .breaches
-        .values()
-        .any(|b| b.errors > 0 || b.latency_p95 > 0);
+        .iter()
+        .any(|(v, b)| (b.errors > 0 || b.latency_p95 > 0) && !guardrail_fired_for(&next.fired, v));
     let srm_frozen = srm_flagged.is_some()
         || next.fired.contains(&Fired {
             kind: Kind::Srm,
@@ -358,12 +362,6 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
     if let Some(goal) = goal {
         let alpha = 1.0 - d.promote.confidence;
         let control_row = goal.variants.get(control).cloned().unwrap_or_default();
-        let guarded = |v: &str| {
-            next.fired.iter().any(|f| {
-                matches!(f.kind, Kind::GuardrailErrors | Kind::GuardrailLatency)
-                    && f.variant.as_deref() == Some(v)
-            })
-        };
         let eligible = age >= d.min_duration
             && devices_short.is_none()
             && !srm_frozen
@@ -376,7 +374,7 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
                 v.as_str() != control
                     && row.rate > control_row.rate
                     && row.p_value_sequential_holm.is_some_and(|p| p < alpha)
-                    && !guarded(v)
+                    && !guardrail_fired_for(&next.fired, v)
             })
             .fold(
                 None::<(&String, &VariantReport)>,
@@ -476,6 +474,14 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
         decisions,
         state: next,
     }
+}
+
+/// Whether a guardrail decision about `variant` fired in the run.
+fn guardrail_fired_for(fired: &BTreeSet<Fired>, variant: &str) -> bool {
+    fired.iter().any(|f| {
+        matches!(f.kind, Kind::GuardrailErrors | Kind::GuardrailLatency)
+            && f.variant.as_deref() == Some(variant)
+    })
 }
 
 /// A guardrail's reading of one window.

@@ -366,6 +366,38 @@ fn a_variant_rolled_back_is_never_promoted_in_the_run() {
 }
 
 #[test]
+fn a_paused_variant_still_breaching_does_not_hold_back_another_winner() {
+    let mut d = decide();
+    d.min_duration = Duration::ZERO;
+    d.guardrails.action = GuardrailAction::Pause;
+    d.guardrails.errors = Some(Guardrail {
+        failures: 1,
+        ..guardrail()
+    });
+    let r = report(&[("A", 1000, 100), ("B", 1000, 100), ("C", 1000, 300)]);
+    let bad_b = windows(&[
+        ("A", 1000, 10, 0.1),
+        ("B", 1000, 300, 0.1),
+        ("C", 1000, 10, 0.1),
+    ]);
+    let e = run(&d, &r, &bad_b, HOUR_MS, &Default::default());
+    assert_eq!(
+        kinds(&e),
+        vec![(
+            Kind::GuardrailErrors,
+            Some("B".into()),
+            Action::Pause("B".into())
+        )]
+    );
+    let e = run(&d, &r, &bad_b, 2 * HOUR_MS, &e.state);
+    assert_eq!(e.state.breaches["B"].errors, 2);
+    assert_eq!(
+        kinds(&e),
+        vec![(Kind::Promote, Some("C".into()), Action::Rollout("C".into()))]
+    );
+}
+
+#[test]
 fn srm_freezes_once_and_blocks_promotion() {
     let mut d = decide();
     d.min_duration = Duration::ZERO;
