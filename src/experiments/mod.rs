@@ -2,6 +2,7 @@
 //!
 //! - [`assign`]: the assignment hash of `PRODUCT.md` and the weighted pick;
 //! - [`bandit`]: a bandit's update at a boundary (counts → the next period's weights);
+//! - [`decide`]: automated decisions at an evaluation (promote, guardrails, SRM, timeout);
 //! - [`plan`]: an experiment ready for requests (which requests it applies to, what each
 //!   state serves, its count handles);
 //! - [`targeting`]: device classes (bots) and target conditions;
@@ -16,6 +17,7 @@
 
 pub mod assign;
 pub mod bandit;
+pub mod decide;
 pub mod device;
 pub mod goals;
 pub mod lifecycle;
