@@ -1,6 +1,8 @@
 //! The charts' axes: round value ticks (steps of 1, 2 or 5 × 10ⁿ) with labels that have
 //! the decimals their step needs, and round time ticks (UTC). Pure.
 
+use crate::util::time::rfc3339;
+
 /// Round ticks covering `low..=high`: about `target` steps of 1, 2 or 5 × 10ⁿ (never
 /// below `min_step`), from the step at or below `low` to the one at or above `high`.
 pub fn ticks(low: f64, high: f64, target: usize, min_step: f64) -> Vec<f64> {
@@ -108,11 +110,6 @@ pub fn time_label(ms: u64, step: u64) -> String {
     } else {
         text[5..10].to_string()
     }
-}
-
-pub fn rfc3339(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]

@@ -6,19 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use super::axis::rfc3339;
 use super::period_chart::{self, Step, StepLine};
 use crate::admin::results::ExperimentResults;
 use crate::config::{BanditAlgorithm, BanditCounts, State};
 use crate::stats::analysis::{ArmInputs, Report};
 use crate::stats::bandit::{thompson, ArmCounts};
 use crate::util::html::escape;
-
-fn unix_ms(rfc3339: &str) -> Option<u64> {
-    humantime::parse_rfc3339(rfc3339)
-        .ok()
-        .map(crate::counting::store::unix_ms)
-}
+use crate::util::time::{parse_rfc3339 as unix_ms, rfc3339};
 
 /// How many periods the run shown has: the results' counts per period, or the run
 /// book's periods where the counts carry none.

@@ -13,10 +13,11 @@
 
 use std::fmt::Write;
 
-use super::axis::{rfc3339, tick_label, ticks, time_label, time_ticks, SECOND};
+use super::axis::{tick_label, ticks, time_label, time_ticks, SECOND};
 use super::frame::{Frame, Legend, Mark};
 use super::series::{self, Banded};
 use crate::util::html::escape;
+use crate::util::time::rfc3339;
 /// Left margin of the charts over time: tick labels and the rotated axis label.
 pub(super) const LEFT: f64 = 70.0;
 /// The rate chart puts variant names on the left.

@@ -105,7 +105,7 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                     )
                 }
             };
-            let now = crate::counting::store::unix_ms(std::time::SystemTime::now());
+            let now = crate::util::time::unix_ms(std::time::SystemTime::now());
             match crate::admin::results::collect(&snapshot, &app, key, run, now) {
                 Ok(results) => json(
                     StatusCode::OK,
@@ -259,7 +259,7 @@ fn experiments_page(app: &App, request: &Request<Incoming>) -> Response<Full<Byt
         _ => None,
     };
     let experiments = api::list(&snapshot);
-    let now = crate::counting::store::unix_ms(std::time::SystemTime::now());
+    let now = crate::util::time::unix_ms(std::time::SystemTime::now());
     let settings = crate::stats::analysis::Settings::default();
     let (selected, mut problems) = page_runs(request.uri().query());
     let mut status = if problems.is_empty() {

@@ -7,10 +7,11 @@
 
 use std::fmt::Write;
 
-use super::axis::{rfc3339, tick_label, ticks};
+use super::axis::{tick_label, ticks};
 use super::chart::{time_axis, LEFT, PLOT_HEIGHT};
 use super::frame::{Frame, Legend};
 use crate::util::html::escape;
+use crate::util::time::rfc3339;
 
 /// A variant's line.
 pub struct StepLine<'a> {

@@ -26,7 +26,7 @@ const T0: u64 = 1_796_119_200_000;
 const LEFT: f64 = 70.0;
 
 fn at(ms: u64) -> String {
-    super::axis::rfc3339(ms)
+    crate::util::time::rfc3339(ms)
 }
 
 /// `(users, click conversions, signup conversions)` of A, B, C in one period.

@@ -348,11 +348,7 @@ pub fn results_section(outcome: &Outcome, view: &View) -> String {
 /// The span the charts over time show: the run's start to its end (or now while it
 /// runs), widened to any data outside it; the data's own span without a run.
 fn chart_domain(results: &ExperimentResults, now_ms: u64) -> (u64, u64) {
-    let ms = |text: &str| {
-        humantime::parse_rfc3339(text)
-            .ok()
-            .map(crate::counting::store::unix_ms)
-    };
+    let ms = crate::util::time::parse_rfc3339;
     let times = results
         .history
         .variants
@@ -609,9 +605,8 @@ mod tests {
     #[test]
     fn the_chart_domain_is_the_run() {
         let mut o = outcome(State::Active, vec![run(1, false)], 1, 120);
-        let start = crate::counting::store::unix_ms(
-            humantime::parse_rfc3339("2026-11-23T11:00:00Z").unwrap(),
-        );
+        let start =
+            crate::util::time::unix_ms(humantime::parse_rfc3339("2026-11-23T11:00:00Z").unwrap());
         assert_eq!(
             chart_domain(&o.results, start + 60_000),
             (start, start + 60_000)

@@ -190,7 +190,7 @@ impl Writer {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         self.sync()?;
-        let now = crate::counting::store::unix_ms(SystemTime::now());
+        let now = crate::util::time::unix_ms(SystemTime::now());
         let mut rotated = self.config.dir.join(format!("events-{now}.jsonl"));
         let mut n = now;
         while rotated.exists() {

@@ -22,7 +22,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::util::time::unix_ms;
 
 use crate::counting::book::{CountBook, Record};
 
@@ -255,10 +257,6 @@ impl Drop for Flusher {
     fn drop(&mut self) {
         self.stop_and_join();
     }
-}
-
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 /// Read `dir/REPLICA`, or create it with a new random id.

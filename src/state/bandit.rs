@@ -5,7 +5,9 @@ pub use crate::experiments::bandit::BanditStatus;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use crate::util::time::{parse_rfc3339, rfc3339, unix_ms};
 
 use crate::config::{Bandit, BanditCounts, Experiment, PrometheusSource, State};
 use crate::counting::promql;
@@ -47,14 +49,6 @@ impl Drop for Updater {
     }
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
-}
-
-fn rfc3339_ms(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
 /// How long after a boundary its counts are read: at once from this process's book; after
 /// the settle delay from Prometheus, so every replica's scrape up to it has arrived.
 fn settle(bandit: &Bandit, prometheus: Option<&PrometheusSource>) -> Duration {
@@ -81,9 +75,7 @@ async fn run(app: Arc<App>) {
             let settle_ms = settle(bandit, snapshot.config.prometheus.as_ref()).as_millis() as u64;
             let (due, next) = boundaries(bandit.update_every, now_ms.saturating_sub(settle_ms));
             wake_ms = wake_ms.min(next + settle_ms);
-            let run_started_ms = humantime::parse_rfc3339(&run.started_at)
-                .map(unix_ms)
-                .unwrap_or(0);
+            let run_started_ms = parse_rfc3339(&run.started_at).unwrap_or(0);
             if !reads_boundary(bandit.counts, due, run_started_ms)
                 || evaluated.get(&(e.key.clone(), run.number)) == Some(&due)
             {
@@ -108,7 +100,7 @@ async fn run(app: Arc<App>) {
                 continue;
             };
             let status = BanditStatus {
-                next_at: Some(rfc3339_ms(next)),
+                next_at: Some(rfc3339(next)),
                 ..status
             };
             app.set_bandit_status(&e.key, status);
@@ -145,7 +137,7 @@ async fn evaluate_at(
     at_ms: u64,
     prometheus: Option<&PrometheusSource>,
 ) -> Option<BanditStatus> {
-    let at = rfc3339_ms(at_ms);
+    let at = rfc3339(at_ms);
     let variants: Vec<&str> = e.variants.iter().map(|v| v.name.as_str()).collect();
     let counts = match (bandit.counts, prometheus) {
         (BanditCounts::Prometheus, Some(source)) => {
