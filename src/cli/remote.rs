@@ -11,7 +11,7 @@ pub(crate) use crate::transport::json_get::{get_json, Service};
 
 mod answers;
 
-use answers::{counts_from, instant_vector, period_metrics, Answers};
+use answers::{counts_from, instant_vector, period_metrics, sample_value, Answers};
 
 /// Counts of one experiment and, from the admin API, the run they are from.
 pub struct Fetched {
@@ -224,11 +224,6 @@ pub async fn from_prometheus(
         });
     }
     Ok(fetched)
-}
-
-/// The value of one sample of an instant vector (`"value": [time, "12"]`).
-fn sample_value(series: &Value) -> Option<f64> {
-    series["value"][1].as_str()?.parse().ok()
 }
 
 fn is_prometheus_duration(text: &str) -> bool {

@@ -7,7 +7,8 @@
 //!   start-up);
 //! - [`export`]: the optional JSON-lines export of every counted event;
 //! - [`metrics`]: the Prometheus registry abproxy owns, its metric names and label sets;
-//! - [`promql`]: the queries that sum every replica's counts in Prometheus.
+//! - [`promql`]: the queries that sum every replica's counts in Prometheus, and the
+//!   reading of its answers.
 //!
 //! May use `config` and `util`; nothing above (the experiment plans hold handles into the
 //! book, not the other way round).

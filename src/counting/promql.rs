@@ -1,7 +1,9 @@
-//! PromQL that sums what every replica counted, once per replica: what `abproxy analyze
+//! PromQL that sums what every replica counted, once per replica, and its answers read: what `abproxy analyze
 //! --prometheus` and a bandit with `counts: prometheus` ask Prometheus. Pure: strings in,
 //! a query out (its behaviour on gone, moved and doubly scraped replicas is tested in
 //! Prometheus's own engine, `tests/it/bandit_replicas/query.rs`).
+
+use serde_json::Value;
 
 use crate::counting::metrics::EXPERIMENT_RUN;
 
@@ -35,4 +37,21 @@ pub fn latest_in_run(
     format!(
         r#"{aggregate} by ({by}) (max by (replica, {by}) (last_over_time({selector}[{lookback}]) * on (instance, job) group_left (replica) {on_run}))"#
     )
+}
+
+/// The samples of an instant-vector answer to `promql` (`/api/v1/query`), or why there
+/// are none: Prometheus refused the query, or answered something other than a vector.
+pub fn instant_vector(promql: &str, answer: Value) -> Result<Vec<Value>, String> {
+    if answer["status"] != "success" {
+        return Err(format!("Prometheus refused `{promql}`: {answer}"));
+    }
+    answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .ok_or_else(|| format!("Prometheus answered `{promql}` without a vector"))
+}
+
+/// The value of one sample of an instant vector (`"value": [time, "12"]`).
+pub fn sample_value(series: &Value) -> Option<f64> {
+    series["value"][1].as_str()?.parse().ok()
 }

@@ -298,27 +298,18 @@ async fn query(
         at_ms % 1000
     );
     let answer = get_json(&url, None, Service::Prometheus).await?;
-    parse_vector(&answer)
+    parse_vector(promql, answer)
 }
 
-/// The `variant` label and value of each sample of an instant vector answer.
-fn parse_vector(answer: &serde_json::Value) -> Result<BTreeMap<String, u64>, String> {
-    if answer["status"] != "success" {
-        return Err(format!("Prometheus answered {answer}"));
-    }
-    let samples = answer["data"]["result"]
-        .as_array()
-        .ok_or("Prometheus's answer has no data.result")?;
-    samples
+/// The `variant` label and value of each sample of the answer to `promql`.
+fn parse_vector(promql: &str, answer: serde_json::Value) -> Result<BTreeMap<String, u64>, String> {
+    promql::instant_vector(promql, answer)?
         .iter()
         .map(|s| {
             let variant = s["metric"]["variant"]
                 .as_str()
                 .ok_or("a sample without a variant label")?;
-            let value: f64 = s["value"][1]
-                .as_str()
-                .and_then(|v| v.parse().ok())
-                .ok_or("a sample without a value")?;
+            let value = promql::sample_value(s).ok_or("a sample without a value")?;
             Ok((variant.to_string(), value.round().max(0.0) as u64))
         })
         .collect()
@@ -352,10 +343,12 @@ mod tests {
             {"metric": {"variant": "B"}, "value": [1790000000.0, "7"]}
         ]}});
         assert_eq!(
-            parse_vector(&answer).unwrap(),
+            parse_vector("q", answer).unwrap(),
             [("A".to_string(), 120), ("B".to_string(), 7)].into()
         );
         let error = serde_json::json!({"status": "error", "error": "parse error"});
-        assert!(parse_vector(&error).unwrap_err().contains("parse error"));
+        assert!(parse_vector("q", error)
+            .unwrap_err()
+            .contains("parse error"));
     }
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::sample_value;
 use crate::counting::metrics;
+pub(super) use crate::counting::promql::{instant_vector, sample_value};
 use crate::stats::analysis::{
     indexmap_like::OrderedMap, Counts, GoalCounts, PeriodCounts, VariantCounts,
 };
@@ -43,17 +43,6 @@ pub(super) struct Answers {
     pub(super) period_value_squares: Vec<Value>,
     pub(super) share_max: Vec<Value>,
     pub(super) share_min: Vec<Value>,
-}
-
-/// The samples of Prometheus's answer to an instant query.
-pub(super) fn instant_vector(promql: &str, answer: Value) -> Result<Vec<Value>, String> {
-    if answer["status"] != "success" {
-        return Err(format!("Prometheus refused `{promql}`: {answer}"));
-    }
-    answer["data"]["result"]
-        .as_array()
-        .cloned()
-        .ok_or_else(|| format!("Prometheus answered `{promql}` without a vector"))
 }
 
 fn empty_variant() -> VariantCounts {
