@@ -1,6 +1,7 @@
-//! PromQL that sums what every replica counted, once per replica, and its answers read: what `abproxy analyze
-//! --prometheus` and a bandit with `counts: prometheus` ask Prometheus. Pure: strings in,
-//! a query out (its behaviour on gone, moved and doubly scraped replicas is tested in
+//! PromQL that sums what every replica counted, once per replica, and the reading of
+//! Prometheus's answers: what `abproxy analyze --prometheus` and a bandit with
+//! `counts: prometheus` ask. Pure: strings in, a query out; JSON in, samples out (the
+//! queries' behaviour on gone, moved and doubly scraped replicas is tested in
 //! Prometheus's own engine, `tests/it/bandit_replicas/query.rs`).
 
 use serde_json::Value;
