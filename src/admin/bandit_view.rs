@@ -62,15 +62,14 @@ pub fn share_steps(results: &ExperimentResults, variants: &[&str]) -> Vec<Step> 
             .unwrap_or_default()
             .iter()
             .filter_map(|p| {
-                let total: u64 = p.weights.values().map(|w| u64::from(*w)).sum();
-                let share = |v: &str| match total {
-                    0 => 0.0,
-                    _ => f64::from(p.weights.get(v).copied().unwrap_or(0)) / total as f64,
-                };
+                let shares = p.shares();
                 Some(Step {
                     number: p.number,
                     start_ms: unix_ms(&p.started_at)?,
-                    values: variants.iter().map(|v| share(v)).collect(),
+                    values: variants
+                        .iter()
+                        .map(|v| shares.get(*v).copied().unwrap_or(0.0))
+                        .collect(),
                 })
             })
             .collect()

@@ -8,6 +8,8 @@
 //!           whose running total exceeds bucket
 //! ```
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 
 /// An experiment's variants in hash order with their running weight totals, built once
@@ -72,6 +74,23 @@ impl WeightTable {
     pub fn assign(&self, device_id: &[u8], experiment_key: &str) -> usize {
         self.pick(bucket(device_id, experiment_key, self.total))
     }
+}
+
+/// The share of new devices each weight gives its variant: the weight over their sum (all
+/// 0 when they sum to 0).
+pub fn shares(weights: &BTreeMap<String, u32>) -> BTreeMap<String, f64> {
+    let total: u64 = weights.values().map(|&w| u64::from(w)).sum();
+    weights
+        .iter()
+        .map(|(name, &w)| {
+            let share = if total == 0 {
+                0.0
+            } else {
+                f64::from(w) / total as f64
+            };
+            (name.clone(), share)
+        })
+        .collect()
 }
 
 /// SHA-256 of `device_id:salt`, read as a 256-bit big-endian integer, mod `modulus`.

@@ -63,10 +63,9 @@ impl Update {
             ),
             Update::Unchanged => "shares unchanged".to_string(),
             Update::Start { weights, .. } => {
-                let total: u64 = weights.values().map(|&w| w as u64).sum::<u64>().max(1);
-                let shares: Vec<String> = weights
+                let shares: Vec<String> = crate::experiments::assign::shares(weights)
                     .iter()
-                    .map(|(v, &w)| format!("{v} {:.1}%", 100.0 * w as f64 / total as f64))
+                    .map(|(v, share)| format!("{v} {:.1}%", 100.0 * share))
                     .collect();
                 format!("new shares {}", shares.join(", "))
             }

@@ -91,18 +91,7 @@ impl Run {
 impl Period {
     /// The shares of new devices: each weight over their sum.
     pub fn shares(&self) -> BTreeMap<String, f64> {
-        let total: u64 = self.weights.values().map(|&w| w as u64).sum();
-        self.weights
-            .iter()
-            .map(|(name, &w)| {
-                let share = if total == 0 {
-                    0.0
-                } else {
-                    w as f64 / total as f64
-                };
-                (name.clone(), share)
-            })
-            .collect()
+        crate::experiments::assign::shares(&self.weights)
     }
 }
 
