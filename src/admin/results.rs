@@ -5,14 +5,12 @@
 //! `GET /api/experiments/{key}/results[?run=N]`, the admin page and `abproxy analyze
 //! --admin [--run N]` all start here, so they always agree.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
-use crate::counting::book::{CountBook, GoalTotals, RunCounts};
+use crate::counting::book::RunCounts;
 use crate::state::runs::Run;
 use crate::state::snapshot::Snapshot;
-use crate::stats::analysis::{self, Counts, GoalCounts, PeriodCounts, Settings, VariantCounts};
+use crate::stats::analysis::{self, Counts, Settings};
 
 pub struct ExperimentResults {
     /// The run shown (`None`: never active; the counts are then all zero).
@@ -92,7 +90,6 @@ pub fn collect(
         .iter()
         .find(|e| e.key == key)
         .ok_or_else(|| ResultsError::UnknownExperiment(key.to_string()))?;
-    let book = &app.counts.book;
     let record = snapshot.runs.get(key);
     let runs: Vec<Run> = record.map(|r| r.runs.clone()).unwrap_or_default();
     let shown = match run {
@@ -108,115 +105,19 @@ pub fn collect(
                 })?,
         ),
     };
-    let history = match &shown {
-        Some(run) => book.run(key, run.number, now_ms),
-        None => RunCounts::default(),
-    };
-    let mut variants = analysis::indexmap_like::OrderedMap::default();
-    for v in &experiment.variants {
-        let counted = history.variants.get(&v.name);
-        let goals: BTreeMap<String, GoalTotals> = counted
-            .map(|c| c.goals.iter().map(|(g, c)| (g.clone(), c.totals)).collect())
-            .unwrap_or_default();
-        let users = counted.map_or(0, |c| c.totals.assigned);
-        variants.insert(v.name.clone(), variant_counts(experiment, &goals, users));
-    }
-    // The designed split: the config's weights, or with periods, the current period's
-    // (what the run's devices were hashed by; the analysis stratifies with each period's).
-    let weights: BTreeMap<String, f64> = match shown.as_ref().and_then(|r| r.current_period()) {
-        Some(period) if period.weights.len() == experiment.variants.len() => period
-            .weights
-            .iter()
-            .map(|(name, &w)| (name.clone(), w as f64))
-            .collect(),
-        _ => experiment
-            .variants
-            .iter()
-            .map(|v| (v.name.clone(), v.weight as f64))
-            .collect(),
-    };
-    let periods = match &shown {
-        Some(run) => period_counts(book, key, run, experiment),
-        None => Vec::new(),
-    };
+    let (counts, history) =
+        crate::state::run_counts::local(&app.counts.book, experiment, shown.as_ref(), now_ms);
     Ok(ExperimentResults {
         run: shown,
         runs,
         current_run: record.and_then(|r| r.current_run()).map(|r| r.number),
-        counts: Counts {
-            experiment: key.to_string(),
-            control: Some(experiment.control.clone()),
-            variants,
-            weights: Some(weights),
-            periods,
-        },
+        counts,
         history,
         bandit: experiment
             .bandit
             .clone()
             .map(|b| (b, app.bandit_status(key))),
     })
-}
-
-/// Each period of `run`: its shares, a bandit's inputs, and the devices assigned in it
-/// with their conversions (zeros for variants without any), in the analysis' shape.
-fn period_counts(
-    book: &CountBook,
-    key: &str,
-    run: &Run,
-    experiment: &crate::config::Experiment,
-) -> Vec<PeriodCounts> {
-    let mut counted = book.periods(key, run.number);
-    run.periods
-        .iter()
-        .map(|period| {
-            let mut in_period = counted.remove(&period.number).unwrap_or_default();
-            let counts = experiment
-                .variants
-                .iter()
-                .map(|v| {
-                    let totals = in_period.remove(&v.name).unwrap_or_default();
-                    (
-                        v.name.clone(),
-                        variant_counts(experiment, &totals.goals, totals.assigned),
-                    )
-                })
-                .collect();
-            PeriodCounts {
-                number: period.number,
-                started_at: Some(period.started_at.clone()),
-                shares: period.shares(),
-                inputs: period.inputs.clone(),
-                counts,
-            }
-        })
-        .collect()
-}
-
-/// A variant's counts in the analysis' shape: every goal of the experiment, value sums
-/// for value goals.
-fn variant_counts(
-    experiment: &crate::config::Experiment,
-    goals: &BTreeMap<String, GoalTotals>,
-    users: u64,
-) -> VariantCounts {
-    let goals = experiment
-        .goals
-        .iter()
-        .map(|goal| {
-            let totals = goals.get(&goal.name).copied().unwrap_or_default();
-            let value = goal.value.is_some();
-            (
-                goal.name.clone(),
-                GoalCounts {
-                    conversions: totals.conversions,
-                    value_sum: value.then_some(totals.value_sum),
-                    value_sum_sq: value.then_some(totals.value_sum_sq),
-                },
-            )
-        })
-        .collect();
-    VariantCounts { users, goals }
 }
 
 /// `bandit` of the results: its settings and what its updater last did.

@@ -3,6 +3,8 @@
 //! - [`snapshot`]: everything derived from one config (experiment plans, upstream pools,
 //!   metric handles), immutable, swapped whole;
 //! - [`app`]: the shared state; load, reload and commit of a config;
+//! - [`change`]: a change of an experiment through its config file (the admin API's and
+//!   an automated decision's);
 //! - [`scrape`]: the experiment counts as metric families, read at scrape time;
 //! - [`bandit`]: the bandit updater (shares of new devices at each boundary);
 //! - [`runs`]: the run book (each experiment's runs, durable in the data directory);
@@ -13,7 +15,9 @@
 
 pub mod app;
 pub mod bandit;
+pub mod change;
 pub mod reload;
+pub mod run_counts;
 pub mod runs;
 pub mod scrape;
 pub mod secret;
