@@ -102,6 +102,54 @@ pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
     })
 }
 
+/// `GET /api/experiments/{key}/decisions`: the experiment's `decide` settings (`null`
+/// without a `decide` block) and every decision record, oldest first (`None`: no such
+/// experiment).
+pub fn decisions(snapshot: &Snapshot, app: &App, key: &str) -> Option<Value> {
+    let e = snapshot.config.experiments.iter().find(|e| e.key == key)?;
+    Some(json!({
+        "experiment": key,
+        "decide": e.decide.as_ref().map(decide_json),
+        "decisions": app.decisions.records(key),
+    }))
+}
+
+/// The settings of a `decide` block, durations in seconds.
+pub fn decide_json(d: &crate::config::Decide) -> Value {
+    use crate::config::{GuardrailAction, Mode, OnTimeout};
+    let guardrail = |g: &Option<crate::config::Guardrail>| {
+        g.map(|g| {
+            json!({"max_ratio": g.max_ratio, "min_requests": g.min_requests, "failures": g.failures})
+        })
+    };
+    json!({
+        "mode": match d.mode { Mode::Notify => "notify", Mode::Act => "act" },
+        "every_seconds": d.every.as_secs_f64(),
+        "min_duration_seconds": d.min_duration.as_secs_f64(),
+        "min_devices": d.min_devices,
+        "max_duration_seconds": d.max_duration.map(|m| m.as_secs_f64()),
+        "on_timeout": match d.on_timeout {
+            OnTimeout::Stop => "stop",
+            OnTimeout::RolloutBest => "rollout_best",
+            OnTimeout::Keep => "keep",
+        },
+        "counts": match d.counts {
+            crate::config::BanditCounts::Local => "local",
+            crate::config::BanditCounts::Prometheus => "prometheus",
+        },
+        "promote": {"goal": d.promote.goal, "confidence": d.promote.confidence},
+        "guardrails": {
+            "action": match d.guardrails.action {
+                GuardrailAction::Rollback => "rollback",
+                GuardrailAction::Pause => "pause",
+            },
+            "errors": guardrail(&d.guardrails.errors),
+            "latency_p95": guardrail(&d.guardrails.latency_p95),
+            "srm": d.guardrails.srm,
+        },
+    })
+}
+
 /// Apply a PATCH to experiment `key`. Blocking (file I/O): call from a blocking task.
 /// Every change is logged as what changed; every failure with its reason (the page
 /// shows the same text), so a refused or failed write is never silent.

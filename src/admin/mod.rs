@@ -5,6 +5,7 @@
 //! | `GET /metrics`, `GET /healthz` | none | Prometheus text; liveness |
 //! | `GET /api/experiments` | read | every experiment, JSON |
 //! | `GET /api/experiments/{key}/results[?run=N]` | read | one run's analysis (default: the last) |
+//! | `GET /api/experiments/{key}/decisions` | read | the automated decisions' settings and every record, oldest first |
 //! | `PATCH /api/experiments/{key}` | write | change state, weights, rollout variant |
 //! | `GET /experiments[?run.KEY=N]` | read | the admin page (a login form when unauthenticated) |
 //! | `POST /login`, `POST /logout` | — | exchange the token for a session cookie; end it |
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod axis;
 pub mod bandit_view;
 pub mod chart;
+pub mod decision_view;
 pub mod frame;
 pub mod page;
 pub mod period_chart;
@@ -90,8 +92,22 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                 Ok(_) => json(StatusCode::OK, &api::list(&snapshot)),
             }
         }
-        p if results_key(p).is_some() && read => {
-            let key = results_key(p).expect("matched");
+        p if sub_key(p, "/decisions").is_some() && read => {
+            let key = sub_key(p, "/decisions").expect("matched");
+            let snapshot = app.snapshot();
+            if let Err(denied) = authorize(&snapshot, request.headers(), Need::Read) {
+                return denied;
+            }
+            match api::decisions(&snapshot, &app, key) {
+                Some(answer) => json(StatusCode::OK, &answer),
+                None => json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({ "error": format!("no experiment `{key}`") }),
+                ),
+            }
+        }
+        p if sub_key(p, "/results").is_some() && read => {
+            let key = sub_key(p, "/results").expect("matched");
             let snapshot = app.snapshot();
             if let Err(denied) = authorize(&snapshot, request.headers(), Need::Read) {
                 return denied;
@@ -149,7 +165,7 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
                 b"method not allowed\n".to_vec(),
             )
         }
-        p if results_key(p).is_some() => json(
+        p if sub_key(p, "/results").is_some() || sub_key(p, "/decisions").is_some() => json(
             StatusCode::METHOD_NOT_ALLOWED,
             &serde_json::json!({"error": "use GET"}),
         ),
@@ -165,11 +181,11 @@ async fn handle(app: Arc<App>, request: Request<Incoming>) -> Response<Full<Byte
     }
 }
 
-/// `/api/experiments/{key}/results` → `key` (not empty).
-fn results_key(path: &str) -> Option<&str> {
+/// `/api/experiments/{key}{suffix}` (`/results`, `/decisions`) → `key` (not empty).
+fn sub_key<'p>(path: &'p str, suffix: &str) -> Option<&'p str> {
     path.strip_prefix("/api/experiments/")?
-        .strip_suffix("/results")
-        .filter(|key| !key.is_empty())
+        .strip_suffix(suffix)
+        .filter(|key| !key.is_empty() && !key.contains('/'))
 }
 
 /// `?confidence=0.99` (default 0.95) and `?run=N` (default: the last run).

@@ -106,6 +106,7 @@ const STYLE: &str = r#"
   td.off { color: var(--muted); }
   .bandit { margin: 6px 0 0; }
   .bandit-settings { margin: 0 0 6px; }
+  .decisions tr.failed td { background: #fff5f5; color: #a61e1e; }
   .notice.bandit-problem { background: #fff5f5; border-color: #ffa8a8; color: #a61e1e; margin: 6px 0; }
   .stratified { margin: 0 0 8px; }
 "#;

@@ -137,6 +137,7 @@ fn results(number_of_periods: usize, bandit: Option<BanditStatus>) -> Experiment
         },
         history: RunCounts::default(),
         bandit: bandit.map(|status| (bandit_config(), status)),
+        decisions: None,
     }
 }
 

@@ -24,6 +24,12 @@ pub struct ExperimentResults {
     pub history: RunCounts,
     /// The experiment's bandit and what its updater last did (bandit experiments only).
     pub bandit: Option<(crate::config::Bandit, crate::state::bandit::BanditStatus)>,
+    /// The experiment's `decide` settings and every decision record (oldest first), when
+    /// it has a `decide` block or any record.
+    pub decisions: Option<(
+        Option<crate::config::Decide>,
+        Vec<crate::state::decision_log::DecisionRecord>,
+    )>,
 }
 
 impl ExperimentResults {
@@ -117,6 +123,11 @@ pub fn collect(
             .bandit
             .clone()
             .map(|b| (b, app.bandit_status(key))),
+        decisions: {
+            let records = app.decisions.records(key);
+            (experiment.decide.is_some() || !records.is_empty())
+                .then(|| (experiment.decide.clone(), records))
+        },
     })
 }
 

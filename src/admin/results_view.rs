@@ -157,6 +157,7 @@ pub fn results_section(outcome: &Outcome, view: &View) -> String {
         outcome.state,
         view.now_ms,
     ));
+    out.push_str(&super::decision_view::section(&outcome.results));
     let report = match &outcome.report {
         Err(why) => {
             out.push_str(&format!(
@@ -517,6 +518,7 @@ mod tests {
                 counts,
                 history: RunCounts::default(),
                 bandit: None,
+                decisions: None,
             },
             report,
             confidence: 0.95,

@@ -45,6 +45,7 @@ pub const CONNECTIONS_OPEN: &str = "abproxy_connections_open";
 pub const CONNECTIONS_REJECTED: &str = "abproxy_connections_rejected_total";
 pub const CLIENT_ERRORS: &str = "abproxy_client_errors_total";
 pub const BANDIT_UPDATES: &str = "abproxy_bandit_updates_total";
+pub const DECISIONS: &str = "abproxy_decisions_total";
 pub const EXPERIMENT_PERIOD: &str = "abproxy_experiment_period";
 pub const PERIOD_ASSIGNMENTS: &str = "abproxy_period_assignments_total";
 pub const PERIOD_CONVERSIONS: &str = "abproxy_period_conversions_total";
@@ -88,6 +89,9 @@ pub struct Metrics {
     /// `abproxy_bandit_updates_total{experiment, outcome}`, outcome one of
     /// [`BANDIT_OUTCOMES`].
     pub bandit_updates: IntCounterVec,
+    /// `abproxy_decisions_total{experiment, kind}`: every decision record (those of
+    /// `notify` mode too), by kind.
+    pub decisions: IntCounterVec,
 }
 
 /// What a bandit's evaluation at a boundary came to: a new period; the rule gave the
@@ -215,6 +219,11 @@ impl Metrics {
             "Bandit evaluations at update boundaries, by outcome: started (a new period), unchanged, burn_in, counts_unavailable (Prometheus unreachable or incomplete: shares kept), period_limit, not_saved.",
             &["experiment", "outcome"],
         );
+        let decisions = counter(
+            DECISIONS,
+            "Automated decisions recorded, by kind: promote, guardrail_errors, guardrail_latency, srm, timeout (each also in notify mode, where nothing is changed), and no_decision (an evaluation that could not be made, once per streak).",
+            &["experiment", "kind"],
+        );
         // Both results exist from the start, so a dashboard's rate() has a zero to start from.
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -237,6 +246,7 @@ impl Metrics {
             tunnels_open,
             client_errors,
             bandit_updates,
+            decisions,
         }
     }
 

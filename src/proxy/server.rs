@@ -49,6 +49,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     }
     let flusher = app.counts.start_flusher();
     let bandits = crate::state::bandit::Updater::start(app.clone());
+    let decider = crate::state::decider::Decider::start(app.clone());
     let (stop_proxy, stop_proxy_rx) = watch::channel(false);
     let (stop_admin, stop_admin_rx) = watch::channel(false);
     let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {
@@ -83,8 +84,10 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
             grace.as_secs_f64()
         );
     }
-    // No new period once the requests have drained, and no task left holding the app.
+    // No new period or decision once the requests have drained, and no task left
+    // holding the app.
     bandits.stop().await;
+    decider.stop().await;
     // Every request has finished counting: write the last of it.
     let export = app.export.clone();
     tokio::task::spawn_blocking(move || {

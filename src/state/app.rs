@@ -41,6 +41,9 @@ pub struct App {
     loaded: Mutex<Loaded>,
     /// What each bandit's updater last did, by experiment.
     bandits: Mutex<BTreeMap<String, BanditStatus>>,
+    /// Every automated decision and what the next evaluation carries, durable in the
+    /// data directory (fixed at start-up).
+    pub decisions: crate::state::decision_log::DecisionLog,
 }
 
 /// Read, parse and validate the config file at `path`: the config and the text it came
@@ -161,6 +164,8 @@ impl App {
             report.elapsed.as_millis()
         );
         let counts = Arc::new(counts);
+        let decisions = crate::state::decision_log::DecisionLog::open(&config.data_dir)
+            .map_err(|e| whole_file(format!("cannot read the decision records: {e}")))?;
         let metrics = Metrics::new();
         let export = match &config.export {
             None => None,
@@ -219,6 +224,7 @@ impl App {
                 last_refused: false,
             }),
             bandits: Mutex::default(),
+            decisions,
         })
     }
 
@@ -480,6 +486,13 @@ fn prepare(
         pos: Pos::default(),
         message,
     })?;
+    if let Some(secret) = config.notify.as_ref().and_then(|n| n.secret_file.as_deref()) {
+        crate::state::secret::read_webhook_secret(secret).map_err(|message| ConfigError {
+            path: path.to_path_buf(),
+            pos: Pos::default(),
+            message,
+        })?;
+    }
     let tls_cert = match &config.tls {
         None => None,
         Some(tls) => Some(

@@ -72,6 +72,20 @@ async fn run(app: Arc<App>) {
             let Some(run) = snapshot.runs.get(&e.key).and_then(|r| r.current_run()) else {
                 continue;
             };
+            if app.decisions.frozen(&e.key, run.number) {
+                // A sample-ratio mismatch froze the run (an applied decision): the shares
+                // stay as they are until a new run.
+                let mut status = app.bandit_status(&e.key);
+                if status.problem.is_none() {
+                    status.problem = Some(
+                        "frozen by a sample-ratio mismatch decision: the shares in force stay until a new run"
+                            .to_string(),
+                    );
+                    status.next_at = None;
+                    app.set_bandit_status(&e.key, status);
+                }
+                continue;
+            }
             let settle_ms = settle(bandit, snapshot.config.prometheus.as_ref()).as_millis() as u64;
             let (due, next) = boundaries(bandit.update_every, now_ms.saturating_sub(settle_ms));
             wake_ms = wake_ms.min(next + settle_ms);

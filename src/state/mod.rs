@@ -7,6 +7,8 @@
 //!   an automated decision's);
 //! - [`scrape`]: the experiment counts as metric families, read at scrape time;
 //! - [`bandit`]: the bandit updater (shares of new devices at each boundary);
+//! - [`decider`]: automated decisions at each boundary (read, decide, act, record,
+//!   notify), and [`decision_log`], their records, durable in the data directory;
 //! - [`runs`]: the run book (each experiment's runs, durable in the data directory);
 //! - [`secret`]: the cookie-signing secret;
 //! - [`reload`]: file-watch and SIGHUP triggers.
@@ -16,6 +18,8 @@
 pub mod app;
 pub mod bandit;
 pub mod change;
+pub mod decider;
+pub mod decision_log;
 pub mod reload;
 pub mod run_counts;
 pub mod runs;

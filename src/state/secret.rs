@@ -68,6 +68,22 @@ pub fn load(
     Ok((hex.into_bytes(), Source::Generated(path)))
 }
 
+/// The key that signs webhook bodies (`notify.secret_file`): its bytes, trimmed. Read at
+/// each load (so a bad file refuses the config) and at each delivery (so a rotated file
+/// is used without a reload).
+pub fn read_webhook_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let value = std::fs::read(path)
+        .map_err(|e| format!("cannot read notify.secret_file {}: {e}", path.display()))?;
+    let value = value.trim_ascii().to_vec();
+    if value.len() < MIN_LEN {
+        return Err(format!(
+            "notify.secret_file {} must hold at least {MIN_LEN} bytes",
+            path.display()
+        ));
+    }
+    Ok(value)
+}
+
 /// Where the admin token comes from first.
 pub const TOKEN_ENV: &str = "ABPROXY_ADMIN_TOKEN";
 /// Shorter admin tokens are refused.
