@@ -107,9 +107,26 @@ pub fn experiment_json(snapshot: &Snapshot, key: &str) -> Value {
 /// experiment).
 pub fn decisions(snapshot: &Snapshot, app: &App, key: &str) -> Option<Value> {
     let e = snapshot.config.experiments.iter().find(|e| e.key == key)?;
+    // What the evaluations of the last run carry: streaks, freeze, a human's change.
+    let state = snapshot
+        .runs
+        .get(key)
+        .and_then(|r| r.runs.last())
+        .map(|run| {
+            let carried = app.decisions.experiment(key, run.number);
+            json!({
+                "run": run.number,
+                "last_evaluated_at": carried.state.last_eval_ms.map(crate::util::time::rfc3339),
+                "breaches": carried.state.breaches,
+                "frozen": carried.frozen,
+                "human_changed": carried.state.human_changed,
+                "unavailable": carried.unavailable,
+            })
+        });
     Some(json!({
         "experiment": key,
         "decide": e.decide.as_ref().map(decide_json),
+        "state": state,
         "decisions": app.decisions.records(key),
     }))
 }

@@ -43,6 +43,7 @@ mod bandit;
 mod bandit_replicas;
 mod browser;
 mod cli;
+mod decisions;
 mod durability;
 mod events;
 mod experiments;
