@@ -9,9 +9,8 @@ use crate::counting::metrics;
 use crate::stats::analysis::Counts;
 pub(crate) use crate::transport::json_get::{get_json, Service};
 
-mod answers;
-
-use answers::{counts_from, instant_vector, period_metrics, sample_value, Answers};
+use crate::counting::prometheus_counts::{counts_from, Answers};
+use crate::counting::promql::{instant_vector, sample_value};
 
 /// Counts of one experiment and, from the admin API, the run they are from.
 pub struct Fetched {
@@ -187,35 +186,35 @@ pub async fn from_prometheus(
             .await?,
             weights: query(latest(metrics::VARIANT_WEIGHT, "variant", "max")).await?,
             period_users: query(latest(
-                period_metrics::ASSIGNMENTS,
+                metrics::PERIOD_ASSIGNMENTS,
                 "variant, period",
                 "sum",
             ))
             .await?,
             period_conversions: query(latest(
-                period_metrics::CONVERSIONS,
+                metrics::PERIOD_CONVERSIONS,
                 "variant, goal, period",
                 "sum",
             ))
             .await?,
             period_value_sums: query(latest(
-                period_metrics::CONVERSION_VALUE_SUM,
+                metrics::PERIOD_CONVERSION_VALUE_SUM,
                 "variant, goal, period",
                 "sum",
             ))
             .await?,
             period_value_squares: query(latest(
-                period_metrics::CONVERSION_VALUE_SUM_SQUARES,
+                metrics::PERIOD_CONVERSION_VALUE_SUM_SQUARES,
                 "variant, goal, period",
                 "sum",
             ))
             .await?,
             // Replicas of one period hash by the same shares: the max and the min agree
             // unless their periods differ.
-            share_max: query(latest(period_metrics::SHARE, "variant, period", "max")).await?,
-            share_min: query(latest(period_metrics::SHARE, "variant, period", "min")).await?,
+            share_max: query(latest(metrics::PERIOD_SHARE, "variant, period", "max")).await?,
+            share_min: query(latest(metrics::PERIOD_SHARE, "variant, period", "min")).await?,
         };
-        let (counts, warnings) = counts_from(key, control, run as u64, &answers)?;
+        let (counts, warnings) = counts_from(&key, &control, run, &answers)?;
         fetched.push(Fetched {
             counts,
             run: Some(serde_json::json!({ "number": run })),
