@@ -5,6 +5,9 @@
 //! - [`app`]: the shared state; load, reload and commit of a config;
 //! - [`scrape`]: the experiment counts as metric families, read at scrape time;
 //! - [`bandit`]: the bandit updater (shares of new devices at each boundary);
+//! - [`prometheus`]: asking Prometheus: an instant query at a time, and one run's counts
+//!   summed over every replica (what `analyze --prometheus`, the bandits and the
+//!   automated decisions with `counts: prometheus` read);
 //! - [`runs`]: the run book (each experiment's runs, durable in the data directory);
 //! - [`secret`]: the cookie-signing secret;
 //! - [`reload`]: file-watch and SIGHUP triggers.
@@ -13,6 +16,7 @@
 
 pub mod app;
 pub mod bandit;
+pub mod prometheus;
 pub mod reload;
 pub mod runs;
 pub mod scrape;
