@@ -97,12 +97,13 @@ fn a_a_a_runs_promote_at_most_five_percent_with_holm() {
     assert!(s.promotion_rate() <= 0.05, "{s:?}");
 }
 
-/// The chance that the always-valid test, read once with `days` of devices, finds the
-/// +20 % lift (`stats::sequential_power`, the normal approximation of the test itself).
-fn power_of_one_look(days: u32, comparisons: u64) -> f64 {
+/// The chance that the always-valid test, read once with `days` of devices, finds a
+/// relative `lift` (`stats::sequential_power`, the normal approximation of the test
+/// itself).
+fn power_of_one_look(lift: f64, days: u32, comparisons: u64) -> f64 {
     sequential_power(
         BASELINE,
-        0.2 * BASELINE,
+        lift * BASELINE,
         0.05,
         comparisons,
         DEFAULT_SEQUENTIAL_TUNING_USERS,
@@ -126,7 +127,10 @@ fn a_20_percent_lift_is_promoted_and_soon() {
     // be), and one whose day-28 look finds it is promoted by then: each look's power is
     // a lower bound.
     let on_day_7 = s.promotions.iter().filter(|p| p.day == 7).count() as f64 / f64::from(RUNS);
-    let (power_7, power_28) = (power_of_one_look(7, 1), power_of_one_look(DAYS, 1));
+    let (power_7, power_28) = (
+        power_of_one_look(0.2, 7, 1),
+        power_of_one_look(0.2, DAYS, 1),
+    );
     println!("one look's power: day 7 {power_7:.3}, day {DAYS} {power_28:.6}; promoted on day 7: {on_day_7:.3}");
     assert!(on_day_7 >= bar(power_7, RUNS), "{on_day_7} vs {power_7}");
     assert!(
@@ -134,6 +138,17 @@ fn a_20_percent_lift_is_promoted_and_soon() {
         "{} vs {power_28}",
         s.promotion_rate()
     );
+}
+
+#[test]
+fn a_10_percent_lift_takes_longer() {
+    let s = simulate(&scenario(&[BASELINE, 1.1 * BASELINE], RUNS, 5), &decide());
+    print("+10 % lift", &s);
+    assert_runs_end_in_promotion_or_timeout(&s);
+    assert_eq!(s.promotions_of("B"), s.promotions.len());
+    let power_28 = power_of_one_look(0.1, DAYS, 1);
+    println!("one look's power at day {DAYS}: {power_28:.3}");
+    assert!(s.promotion_rate() >= bar(power_28, RUNS), "{s:?}");
 }
 
 #[test]
@@ -147,7 +162,7 @@ fn with_one_lifted_variant_of_two_only_it_is_promoted() {
     // B's rate is the control's: a promotion of B would be a false one, and C beats B
     // for the promotion whenever both qualify.
     assert_eq!(s.promotions_of("C"), s.promotions.len(), "{s:?}");
-    let power_28 = power_of_one_look(DAYS, 2);
+    let power_28 = power_of_one_look(0.2, DAYS, 2);
     assert!(s.promotion_rate() >= bar(power_28, RUNS), "{s:?}");
 }
 
