@@ -22,6 +22,7 @@ fn decide() -> Decide {
         min_devices: 1_000,
         max_duration: Some(Duration::from_secs(u64::from(DAYS) * 86_400)),
         on_timeout: OnTimeout::Stop,
+        counts: crate::config::BanditCounts::Local,
         promote: Promote {
             goal: "signup".into(),
             confidence: 0.95,
@@ -32,6 +33,7 @@ fn decide() -> Decide {
             latency_p95: None,
             srm: true,
         },
+        pos: crate::config::Pos::default(),
     }
 }
 
