@@ -24,10 +24,10 @@
 //! | [`util`] | file writes, randomness, HTML escaping | std |
 //! | [`config`] | the YAML file → a validated [`config::Config`]; the naming rules | util; **pure** |
 //! | [`stats`] | the statistics and the analysis report | util; **pure** |
-//! | [`counting`] | the count book, the durable counts log, the export, the metric registry | config, util |
+//! | [`counting`] | the count book, the durable counts log, the export, the metric registry, the PromQL and the counts from Prometheus's answers | stats, config, util |
 //! | [`experiments`] | the assignment hash, experiment plans, targeting, sticky cookies, QA overrides, device ids, lifecycle rules, goals | counting, config, util; **pure** |
 //! | [`transport`] | upstream connection pools, TLS termination, connection draining, bodies | config, counting |
-//! | [`state`] | the snapshot, the app (load, reload, commit), the run book, secrets, reload triggers | everything below |
+//! | [`state`] | the snapshot, the app (load, reload, commit), the run book, secrets, reload triggers, the bandit updater, the counts read from Prometheus | everything below |
 //! | [`admin`] | the admin listener: API, page, charts, results | everything below |
 //! | [`proxy`] | the listeners, the proxy service, routing one request, `/_ab/` endpoints, header rewriting, upgrades, errors | everything below |
 //! | [`cli`] | one module per subcommand (`serve`, `check`, `demo`, `analyze` and its remote sources, `simulate`, `plan`, `healthcheck`, the built-in backend) and the runtime they run on | everything below |

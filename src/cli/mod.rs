@@ -1,6 +1,7 @@
 //! The command line's own work, one module per subcommand: [`serve`], [`check`],
 //! [`demo`] (the proxy in front of a built-in [`backend`] per upstream), [`analyze`]
-//! (with its [`remote`] sources: the admin API and Prometheus), [`simulate`] (visitors
+//! (with its [`remote`] sources: the admin API and Prometheus, whose counts of a run
+//! are read by `state::prometheus` as the replicas read them), [`simulate`] (visitors
 //! against a running proxy), [`plan`], [`healthcheck`] (the Docker image's probe), and
 //! the [`runtime`] they run on. `main.rs` parses the arguments and calls in here.
 //!

@@ -2,16 +2,17 @@
 //! proxy's admin API, or a Prometheus server that scrapes one or more replicas.
 //!
 //! Both give `analysis::Counts`, so every source is analysed and printed the same way.
+//! Here: which experiments, runs and controls there are; each run's counts from
+//! Prometheus are read by `state::prometheus`, as a replica with `counts: prometheus`
+//! reads them.
 
 use serde_json::Value;
 
 use crate::counting::metrics;
+use crate::counting::promql::sample_value;
+use crate::state::prometheus::{instant_query, run_counts};
 use crate::stats::analysis::Counts;
 pub(crate) use crate::transport::json_get::{get_json, Service};
-
-mod answers;
-
-use answers::{counts_from, instant_vector, period_metrics, sample_value, Answers};
 
 /// Counts of one experiment and, from the admin API, the run they are from.
 pub struct Fetched {
@@ -99,19 +100,10 @@ pub async fn from_prometheus(
             "--lookback `{lookback}` is not a Prometheus duration (e.g. 30d, 12h)"
         ));
     }
-    // Every query is evaluated at one instant, so the totals and the periods come from
-    // the same scrape of each replica (a scrape between two queries would otherwise let
-    // the periods hold more than the totals).
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let query = |promql: String| {
-        let url = format!(
-            "{base}/api/v1/query?query={}&time={at:.3}",
-            crate::transport::json_get::query_component(&promql)
-        );
-        async move { instant_vector(&promql, get_json(&url, None, Service::Prometheus).await?) }
-    };
+    // The experiments, runs and controls are read at the instant the counts are, so
+    // they are of the same scrapes.
+    let at_ms = crate::util::time::unix_ms(std::time::SystemTime::now());
+    let query = |promql: String| async move { instant_query(base, &promql, at_ms).await };
     let run_metric = metrics::EXPERIMENT_RUN;
     let keys: Vec<String> = match experiment {
         Some(key) => vec![key.to_string()],
@@ -157,65 +149,9 @@ pub async fn from_prometheus(
         let control = match live_controls.as_slice() {
             [one] => one["metric"]["control"].as_str().unwrap_or(control),
             _ => control,
-        }
-        .to_string();
+        };
         let run = u32::try_from(run).map_err(|_| format!("`{key}`: run {run} is out of range"))?;
-        let latest = |metric: &str, by: &str, aggregate: &str| {
-            crate::counting::promql::latest_in_run(
-                &format!(r#"{metric}{{experiment="{key}"}}"#),
-                &key,
-                run,
-                lookback,
-                by,
-                aggregate,
-            )
-        };
-        let answers = Answers {
-            users: query(latest(metrics::ASSIGNMENTS, "variant", "sum")).await?,
-            conversions: query(latest(metrics::CONVERSIONS, "variant, goal", "sum")).await?,
-            value_sums: query(latest(
-                metrics::CONVERSION_VALUE_SUM,
-                "variant, goal",
-                "sum",
-            ))
-            .await?,
-            value_squares: query(latest(
-                metrics::CONVERSION_VALUE_SUM_SQUARES,
-                "variant, goal",
-                "sum",
-            ))
-            .await?,
-            weights: query(latest(metrics::VARIANT_WEIGHT, "variant", "max")).await?,
-            period_users: query(latest(
-                period_metrics::ASSIGNMENTS,
-                "variant, period",
-                "sum",
-            ))
-            .await?,
-            period_conversions: query(latest(
-                period_metrics::CONVERSIONS,
-                "variant, goal, period",
-                "sum",
-            ))
-            .await?,
-            period_value_sums: query(latest(
-                period_metrics::CONVERSION_VALUE_SUM,
-                "variant, goal, period",
-                "sum",
-            ))
-            .await?,
-            period_value_squares: query(latest(
-                period_metrics::CONVERSION_VALUE_SUM_SQUARES,
-                "variant, goal, period",
-                "sum",
-            ))
-            .await?,
-            // Replicas of one period hash by the same shares: the max and the min agree
-            // unless their periods differ.
-            share_max: query(latest(period_metrics::SHARE, "variant, period", "max")).await?,
-            share_min: query(latest(period_metrics::SHARE, "variant, period", "min")).await?,
-        };
-        let (counts, warnings) = counts_from(key, control, run as u64, &answers)?;
+        let (counts, warnings) = run_counts(base, &key, run, control, lookback, at_ms).await?;
         fetched.push(Fetched {
             counts,
             run: Some(serde_json::json!({ "number": run })),

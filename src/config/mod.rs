@@ -48,6 +48,9 @@ pub struct Config {
     pub export: Option<ExportConfig>,
     /// The Prometheus server bandits with `counts: prometheus` read (off unless configured).
     pub prometheus: Option<PrometheusSource>,
+    /// Where automated decisions are sent (off unless configured; without it a decision
+    /// is still recorded and logged).
+    pub notify: Option<Notify>,
     /// In file order: the first routing experiment that applies picks the upstream, and
     /// `X-AB-Assignments` lists experiments in this order.
     pub experiments: Vec<Experiment>,
@@ -187,6 +190,9 @@ pub struct Experiment {
     /// A bandit that sets the weights of new devices (the `weights` above are then the
     /// burn-in weights, and the admin API refuses to change them).
     pub bandit: Option<Bandit>,
+    /// Automated decisions: promote a winner, roll back or pause on a guardrail, stop at
+    /// a timeout (off unless configured).
+    pub decide: Option<Decide>,
 }
 
 /// `experiments.<key>.bandit`: the rule that moves new devices toward the best variant.
@@ -234,6 +240,101 @@ pub struct PrometheusSource {
     /// How long after a boundary the counts are read, so that every replica's scrape
     /// up to the boundary has reached the server.
     pub settle: Duration,
+}
+
+/// `experiments.<key>.decide`: when and on what the experiment's automated decisions are
+/// made (the rule is `experiments::decide`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decide {
+    pub mode: Mode,
+    /// At least 1 s; evaluations happen at Unix-epoch multiples of it.
+    pub every: Duration,
+    /// No promotion before the run is this old.
+    pub min_duration: Duration,
+    /// Devices every variant needs before a promotion or a timeout decision.
+    pub min_devices: u64,
+    /// Past this age the run ends by `on_timeout`; at least `min_duration` and longer
+    /// than `every`.
+    pub max_duration: Option<Duration>,
+    pub on_timeout: OnTimeout,
+    /// Whose counts the evaluation reads (as a bandit's).
+    pub counts: BanditCounts,
+    pub promote: Promote,
+    pub guardrails: Guardrails,
+    /// Where `decide:` is in the file.
+    pub pos: Pos,
+}
+
+/// Whether a decision is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Record and notify, change nothing.
+    Notify,
+    /// Record, notify and apply.
+    Act,
+}
+
+/// How a run that reached `max_duration` ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// To `inactive`.
+    Stop,
+    /// Roll out the variant with the best rate on the promote goal (the control if none
+    /// beats it).
+    RolloutBest,
+    /// Leave the experiment as it is (the decision is still recorded and notified).
+    Keep,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promote {
+    /// One of the experiment's goals.
+    pub goal: String,
+    /// Strictly between 0 and 1; a variant is promoted when its always-valid p-value is
+    /// below 1 − `confidence`.
+    pub confidence: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guardrails {
+    pub action: GuardrailAction,
+    /// `None`: that guardrail is not checked.
+    pub errors: Option<Guardrail>,
+    pub latency_p95: Option<Guardrail>,
+    /// Freeze the experiment on a sample-ratio mismatch.
+    pub srm: bool,
+}
+
+/// What a guardrail's streak of breaches does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardrailAction {
+    /// Roll out the control.
+    Rollback,
+    /// Set the breaching variant's weight to 0 (refused with a bandit, which owns the
+    /// weights).
+    Pause,
+}
+
+/// A variant's figure against the control's in each evaluation window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Guardrail {
+    /// Above 1: a breach is the variant's figure above this × the control's.
+    pub max_ratio: f64,
+    /// At least 1: requests both sides need in a window for it to count.
+    pub min_requests: u64,
+    /// At least 1: consecutive breaches before `action`.
+    pub failures: u32,
+}
+
+/// Top-level `notify`: where each automated decision is posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// `http://` or `https://` URL with a host, as written.
+    pub webhook: String,
+    /// A key that signs each body (relative to the working directory, like
+    /// `secret_file`; read by the notifier, not here).
+    pub secret_file: Option<PathBuf>,
 }
 
 /// A goal: reached by a client event or by a proxied request, at most once per device
@@ -362,5 +463,7 @@ impl Config {
 
 #[cfg(test)]
 mod bandit_tests;
+#[cfg(test)]
+mod decide_tests;
 #[cfg(test)]
 mod tests;

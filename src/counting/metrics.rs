@@ -52,6 +52,7 @@ pub const PERIOD_CONVERSIONS: &str = "abproxy_period_conversions_total";
 pub const PERIOD_CONVERSION_VALUE_SUM: &str = "abproxy_period_conversion_value_sum";
 pub const PERIOD_CONVERSION_VALUE_SUM_SQUARES: &str = "abproxy_period_conversion_value_sum_squares";
 pub const PERIOD_SHARE: &str = "abproxy_period_share";
+pub const WEBHOOK_FAILURES: &str = "abproxy_webhook_failures_total";
 
 /// The `reason` label values of `abproxy_assignment_cookie_rejected_total`, indexed by
 /// `experiments::sticky::Rejected`.
@@ -92,6 +93,8 @@ pub struct Metrics {
     /// `abproxy_decisions_total{experiment, kind}`: every decision record (those of
     /// `notify` mode too), by kind.
     pub decisions: IntCounterVec,
+    /// Given to `transport::webhook::Webhook::start`.
+    pub webhook_failures: IntCounter,
 }
 
 /// What a bandit's evaluation at a boundary came to: a new period; the rule gave the
@@ -142,6 +145,10 @@ impl Metrics {
         let export_dropped = plain(
             EXPORT_DROPPED,
             "Export lines dropped because the export writer fell behind (the counts are unaffected).",
+        );
+        let webhook_failures = plain(
+            WEBHOOK_FAILURES,
+            "Webhook deliveries given up after every retry (or refused, or with an unusable URL), or dropped because the queue was full.",
         );
         let connections_rejected = plain(
             CONNECTIONS_REJECTED,
@@ -247,6 +254,7 @@ impl Metrics {
             client_errors,
             bandit_updates,
             decisions,
+            webhook_failures,
         }
     }
 

@@ -8,14 +8,17 @@
 //! - [`export`]: the optional JSON-lines export of every counted event;
 //! - [`metrics`]: the Prometheus registry abproxy owns, its metric names and label sets;
 //! - [`promql`]: the queries that sum every replica's counts in Prometheus, and the
-//!   reading of its answers.
+//!   reading of its answers;
+//! - [`prometheus_counts`]: one run's answers made into the analysis's counts (totals,
+//!   periods, shares), and the warnings about them.
 //!
-//! May use `config` and `util`; nothing above (the experiment plans hold handles into the
-//! book, not the other way round).
+//! May use `stats`, `config` and `util`; nothing above (the experiment plans hold handles
+//! into the book, not the other way round).
 
 pub mod book;
 pub mod export;
 pub mod log_line;
 pub mod metrics;
+pub mod prometheus_counts;
 pub mod promql;
 pub mod store;

@@ -56,3 +56,22 @@ pub fn instant_vector(promql: &str, answer: Value) -> Result<Vec<Value>, String>
 pub fn sample_value(series: &Value) -> Option<f64> {
     series["value"][1].as_str()?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_that_is_not_a_vector_is_an_error() {
+        let refused = serde_json::json!({"status": "error", "error": "bad query"});
+        assert!(instant_vector("up", refused)
+            .unwrap_err()
+            .starts_with("Prometheus refused `up`"));
+        let scalar =
+            serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": 1}});
+        assert_eq!(
+            instant_vector("1", scalar).unwrap_err(),
+            "Prometheus answered `1` without a vector"
+        );
+    }
+}

@@ -68,61 +68,8 @@ use serde_json::json;
 use crate::experiments::bandit::boundaries;
 use crate::stats::analysis::{Report, VariantReport, SRM_THRESHOLD};
 
-/// The `decide` block of an experiment, as the YAML names it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decide {
-    pub mode: Mode,
-    pub every: Duration,
-    pub min_duration: Duration,
-    pub min_devices: u64,
-    pub max_duration: Option<Duration>,
-    pub on_timeout: OnTimeout,
-    pub promote: Promote,
-    pub guardrails: Guardrails,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Record and notify, change nothing.
-    Notify,
-    Act,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnTimeout {
-    Stop,
-    RolloutBest,
-    Keep,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Promote {
-    pub goal: String,
-    pub confidence: f64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Guardrails {
-    pub action: GuardrailAction,
-    /// `None`: that guardrail is not checked.
-    pub errors: Option<Guardrail>,
-    pub latency_p95: Option<Guardrail>,
-    pub srm: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuardrailAction {
-    Rollback,
-    Pause,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Guardrail {
-    pub max_ratio: f64,
-    pub min_requests: u64,
-    pub failures: u32,
-}
+// The settings are parsed by the config layer, which cannot import this one.
+pub use crate::config::{Decide, Guardrail, GuardrailAction, Guardrails, Mode, OnTimeout, Promote};
 
 /// A variant's upstream figures in the window since the last evaluation.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

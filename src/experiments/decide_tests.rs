@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::{BanditCounts, Pos};
 use crate::stats::analysis::{analyze, Counts, Settings};
 
 const HOUR_MS: u64 = 3_600_000;
@@ -22,6 +23,7 @@ fn decide() -> Decide {
         min_devices: 1000,
         max_duration: Some(Duration::from_secs(28 * 86_400)),
         on_timeout: OnTimeout::Stop,
+        counts: BanditCounts::Local,
         promote: Promote {
             goal: "click".into(),
             confidence: 0.95,
@@ -35,6 +37,7 @@ fn decide() -> Decide {
             }),
             srm: true,
         },
+        pos: Pos::default(),
     }
 }
 

@@ -199,6 +199,7 @@ mod tests {
                 },
             ],
             bandit: None,
+            decide: None,
         };
         (
             ExperimentPlan::new(

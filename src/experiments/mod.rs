@@ -3,6 +3,8 @@
 //! - [`assign`]: the assignment hash of `PRODUCT.md` and the weighted pick;
 //! - [`bandit`]: a bandit's update at a boundary (counts → the next period's weights);
 //! - [`decide`]: automated decisions at an evaluation (promote, guardrails, SRM, timeout);
+//! - [`decide_simulation`]: seeded whole runs through the analysis and [`decide`] (the
+//!   proof of its false-promotion rate and its power);
 //! - [`plan`]: an experiment ready for requests (which requests it applies to, what each
 //!   state serves, its count handles);
 //! - [`targeting`]: device classes (bots) and target conditions;
@@ -18,6 +20,7 @@
 pub mod assign;
 pub mod bandit;
 pub mod decide;
+pub mod decide_simulation;
 pub mod device;
 pub mod goals;
 pub mod lifecycle;

@@ -322,6 +322,7 @@ mod tests {
             target: Target::default(),
             goals: Vec::new(),
             bandit: None,
+            decide: None,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::config::{Bandit, BanditCounts, Experiment, PrometheusSource, State};
 use crate::counting::promql;
 use crate::experiments::bandit::{boundaries, evaluate, Update};
 use crate::state::app::{App, StartPeriodError};
+use crate::state::prometheus::instant_query;
 use crate::stats::analysis::ArmInputs;
 
 /// The longest the updater sleeps: a config change that adds a bandit or changes its
@@ -280,8 +281,9 @@ async fn prometheus_counts(
     at_ms: u64,
 ) -> Result<BTreeMap<String, ArmInputs>, String> {
     let (users, conversions) = count_queries(key, run, goal);
-    let users = query(source, &users, at_ms).await?;
-    let conversions = query(source, &conversions, at_ms).await?;
+    let base_url = source.url.to_string();
+    let users = by_variant(&instant_query(&base_url, &users, at_ms).await?)?;
+    let conversions = by_variant(&instant_query(&base_url, &conversions, at_ms).await?)?;
     let mut counts = BTreeMap::new();
     for &v in variants {
         let Some(&users) = users.get(v) else {
@@ -296,28 +298,9 @@ async fn prometheus_counts(
     Ok(counts)
 }
 
-/// An instant query at `at_ms`: variant → value.
-async fn query(
-    source: &PrometheusSource,
-    promql: &str,
-    at_ms: u64,
-) -> Result<BTreeMap<String, u64>, String> {
-    use crate::transport::json_get::{get_json, query_component, Service};
-    let base = source.url.to_string();
-    let url = format!(
-        "{}/api/v1/query?query={}&time={}.{:03}",
-        base.trim_end_matches('/'),
-        query_component(promql),
-        at_ms / 1000,
-        at_ms % 1000
-    );
-    let answer = get_json(&url, None, Service::Prometheus).await?;
-    parse_vector(promql, answer)
-}
-
-/// The `variant` label and value of each sample of the answer to `promql`.
-fn parse_vector(promql: &str, answer: serde_json::Value) -> Result<BTreeMap<String, u64>, String> {
-    promql::instant_vector(promql, answer)?
+/// The `variant` label and value of each sample of an instant vector.
+fn by_variant(samples: &[serde_json::Value]) -> Result<BTreeMap<String, u64>, String> {
+    samples
         .iter()
         .map(|s| {
             let variant = s["metric"]["variant"]
@@ -356,13 +339,15 @@ mod tests {
             {"metric": {"variant": "A"}, "value": [1790000000.0, "120"]},
             {"metric": {"variant": "B"}, "value": [1790000000.0, "7"]}
         ]}});
+        let samples = promql::instant_vector("q", answer).unwrap();
         assert_eq!(
-            parse_vector("q", answer).unwrap(),
+            by_variant(&samples).unwrap(),
             [("A".to_string(), 120), ("B".to_string(), 7)].into()
         );
-        let error = serde_json::json!({"status": "error", "error": "parse error"});
-        assert!(parse_vector("q", error)
-            .unwrap_err()
-            .contains("parse error"));
+        let unlabelled = serde_json::json!([{"metric": {}, "value": [1790000000.0, "3"]}]);
+        assert_eq!(
+            by_variant(unlabelled.as_array().unwrap()).unwrap_err(),
+            "a sample without a variant label"
+        );
     }
 }

@@ -9,6 +9,9 @@
 //! - [`bandit`]: the bandit updater (shares of new devices at each boundary);
 //! - [`decider`]: automated decisions at each boundary (read, decide, act, record,
 //!   notify), and [`decision_log`], their records, durable in the data directory;
+//! - [`prometheus`]: asking Prometheus: an instant query at a time, and one run's counts
+//!   summed over every replica (what `analyze --prometheus`, the bandits and the
+//!   automated decisions with `counts: prometheus` read);
 //! - [`runs`]: the run book (each experiment's runs, durable in the data directory);
 //! - [`secret`]: the cookie-signing secret;
 //! - [`reload`]: file-watch and SIGHUP triggers.
@@ -20,6 +23,7 @@ pub mod bandit;
 pub mod change;
 pub mod decider;
 pub mod decision_log;
+pub mod prometheus;
 pub mod reload;
 pub mod run_counts;
 pub mod runs;

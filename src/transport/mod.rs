@@ -1,7 +1,9 @@
 //! The connections under the proxy: upstream connection pools and their connector
 //! ([`upstream_client`]), TLS termination with certificate rotation ([`tls`]), draining
 //! connections on shutdown ([`drain`]), the request body streamed upstream and watched
-//! for the client's faults ([`request_body`]), and bodies abproxy reads itself ([`body`]), and JSON fetched over HTTP for `analyze` and the bandits ([`json_get`]).
+//! for the client's faults ([`request_body`]), bodies abproxy reads itself ([`body`]),
+//! JSON fetched over HTTP for `analyze` and the bandits ([`json_get`]), and records
+//! POSTed to a webhook with retries ([`webhook`]).
 //!
 //! May use `config` and `counting`; knows nothing of experiments.
 
@@ -11,3 +13,4 @@ pub mod json_get;
 pub mod request_body;
 pub mod tls;
 pub mod upstream_client;
+pub mod webhook;

@@ -70,6 +70,13 @@ pub fn tls_config(upstream: &Upstream) -> Result<Option<Arc<rustls::ClientConfig
         }
         None => system_roots(),
     };
+    let alpn: &[u8] = if upstream.http2 { b"h2" } else { b"http/1.1" };
+    Ok(Some(client_config(roots, alpn)))
+}
+
+/// rustls client settings (the ring provider) trusting `roots`, offering the one ALPN
+/// protocol `alpn`: the upstreams' and the webhook's.
+pub fn client_config(roots: Arc<rustls::RootCertStore>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -77,16 +84,12 @@ pub fn tls_config(upstream: &Upstream) -> Result<Option<Arc<rustls::ClientConfig
     .expect("ring supports the default protocol versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![if upstream.http2 {
-        b"h2".to_vec()
-    } else {
-        b"http/1.1".to_vec()
-    }];
-    Ok(Some(Arc::new(config)))
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
 }
 
 /// The system's trusted roots, read once per process (an unreadable one is skipped).
-fn system_roots() -> Arc<rustls::RootCertStore> {
+pub fn system_roots() -> Arc<rustls::RootCertStore> {
     static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
     ROOTS
         .get_or_init(|| {
@@ -183,7 +186,7 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
-/// A connection to an upstream, cleartext or TLS.
+/// A client connection, cleartext or TLS: to an upstream, or the webhook's.
 pub enum UpstreamStream {
     Plain(TokioIo<TcpStream>),
     Tls(TokioIo<tokio_rustls::client::TlsStream<TcpStream>>),

@@ -116,6 +116,71 @@ prometheus:
     }
 }
 
+/// A config with a `decide` block and a `notify` webhook passes `check`; its refusals are
+/// placed like any other.
+#[test]
+fn check_accepts_a_decide_block_and_places_its_refusals() {
+    let with_decide = VALID.to_string()
+        + "    goals:
+      click: { event: button_click }
+    decide:
+      mode: act
+      max_duration: 28d
+      promote: { goal: click, confidence: 0.95 }
+      guardrails:
+        action: pause
+        errors: { max_ratio: 2.0 }
+notify:
+  webhook: http://127.0.0.1:9999/hook
+  secret_file: hook.secret
+";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decide.yaml");
+    std::fs::write(&path, &with_decide).unwrap();
+    let (code, out) = binary::check(&path);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        format!("{}: ok (2 upstreams, 1 experiments)\n", path.display())
+    );
+
+    let cases = [
+        (
+            with_decide.replace("mode: act", "mode: auto"),
+            "18:7: experiments.moon_mars.decide.mode: `auto` is not one of: notify, act",
+        ),
+        (
+            with_decide.replace("max_duration: 28d", "max_duration: 1d"),
+            "19:7: experiments.moon_mars.decide.max_duration: `max_duration` (1d) is shorter than `min_duration` (7d)",
+        ),
+        (
+            with_decide.replace("goal: click,", "goal: signup,"),
+            "20:18: experiments.moon_mars.decide.promote.goal: `signup` is not a goal of the experiment (goals: click)",
+        ),
+        (
+            with_decide.replace("max_ratio: 2.0", "max_ratio: 1.0"),
+            "23:19: experiments.moon_mars.decide.guardrails.errors.max_ratio: `1.0` must be above 1",
+        ),
+        (
+            with_decide.replace("      click: { event: button_click }\n", "      click: { event: button_click }\n    bandit: { algorithm: thompson, goal: click }\n"),
+            "23:9: experiments.moon_mars.decide.guardrails.action: `pause` sets a variant's weight, and here the bandit owns the weights: use `rollback`",
+        ),
+        (
+            with_decide.replace("webhook: http://", "webhook: ftp://"),
+            "25:3: notify.webhook: `ftp://127.0.0.1:9999/hook` must start with http:// or https://",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        std::fs::write(&path, text).unwrap();
+        let (code, out) = binary::check(&path);
+        assert_eq!(code, 1, "case {i} must fail: {out}");
+        assert!(
+            out.starts_with(&format!("{}:{expected}", path.display())),
+            "case {i}: expected {expected:?} in {out:?}"
+        );
+    }
+}
+
 fn write_config(
     dir: &tempfile::TempDir,
     upstream: &MockUpstream,

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use super::fields::{error, join, scalar, Fields, Result};
+use super::fields::{decimal, error, scalar, Fields, Result};
+use super::prometheus::counts;
 use crate::config::yaml::{Key, Node};
-use crate::config::{Bandit, BanditAlgorithm, BanditCounts, Goal, PrometheusSource, Variant};
+use crate::config::{Bandit, BanditAlgorithm, Goal, PrometheusSource, Variant};
 
 /// Defaults, also listed in the README's config reference.
 pub const DEFAULT_UPDATE_EVERY: Duration = Duration::from_secs(3_600);
@@ -131,42 +132,7 @@ pub(super) fn bandit(
         }
     }
 
-    let counts = match f.string("counts")? {
-        None => BanditCounts::Local,
-        Some((_, c)) if c == "local" => BanditCounts::Local,
-        Some((pos, c)) if c == "prometheus" => {
-            let cpath = join(path, "counts");
-            let Some(source) = prometheus else {
-                return error(
-                    pos,
-                    &cpath,
-                    "`counts: prometheus` needs the top-level `prometheus: { url: http://HOST:9090 }` that scrapes every replica",
-                );
-            };
-            if update_every <= source.settle {
-                // The counts of a boundary are read `settle` after it: that must come
-                // before the next boundary.
-                let at = f.get("update_every").map_or(pos, |(k, _)| k.pos);
-                return error(
-                    at,
-                    path,
-                    format!(
-                        "`update_every` ({}) must be longer than `prometheus.settle` ({}): the counts of each boundary are read `settle` after it",
-                        show_duration(update_every),
-                        show_duration(source.settle)
-                    ),
-                );
-            }
-            BanditCounts::Prometheus
-        }
-        Some((pos, c)) => {
-            return error(
-                pos,
-                &join(path, "counts"),
-                format!("`{c}` is not one of: local, prometheus"),
-            )
-        }
-    };
+    let counts = counts(&f, "update_every", update_every, prometheus)?;
 
     Ok(Bandit {
         algorithm,
@@ -213,35 +179,8 @@ fn min_share(f: &Fields, variants: usize) -> Result<f64> {
     Ok(share)
 }
 
-/// A plain decimal number ≥ 0: `0`, `0.01`, `12.5`. Not `.5`, `1e-2`, `inf` or `NaN`,
-/// which `f64::from_str` would also take.
-fn decimal(text: &str) -> Option<f64> {
-    let (whole, frac) = match text.split_once('.') {
-        Some((_, "")) => return None,
-        Some(parts) => parts,
-        None => (text, "0"),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !digits(frac) {
-        return None;
-    }
-    text.parse().ok()
-}
-
 /// A fraction as a percentage for a message: `1.02` → `102`, `1/3` → `33.3333`.
 fn show_percent(fraction: f64) -> String {
     let text = format!("{:.4}", fraction * 100.0);
     text.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-/// A duration as it would be written in the file: `1s`, `1500ms`, `1h`.
-fn show_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    match ms {
-        0 => "0s".to_string(),
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
-        ms => format!("{ms}ms"),
-    }
 }

@@ -1,10 +1,11 @@
 //! The experiments: `experiments` (key → experiment), and in each its `title`, `state`,
 //! `variants` (weight and upstream), `fallback`, `control`, `rollout_variant`,
 //! `upstream_down`, `match` (path prefix, host) and `traffic` (a percentage). Its
-//! `target`, `goals` and `bandit` are read by [`super::targeting`], [`super::goals`] and
-//! [`super::bandit`].
+//! `target`, `goals`, `bandit` and `decide` are read by [`super::targeting`],
+//! [`super::goals`], [`super::bandit`] and [`super::decide`].
 
 use super::bandit::bandit;
+use super::decide::decide;
 use super::fields::{error, integer, join, named_entries, scalar, Fields, Result};
 use super::goals::goals;
 use super::targeting::target;
@@ -57,6 +58,7 @@ fn experiment(
             "target",
             "goals",
             "bandit",
+            "decide",
         ],
     )?;
     let title = f
@@ -197,6 +199,18 @@ fn experiment(
             prometheus,
         )?),
     };
+    let decide = match f.get("decide") {
+        None => None,
+        Some((dkey, dnode)) => Some(decide(
+            dkey,
+            dnode,
+            &f.child_path(dkey),
+            &variants,
+            &goals,
+            bandit.as_ref(),
+            prometheus,
+        )?),
+    };
     Ok(Experiment {
         key: key.name.clone(),
         title,
@@ -212,6 +226,7 @@ fn experiment(
         target,
         goals,
         bandit,
+        decide,
     })
 }
 

@@ -225,6 +225,34 @@ pub(crate) fn parse_duration(text: &str) -> std::result::Result<Duration, String
         .ok_or_else(|| format!("`{text}` is too long"))
 }
 
+/// A plain decimal number ≥ 0: `0`, `0.01`, `12.5`. Not `.5`, `1e-2`, `inf` or `NaN`,
+/// which `f64::from_str` would also take.
+pub(super) fn decimal(text: &str) -> Option<f64> {
+    let (whole, frac) = match text.split_once('.') {
+        Some((_, "")) => return None,
+        Some(parts) => parts,
+        None => (text, "0"),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(frac) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A duration as it would be written in the file: `1s`, `1500ms`, `1h`, `7d`.
+pub(super) fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".to_string(),
+        ms if ms % 86_400_000 == 0 => format!("{}d", ms / 86_400_000),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
 /// A size limit as a reader would write it: `4GiB`, `64KiB`, or plain bytes.
 fn show_size(n: u64) -> String {
     match n {

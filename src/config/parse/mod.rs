@@ -7,6 +7,7 @@
 
 mod bandit;
 mod cookie;
+mod decide;
 mod experiments;
 mod export;
 // `pub(super)`: the config tests check `fields::parse_duration` directly.
@@ -14,6 +15,7 @@ pub(super) mod fields;
 mod goals;
 mod limits;
 mod listeners;
+mod notify;
 mod prometheus;
 mod qa;
 mod targeting;
@@ -50,6 +52,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
             "qa_override",
             "export",
             "prometheus",
+            "notify",
             "experiments",
         ],
     )?;
@@ -63,7 +66,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
     let timeouts = limits::timeouts(&top)?;
     let pool = limits::pool(&top)?;
     let limits = limits::limits(&top)?;
-    // Before the experiments: a bandit with `counts: prometheus` needs it.
+    // Before the experiments: a bandit or a `decide` with `counts: prometheus` needs it.
     let prometheus = match top.get("prometheus") {
         None => None,
         Some((key, node)) => Some(prometheus::prometheus(key, node)?),
@@ -82,6 +85,10 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         None => None,
         Some((key, node)) => Some(export::export(key, node)?),
     };
+    let notify = match top.get("notify") {
+        None => None,
+        Some((key, node)) => Some(notify::notify(key, node)?),
+    };
     Ok(Config {
         listen,
         tls,
@@ -99,6 +106,7 @@ pub(super) fn config(root: &Node) -> Result<Config> {
         qa_override,
         export,
         prometheus,
+        notify,
         experiments,
     })
 }

@@ -95,7 +95,7 @@ fn parse_origin(url: &str) -> std::result::Result<(bool, http::uri::Authority), 
 }
 
 /// A URL's `host:port` that a connector can use: a port (if written) of 1–65535 and no
-/// credentials. `what` names the URL in the message (`upstream`, `prometheus`).
+/// credentials. `what` names the URL in the message (`upstream`, `prometheus`, `webhook`).
 pub(super) fn check_authority(
     url: &str,
     authority: &http::uri::Authority,
@@ -104,20 +104,21 @@ pub(super) fn check_authority(
     if authority.host().is_empty() {
         return Err(format!("`{url}` has no host"));
     }
+    // First: the colon of `user:password@host` would pass for a port's.
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "`{url}`: credentials in {what} URLs are not supported"
+        ));
+    }
     // `http` accepts any digits after the colon; an out-of-range port would silently
     // become port 80 in the connector.
     if authority
         .as_str()
         .rsplit_once(':')
         .is_some_and(|(_, p)| !p.contains(']'))
-        && !authority.port_u16().is_some_and(|p| p > 0)
+        && authority.port_u16().is_none_or(|p| p == 0)
     {
         return Err(format!("`{url}` has an invalid port (1–65535)"));
-    }
-    if authority.as_str().contains('@') {
-        return Err(format!(
-            "`{url}`: credentials in {what} URLs are not supported"
-        ));
     }
     Ok(())
 }

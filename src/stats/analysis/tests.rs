@@ -257,3 +257,27 @@ fn bad_counts_are_refused_clearly() {
             .contains("unknown field `colour`")
     );
 }
+
+#[test]
+fn without_posteriors_only_the_beta_posteriors_are_left_out() {
+    let c = counts(
+        r#"{"experiment": "e", "variants": {
+            "A": {"users": 5000, "goals": {"click": {"conversions": 500}, "buy": {"conversions": 40}}},
+            "B": {"users": 5100, "goals": {"click": {"conversions": 560}, "buy": {"conversions": 41}}},
+            "C": {"users": 4900, "goals": {"click": {"conversions": 470}, "buy": {"conversions": 52}}}}}"#,
+    );
+    let json = |r: Report| serde_json::to_value(r).unwrap();
+    let mut full = json(analyze(&c, Settings::default()).unwrap());
+    let lean = json(analyze_without_posteriors(&c, Settings::default()).unwrap());
+    let mut removed = 0;
+    for goal in full["goals"].as_object_mut().unwrap().values_mut() {
+        for row in goal["variants"].as_object_mut().unwrap().values_mut() {
+            let row = row.as_object_mut().unwrap();
+            for key in ["chance_to_beat_control", "expected_loss"] {
+                removed += usize::from(row.remove(key).is_some());
+            }
+        }
+    }
+    assert_eq!(removed, 2 * 2 * 2, "two goals, two variants, two figures");
+    assert_eq!(full, lean);
+}

@@ -1,48 +1,45 @@
-//! Prometheus's answers for one experiment, made into `analysis::Counts`: the run's totals
-//! and, when the run has two periods or more, its periods (issue 13). Pure: answers in,
-//! counts and warnings out, so the parsing is tested on answer text.
+//! Prometheus's answers for one experiment and run, made into `analysis::Counts`: the
+//! run's totals and, when the run has two periods or more, its periods (issue 13). What
+//! `abproxy analyze --prometheus` shows, and what a replica with `counts: prometheus`
+//! reads (`state::prometheus` asks the queries). Pure: answers in, counts and warnings
+//! out, so the reading is tested on answer text.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::counting::metrics;
-pub(super) use crate::counting::promql::{instant_vector, sample_value};
+use crate::counting::promql::sample_value;
 use crate::stats::analysis::{
     indexmap_like::OrderedMap, Counts, GoalCounts, PeriodCounts, VariantCounts,
 };
 
-/// The per-period series of a replica's last run (issue 13): the devices assigned in each
-/// period and their conversions, labelled `period` (its number), and the share of new
-/// devices each variant had in the period. Named here until `counting::metrics` has them.
-pub(super) mod period_metrics {
-    pub use crate::counting::metrics::{
-        PERIOD_ASSIGNMENTS as ASSIGNMENTS, PERIOD_CONVERSIONS as CONVERSIONS,
-        PERIOD_CONVERSION_VALUE_SUM as CONVERSION_VALUE_SUM,
-        PERIOD_CONVERSION_VALUE_SUM_SQUARES as CONVERSION_VALUE_SUM_SQUARES, PERIOD_SHARE as SHARE,
-    };
-}
-
-/// How far two replicas' shares of one period may differ before `analyze` warns that
-/// their periods are not the same.
+/// How far two replicas' shares of one period may differ before the reader is warned
+/// that their periods are not the same.
 const SHARES_AGREE_WITHIN: f64 = 1e-6;
 
-/// Prometheus's answers for one experiment and run, summed over the replicas: the run's
-/// totals and, per period, the same counts and the shares (their max and min over the
-/// replicas).
+/// Prometheus's answers (instant-vector samples) for one experiment and run, summed over
+/// the replicas: the run's totals and, per period (the `period` label), the same counts
+/// and the shares of new devices (their max and min over the replicas).
 #[derive(Default)]
-pub(super) struct Answers {
-    pub(super) users: Vec<Value>,
-    pub(super) conversions: Vec<Value>,
-    pub(super) value_sums: Vec<Value>,
-    pub(super) value_squares: Vec<Value>,
-    pub(super) weights: Vec<Value>,
-    pub(super) period_users: Vec<Value>,
-    pub(super) period_conversions: Vec<Value>,
-    pub(super) period_value_sums: Vec<Value>,
-    pub(super) period_value_squares: Vec<Value>,
-    pub(super) share_max: Vec<Value>,
-    pub(super) share_min: Vec<Value>,
+pub struct Answers {
+    /// Devices by `variant`.
+    pub users: Vec<Value>,
+    /// Conversions by `variant, goal`; value sums and sums of squares likewise.
+    pub conversions: Vec<Value>,
+    pub value_sums: Vec<Value>,
+    pub value_squares: Vec<Value>,
+    /// The weights in force by `variant` (their max over the replicas).
+    pub weights: Vec<Value>,
+    /// The same counts by `period` too.
+    pub period_users: Vec<Value>,
+    pub period_conversions: Vec<Value>,
+    pub period_value_sums: Vec<Value>,
+    pub period_value_squares: Vec<Value>,
+    /// Each variant's share of new devices by `period`: the replicas' largest and
+    /// smallest (they agree unless the replicas' periods differ).
+    pub share_max: Vec<Value>,
+    pub share_min: Vec<Value>,
 }
 
 fn empty_variant() -> VariantCounts {
@@ -111,10 +108,10 @@ fn variant_counts(
 
 /// The experiment's counts from Prometheus's answers, and the warnings to print. The
 /// periods are filled only when there are two or more (one period is the run's totals).
-pub(super) fn counts_from(
-    key: String,
-    control: String,
-    run: u64,
+pub fn counts_from(
+    key: &str,
+    control: &str,
+    run: u32,
     answers: &Answers,
 ) -> Result<(Counts, Vec<String>), String> {
     let mut by_variant = variant_counts(
@@ -131,8 +128,8 @@ pub(super) fn counts_from(
     }
     // The control first, then the others by name.
     let mut variants = OrderedMap::default();
-    if let Some(c) = by_variant.remove(&control) {
-        variants.insert(control.clone(), c);
+    if let Some(c) = by_variant.remove(control) {
+        variants.insert(control.to_string(), c);
     }
     for (name, v) in by_variant {
         variants.insert(name, v);
@@ -146,8 +143,8 @@ pub(super) fn counts_from(
     let (periods, warnings) = periods_from(answers);
     Ok((
         Counts {
-            experiment: key,
-            control: Some(control),
+            experiment: key.to_string(),
+            control: Some(control.to_string()),
             weights: (weights.len() == variants.len()).then_some(weights),
             periods,
             variants,
@@ -238,6 +235,7 @@ fn periods_from(answers: &Answers) -> (Vec<PeriodCounts>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counting::promql::instant_vector;
     use crate::stats::analysis;
 
     /// Prometheus's answer text to an instant query: one sample per `(labels, value)`.
@@ -291,7 +289,7 @@ mod tests {
     }
 
     fn counts(answers: &Answers) -> (Counts, Vec<String>) {
-        counts_from("headline".into(), "A".into(), 1, answers).unwrap()
+        counts_from("headline", "A", 1, answers).unwrap()
     }
 
     #[test]
@@ -397,20 +395,6 @@ mod tests {
         assert_eq!(
             (click.value_sum, click.value_sum_sq),
             (Some(1234.5), Some(99999.25))
-        );
-    }
-
-    #[test]
-    fn an_answer_that_is_not_a_vector_is_an_error() {
-        let refused = serde_json::json!({"status": "error", "error": "bad query"});
-        assert!(instant_vector("up", refused)
-            .unwrap_err()
-            .starts_with("Prometheus refused `up`"));
-        let scalar =
-            serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": 1}});
-        assert_eq!(
-            instant_vector("1", scalar).unwrap_err(),
-            "Prometheus answered `1` without a vector"
         );
     }
 }
