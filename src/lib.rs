@@ -24,7 +24,7 @@
 //! | [`util`] | file writes, randomness, HTML escaping | std |
 //! | [`config`] | the YAML file → a validated [`config::Config`]; the naming rules | util; **pure** |
 //! | [`stats`] | the statistics and the analysis report | util; **pure** |
-//! | [`counting`] | the count book, the durable counts log, the export, the metric registry | config, util |
+//! | [`counting`] | the count book, the durable counts log, the export, the metric registry, the variants' upstream windows | stats, config, util |
 //! | [`experiments`] | the assignment hash, experiment plans, targeting, sticky cookies, QA overrides, device ids, lifecycle rules, goals | counting, config, util; **pure** |
 //! | [`transport`] | upstream connection pools, TLS termination, connection draining, bodies | config, counting |
 //! | [`state`] | the snapshot, the app (load, reload, commit), the run book, secrets, reload triggers | everything below |

@@ -8,9 +8,11 @@
 //! - [`export`]: the optional JSON-lines export of every counted event;
 //! - [`metrics`]: the Prometheus registry abproxy owns, its metric names and label sets;
 //! - [`promql`]: the queries that sum every replica's counts in Prometheus, and the
-//!   reading of its answers.
+//!   reading of its answers;
+//! - [`upstream_window`]: the variants' upstream counts for the guardrails, read from
+//!   this process's metrics or from Prometheus, into `stats::upstream` figures.
 //!
-//! May use `config` and `util`; nothing above (the experiment plans hold handles into the
+//! May use `stats`, `config` and `util`; nothing above (the experiment plans hold handles into the
 //! book, not the other way round).
 
 pub mod book;
@@ -19,3 +21,4 @@ pub mod log_line;
 pub mod metrics;
 pub mod promql;
 pub mod store;
+pub mod upstream_window;

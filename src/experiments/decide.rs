@@ -124,14 +124,9 @@ pub struct Guardrail {
     pub failures: u32,
 }
 
-/// A variant's upstream figures in the window since the last evaluation.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct UpstreamWindow {
-    pub requests: u64,
-    /// 5xx answers and requests without an answer (client-caused failures left out).
-    pub errors: u64,
-    pub p95_seconds: Option<f64>,
-}
+/// A variant's upstream figures in the window since the last evaluation (built by
+/// `stats::upstream`, beside the p95 it holds).
+pub use crate::stats::upstream::UpstreamWindow;
 
 /// What one evaluation reads. `report` is the run's analysis at `promote.confidence`;
 /// `upstream` holds the variants' windows (a variant missing is an empty window).
