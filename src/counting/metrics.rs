@@ -65,7 +65,7 @@ pub const CODE_CLASS_ERROR: usize = 5;
 /// Upstream latency buckets (seconds): sub-millisecond resolution for a loopback
 /// upstream, up to the default 30 s response timeout. Shared by the upstream and the
 /// variant histograms, so a variant's p95 reads on the same scale as its upstream's.
-pub const DURATION_BUCKETS: &[f64] = &[
+const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 

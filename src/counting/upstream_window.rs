@@ -20,7 +20,7 @@ use crate::counting::promql::{instant_vector, sample_value};
 use crate::stats::upstream::{window, UpstreamTotals, UpstreamWindow};
 
 /// The current totals of each of `variants` of `experiment` in this process (a variant
-/// without series yet reads as all 0s).
+/// without series yet gets them, at 0).
 pub fn local(
     metrics: &Metrics,
     experiment: &str,
@@ -60,7 +60,7 @@ pub fn local(
 /// (variant, le), each the sum over every replica of its series' `increase` (which
 /// reads a replica's restart as a counter reset).
 pub fn prometheus_queries(experiment: &str, window: Duration) -> [String; 2] {
-    let range = format!("{}s", window.as_secs().max(1));
+    let range = format!("{}s", window.as_secs());
     [
         format!(
             r#"sum by (variant, code_class) (increase({VARIANT_RESPONSES}{{experiment="{experiment}"}}[{range}]))"#

@@ -343,6 +343,8 @@ async fn forward(
     request: Request<UpstreamRequestBody>,
     added: Added<'_>,
     client_body: Option<&BodyWatch>,
+    // The routing variant's series: `None` for a fallback's retry and for requests no
+    // routing experiment chose the upstream of.
     variant: Option<&VariantMetrics>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upstream = &snapshot.upstreams[upstream_index];
