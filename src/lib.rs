@@ -24,7 +24,7 @@
 //! | [`util`] | file writes, randomness, HTML escaping | std |
 //! | [`config`] | the YAML file → a validated [`config::Config`]; the naming rules | util; **pure** |
 //! | [`stats`] | the statistics and the analysis report | util; **pure** |
-//! | [`counting`] | the count book, the durable counts log, the export, the metric registry, the PromQL and the counts from Prometheus's answers | stats, config, util |
+//! | [`counting`] | the count book, the durable counts log, the export, the metric registry, the PromQL, the counts from Prometheus's answers, the variants' upstream windows | stats, config, util |
 //! | [`experiments`] | the assignment hash, experiment plans, targeting, sticky cookies, QA overrides, device ids, lifecycle rules, goals | counting, config, util; **pure** |
 //! | [`transport`] | upstream connection pools, TLS termination, connection draining, bodies | config, counting |
 //! | [`state`] | the snapshot, the app (load, reload, commit), the run book, secrets, reload triggers, the bandit updater, the counts read from Prometheus | everything below |

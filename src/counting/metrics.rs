@@ -27,6 +27,8 @@ pub const EXPOSURES: &str = "abproxy_exposures_total";
 pub const ASSIGNMENTS: &str = "abproxy_assignments_total";
 pub const UPSTREAM_RESPONSES: &str = "abproxy_upstream_responses_total";
 pub const UPSTREAM_DURATION: &str = "abproxy_upstream_duration_seconds";
+pub const VARIANT_RESPONSES: &str = "abproxy_variant_responses_total";
+pub const VARIANT_DURATION: &str = "abproxy_variant_duration_seconds";
 pub const VARIANT_WEIGHT: &str = "abproxy_variant_weight";
 pub const CONFIG_RELOADS: &str = "abproxy_config_reloads_total";
 pub const CONVERSIONS: &str = "abproxy_conversions_total";
@@ -63,7 +65,8 @@ pub const CODE_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"]
 pub const CODE_CLASS_ERROR: usize = 5;
 
 /// Upstream latency buckets (seconds): sub-millisecond resolution for a loopback
-/// upstream, up to the default 30 s response timeout.
+/// upstream, up to the default 30 s response timeout. Shared by the upstream and the
+/// variant histograms, so a variant's p95 reads on the same scale as its upstream's.
 const DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -74,6 +77,11 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub fallback_served: IntCounterVec,
     pub upstream_duration: HistogramVec,
+    /// `abproxy_variant_responses_total{experiment, variant, code_class}`: the routing
+    /// experiment's served variant, first attempt only (see [`VariantMetrics`]).
+    pub variant_responses: IntCounterVec,
+    /// `abproxy_variant_duration_seconds{experiment, variant}`.
+    pub variant_duration: HistogramVec,
     pub variant_weight: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: Gauge,
@@ -195,6 +203,23 @@ impl Metrics {
             )
             .expect("valid histogram definition"),
         );
+        let variant_responses = counter(
+            VARIANT_RESPONSES,
+            "Responses to the requests a routing experiment sent to each variant's upstream, by status class; `error` when no response came. First attempt only (a fallback's answer is not the variant's); client-caused failures are never counted.",
+            &["experiment", "variant", "code_class"],
+        );
+        let variant_duration = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    VARIANT_DURATION,
+                    "Time from sending a routing experiment's request to its variant's upstream to the response head (first attempt only).",
+                )
+                .buckets(DURATION_BUCKETS.to_vec()),
+                &["experiment", "variant"],
+            )
+            .expect("valid histogram definition"),
+        );
         let variant_weight = registered(
             &registry,
             IntGaugeVec::new(
@@ -241,6 +266,8 @@ impl Metrics {
             upstream_errors,
             fallback_served,
             upstream_duration,
+            variant_responses,
+            variant_duration,
             variant_weight,
             config_reloads,
             config_last_reload_success,
@@ -361,6 +388,33 @@ pub struct UpstreamMetrics {
     /// Indexed by [`UpstreamErrorKind`].
     pub errors: [IntCounter; UpstreamErrorKind::LABELS.len()],
     pub duration: prometheus::Histogram,
+}
+
+/// Pre-resolved series of one variant of a routing experiment: what its upstream
+/// answered to the requests routed to it. Counted on the first attempt only, and never
+/// for a client-caused failure, so the figures the guardrails compare are the
+/// upstream's alone.
+#[derive(Clone)]
+pub struct VariantMetrics {
+    /// Indexed like [`CODE_CLASSES`].
+    pub responses: [IntCounter; CODE_CLASSES.len()],
+    pub duration: prometheus::Histogram,
+}
+
+impl VariantMetrics {
+    /// The series of `variant` of `experiment`, created at 0 if new.
+    pub fn new(metrics: &Metrics, experiment: &str, variant: &str) -> VariantMetrics {
+        VariantMetrics {
+            responses: CODE_CLASSES.map(|class| {
+                metrics
+                    .variant_responses
+                    .with_label_values(&[experiment, variant, class])
+            }),
+            duration: metrics
+                .variant_duration
+                .with_label_values(&[experiment, variant]),
+        }
+    }
 }
 
 /// The `kind` label of `abproxy_upstream_errors_total`.

@@ -11,6 +11,8 @@
 //!   reading of its answers;
 //! - [`prometheus_counts`]: one run's answers made into the analysis's counts (totals,
 //!   periods, shares), and the warnings about them.
+//! - [`upstream_window`]: the variants' upstream counts for the guardrails, read from
+//!   this process's metrics or from Prometheus, into `stats::upstream` figures.
 //!
 //! May use `stats`, `config` and `util`; nothing above (the experiment plans hold handles
 //! into the book, not the other way round).
@@ -22,3 +24,4 @@ pub mod metrics;
 pub mod prometheus_counts;
 pub mod promql;
 pub mod store;
+pub mod upstream_window;

@@ -71,14 +71,9 @@ use crate::stats::analysis::{Report, VariantReport, SRM_THRESHOLD};
 // The settings are parsed by the config layer, which cannot import this one.
 pub use crate::config::{Decide, Guardrail, GuardrailAction, Guardrails, Mode, OnTimeout, Promote};
 
-/// A variant's upstream figures in the window since the last evaluation.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct UpstreamWindow {
-    pub requests: u64,
-    /// 5xx answers and requests without an answer (client-caused failures left out).
-    pub errors: u64,
-    pub p95_seconds: Option<f64>,
-}
+/// A variant's upstream figures in the window since the last evaluation (built by
+/// `stats::upstream`, beside the p95 it holds).
+pub use crate::stats::upstream::UpstreamWindow;
 
 /// What one evaluation reads. `report` is the run's analysis at `promote.confidence`;
 /// `upstream` holds the variants' windows (a variant missing is an empty window).

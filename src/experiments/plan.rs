@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::target::{DeviceClass, Target};
 use crate::config::{Experiment, Match, State};
 use crate::counting::book::{CountBook, GoalCounters, GoalKey, VariantCounters, VariantKey};
+use crate::counting::metrics::VariantMetrics;
 use crate::experiments::assign::{bucket, WeightTable};
 use crate::experiments::targeting::RequestFacts;
 
@@ -36,6 +37,9 @@ pub struct ExperimentPlan {
     /// `abproxy_fallback_served_total` per variant; empty unless `upstream_down: fallback`
     /// (set by the snapshot, which owns the metrics).
     pub fallback_served: Vec<prometheus::IntCounter>,
+    /// `abproxy_variant_responses_total` and `abproxy_variant_duration_seconds` per
+    /// variant; empty unless the experiment routes (set by the snapshot).
+    pub upstream_metrics: Vec<VariantMetrics>,
     pub traffic_bp: u32,
     /// What counts as a conversion, in config order (counters are per variant).
     pub goals: Vec<crate::config::Goal>,
@@ -204,6 +208,7 @@ impl ExperimentPlan {
             routing: e.is_routing(),
             upstream_down: e.upstream_down,
             fallback_served: Vec::new(),
+            upstream_metrics: Vec::new(),
             traffic_bp: e.traffic_bp,
             traffic_salt: format!("{}:traffic", e.key),
         }

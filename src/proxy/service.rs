@@ -21,7 +21,9 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::config::{HostPolicy, UpstreamDown};
-use crate::counting::metrics::{UpstreamErrorKind, CODE_CLASS_ERROR};
+use crate::counting::metrics::{
+    code_class_index, UpstreamErrorKind, VariantMetrics, CODE_CLASS_ERROR,
+};
 use crate::experiments::device::Device;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
@@ -252,13 +254,36 @@ async fn send_upstream(
     let (parts, body) = request.into_parts();
     let (body, watch) = ClientBody::new(body, snapshot.config.timeouts.request_body_idle);
     let request = Request::from_parts(parts, Either::Left(body));
-    let mut response = match forward(snapshot, upstream, request, added, watch.as_deref()).await {
+    // The routing experiment's variant answers for the first attempt only: a fallback's
+    // answer is its upstream's, not the variant's.
+    let variant = routing
+        .applied
+        .iter()
+        .find(|a| a.experiment.routing)
+        .and_then(|a| a.experiment.upstream_metrics.get(a.served));
+    let first = forward(
+        snapshot,
+        upstream,
+        request,
+        added,
+        watch.as_deref(),
+        variant,
+    );
+    let mut response = match first.await {
         Ok(response) => response,
         Err(err) => match (fallback, retry) {
             (Some(fallback), Some(retry)) if err.upstream_is_down() => {
                 fallback.served.inc();
                 tracing::debug!(error = %err, "serving the fallback's upstream");
-                match forward(snapshot, fallback.upstream, fallback.request, retry, None).await {
+                let again = forward(
+                    snapshot,
+                    fallback.upstream,
+                    fallback.request,
+                    retry,
+                    None,
+                    None,
+                );
+                match again.await {
                     Ok(response) => response,
                     Err(err) => return error_response(&err),
                 }
@@ -318,6 +343,9 @@ async fn forward(
     request: Request<UpstreamRequestBody>,
     added: Added<'_>,
     client_body: Option<&BodyWatch>,
+    // The routing variant's series: `None` for a fallback's retry and for requests no
+    // routing experiment chose the upstream of.
+    variant: Option<&VariantMetrics>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let upstream = &snapshot.upstreams[upstream_index];
     let (mut parts, body) = request.into_parts();
@@ -365,6 +393,9 @@ async fn forward(
                 }
                 None => {
                     upstream.metrics.responses[CODE_CLASS_ERROR].inc();
+                    if let Some(variant) = variant {
+                        variant.responses[CODE_CLASS_ERROR].inc();
+                    }
                     upstream.metrics.count_error(err.upstream_error_kind());
                     tracing::debug!(error = %format_chain(&err), "upstream request failed");
                 }
@@ -372,11 +403,14 @@ async fn forward(
             return Err(err);
         }
     };
-    upstream
-        .metrics
-        .duration
-        .observe(started.elapsed().as_secs_f64());
-    upstream.metrics.responses[crate::counting::metrics::code_class_index(response.status())].inc();
+    let elapsed = started.elapsed().as_secs_f64();
+    let class = code_class_index(response.status());
+    upstream.metrics.duration.observe(elapsed);
+    upstream.metrics.responses[class].inc();
+    if let Some(variant) = variant {
+        variant.duration.observe(elapsed);
+        variant.responses[class].inc();
+    }
     // abproxy answers in its own HTTP version whatever the upstream spoke (RFC 9110 §6.2):
     // an HTTP/1.0 upstream's version would otherwise reach the client and close its
     // connection after every response. (hyper answers an HTTP/1.0 client in HTTP/1.0 by

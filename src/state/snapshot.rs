@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::config::{Config, HostPolicy};
-use crate::counting::metrics::{Metrics, UpstreamMetrics};
+use crate::counting::metrics::{Metrics, UpstreamMetrics, VariantMetrics};
 use crate::experiments::plan::ExperimentPlan;
 use crate::experiments::sticky::Signer;
 use crate::state::runs::RunBook;
@@ -151,6 +151,16 @@ impl Snapshot {
                                 .fallback_served
                                 .with_label_values(&[e.key.as_str(), v.name.as_str()])
                         })
+                        .collect();
+                }
+                if plan.routing {
+                    // Created here, so every variant's series is there at 0 from the
+                    // first snapshot on: a guardrail (or a dashboard's `increase`) has a
+                    // start to count from.
+                    plan.upstream_metrics = e
+                        .variants
+                        .iter()
+                        .map(|v| VariantMetrics::new(metrics, &e.key, &v.name))
                         .collect();
                 }
                 plan

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod bandit;
 pub mod strata;
+pub mod upstream;
 
 use statrs::distribution::{ChiSquared, ContinuousCDF, Normal, StudentsT};
 use statrs::function::beta::ln_beta;

@@ -24,6 +24,8 @@
 //!   weights, `--click-probs` checked, pages under a path prefix, a timed run at a rate.
 //! - `tls`: TLS termination, HTTP/2 clients, trailers, certificate rotation under load.
 //! - `upstreams`: https:// upstreams verified against a CA file, h2 over TLS, h2c.
+//! - `variant_upstream`: the per-variant upstream series the guardrails read (5xx, no
+//!   answer, fallback retries and client faults left out) and their PromQL in promtool.
 //! - `websocket`: an echo through the proxy, assigned and cookied, surviving a reload.
 //! - `protocol`: raw-socket client rules: own HTTP version, CONNECT, Host, codings,
 //!   malformed and stalled request bodies, X-Forwarded-For entries.
@@ -61,4 +63,5 @@ mod results;
 mod simulate;
 mod tls;
 mod upstreams;
+mod variant_upstream;
 mod websocket;
