@@ -16,7 +16,7 @@ use prometheus::core::Metric;
 use serde_json::Value;
 
 use crate::counting::metrics::{Metrics, CODE_CLASSES, VARIANT_DURATION, VARIANT_RESPONSES};
-use crate::counting::promql::{instant_vector, sample_value};
+use crate::counting::promql::sample_value;
 use crate::stats::upstream::{window, UpstreamTotals, UpstreamWindow};
 
 /// The current totals of each of `variants` of `experiment` in this process (a variant
@@ -71,18 +71,17 @@ pub fn prometheus_queries(experiment: &str, window: Duration) -> [String; 2] {
     ]
 }
 
-/// The variants' windows from Prometheus's answers to [`prometheus_queries`] (the
-/// `/api/v1/query` bodies, in the same order). A variant with no series in either answer
+/// The variants' windows from the samples of Prometheus's answers to
+/// [`prometheus_queries`] (in the same order; `state::prometheus::instant_query` asks
+/// and checks the answers). A variant with no series in either answer
 /// is missing (an empty window to the decision); one sample that cannot be read fails
 /// the whole reading, as a window read in part would understate a variant's errors.
 pub fn from_prometheus_answers(
-    responses: Value,
-    buckets: Value,
+    responses: &[Value],
+    buckets: &[Value],
 ) -> Result<BTreeMap<String, UpstreamWindow>, String> {
-    // The queries' text is the caller's: the errors name what was asked for instead.
-    let response_samples = instant_vector("the variants' responses", responses)?;
     let mut by_class: BTreeMap<String, BTreeMap<&str, f64>> = BTreeMap::new();
-    for sample in &response_samples {
+    for sample in responses {
         let variant = label(sample, "variant")?;
         let class = label(sample, "code_class")?;
         *by_class
@@ -92,7 +91,7 @@ pub fn from_prometheus_answers(
             .or_default() += value(sample)?;
     }
     let mut by_bound: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for sample in &instant_vector("the variants' duration buckets", buckets)? {
+    for sample in buckets {
         let variant = label(sample, "variant")?;
         let le = label(sample, "le")?;
         let bound = match le {
@@ -135,10 +134,6 @@ mod tests {
     use crate::stats::upstream::ERROR_CLASSES;
     use serde_json::json;
 
-    fn answer(samples: Vec<Value>) -> Value {
-        json!({"status": "success", "data": {"resultType": "vector", "result": samples}})
-    }
-
     fn sample(labels: Value, value: &str) -> Value {
         json!({"metric": labels, "value": [1_700_000_000.0, value]})
     }
@@ -168,12 +163,12 @@ mod tests {
     /// slower than 0.1 s: p95 = 0.1 × 9.5 / 10 = 0.095.
     #[test]
     fn answers_become_each_variants_window() {
-        let responses = answer(vec![
+        let responses = vec![
             sample(json!({"variant": "A", "code_class": "2xx"}), "10"),
             sample(json!({"variant": "B", "code_class": "2xx"}), "95"),
             sample(json!({"variant": "B", "code_class": "5xx"}), "3"),
             sample(json!({"variant": "B", "code_class": "error"}), "2"),
-        ]);
+        ];
         let mut buckets = vec![
             sample(json!({"variant": "A", "le": "0.1"}), "10"),
             sample(json!({"variant": "A", "le": "+Inf"}), "10"),
@@ -182,7 +177,7 @@ mod tests {
         for (le, n) in [("0.1", "10"), ("0.5", "90"), ("1", "100")] {
             buckets.push(sample(json!({"variant": "B", "le": le}), n));
         }
-        let windows = from_prometheus_answers(responses, answer(buckets)).unwrap();
+        let windows = from_prometheus_answers(&responses, &buckets).unwrap();
         assert_eq!(windows.len(), 2);
         let a = windows["A"];
         assert_eq!((a.requests, a.errors), (10, 0));
@@ -196,11 +191,11 @@ mod tests {
     /// requests, and a variant without duration samples has no p95.
     #[test]
     fn extrapolated_answers_round_and_a_variant_without_buckets_has_no_p95() {
-        let responses = answer(vec![
+        let responses = vec![
             sample(json!({"variant": "A", "code_class": "2xx"}), "10.4"),
             sample(json!({"variant": "A", "code_class": "5xx"}), "0.6"),
-        ]);
-        let windows = from_prometheus_answers(responses, answer(vec![])).unwrap();
+        ];
+        let windows = from_prometheus_answers(&responses, &[]).unwrap();
         assert_eq!(
             windows["A"],
             UpstreamWindow {
@@ -212,17 +207,13 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_query_or_an_unreadable_sample_is_an_error() {
-        let refused = json!({"status": "error", "error": "bad"});
-        assert!(from_prometheus_answers(refused, answer(vec![])).is_err());
-        let no_variant = answer(vec![sample(json!({"code_class": "2xx"}), "1")]);
-        assert!(from_prometheus_answers(no_variant, answer(vec![])).is_err());
-        let bad_le = answer(vec![sample(json!({"variant": "A", "le": "soon"}), "1")]);
-        assert!(from_prometheus_answers(answer(vec![]), bad_le).is_err());
-        let no_number = answer(vec![
-            json!({"metric": {"variant": "A", "code_class": "2xx"}}),
-        ]);
-        assert!(from_prometheus_answers(no_number, answer(vec![])).is_err());
+    fn an_unreadable_sample_is_an_error() {
+        let no_variant = vec![sample(json!({"code_class": "2xx"}), "1")];
+        assert!(from_prometheus_answers(&no_variant, &[]).is_err());
+        let bad_le = vec![sample(json!({"variant": "A", "le": "soon"}), "1")];
+        assert!(from_prometheus_answers(&[], &bad_le).is_err());
+        let no_number = vec![json!({"metric": {"variant": "A", "code_class": "2xx"}})];
+        assert!(from_prometheus_answers(&no_number, &[]).is_err());
     }
 
     #[test]

@@ -226,7 +226,7 @@ async fn new_device(proxy: SocketAddr) -> Device {
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_else(|| panic!("{status}: {}", String::from_utf8_lossy(&body)));
     Device {
-        cookies: cookies_after("", &headers),
+        cookies: cookies_after(&headers, ""),
         upstream,
     }
 }
