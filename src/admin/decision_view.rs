@@ -23,7 +23,8 @@ pub fn section(results: &ExperimentResults) -> String {
         r#"<p class="muted">{}</p>"#,
         escape(&match decide {
             Some(d) => settings_line(d),
-            None => "No decide block in the config now; the records of earlier settings stay.".to_string(),
+            None => "No decide block in the config now; the records of earlier settings stay."
+                .to_string(),
         })
     ));
     if shown.is_empty() {

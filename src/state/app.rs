@@ -486,7 +486,11 @@ fn prepare(
         pos: Pos::default(),
         message,
     })?;
-    if let Some(secret) = config.notify.as_ref().and_then(|n| n.secret_file.as_deref()) {
+    if let Some(secret) = config
+        .notify
+        .as_ref()
+        .and_then(|n| n.secret_file.as_deref())
+    {
         crate::state::secret::read_webhook_secret(secret).map_err(|message| ConfigError {
             path: path.to_path_buf(),
             pos: Pos::default(),

@@ -88,7 +88,9 @@ async fn run(app: Arc<App>) {
             if memory.known.insert(e.key.clone()) {
                 // Every kind's series from the start, so a dashboard's increase() sees the first.
                 for kind in KINDS {
-                    app.metrics.decisions.with_label_values(&[e.key.as_str(), kind]);
+                    app.metrics
+                        .decisions
+                        .with_label_values(&[e.key.as_str(), kind]);
                 }
             }
             let prometheus = snapshot.config.prometheus.as_ref();
@@ -117,7 +119,18 @@ async fn run(app: Arc<App>) {
                 BanditCounts::Prometheus => prometheus,
                 BanditCounts::Local => None,
             };
-            evaluate_at(&app, &webhook, &mut memory, e, d, run, carried, at_ms, source).await;
+            evaluate_at(
+                &app,
+                &webhook,
+                &mut memory,
+                e,
+                d,
+                run,
+                carried,
+                at_ms,
+                source,
+            )
+            .await;
         }
         let sleep_ms = wake_ms.saturating_sub(unix_ms(SystemTime::now()));
         tokio::time::sleep(Duration::from_millis(sleep_ms.max(1)).min(LONGEST_SLEEP)).await;
@@ -272,10 +285,14 @@ async fn read(
             let [responses, buckets] = upstream_window::prometheus_queries(&e.key, d.every);
             let responses = crate::state::prometheus::instant_query(&base, &responses, at_ms)
                 .await
-                .map_err(|p| format!("the upstream figures could not be read from Prometheus: {p}"))?;
+                .map_err(|p| {
+                    format!("the upstream figures could not be read from Prometheus: {p}")
+                })?;
             let buckets = crate::state::prometheus::instant_query(&base, &buckets, at_ms)
                 .await
-                .map_err(|p| format!("the upstream figures could not be read from Prometheus: {p}"))?;
+                .map_err(|p| {
+                    format!("the upstream figures could not be read from Prometheus: {p}")
+                })?;
             let upstream = upstream_window::from_prometheus_answers(&responses, &buckets)?;
             (counts, upstream)
         }
@@ -285,7 +302,8 @@ async fn read(
         ..Settings::default()
     };
     // The rule reads no Bayesian figure, and they are the slow part of an analysis.
-    let report = analyze_without_posteriors(&counts, settings).map_err(|e| format!("no analysis: {e}"))?;
+    let report =
+        analyze_without_posteriors(&counts, settings).map_err(|e| format!("no analysis: {e}"))?;
     Ok(Readings { report, upstream })
 }
 

@@ -72,7 +72,11 @@ impl ConfigFingerprint {
         ConfigFingerprint {
             state: e.state.as_str().to_string(),
             rollout_variant: e.rollout_variant.clone(),
-            weights: e.variants.iter().map(|v| (v.name.clone(), v.weight)).collect(),
+            weights: e
+                .variants
+                .iter()
+                .map(|v| (v.name.clone(), v.weight))
+                .collect(),
         }
     }
 }
@@ -125,14 +129,16 @@ impl DecisionLog {
             Err(e) => return Err(e),
         };
         let experiments = match std::fs::read(dir.join(STATE_FILE)) {
-            Ok(bytes) => serde_json::from_slice::<StateFile>(&bytes)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{}: {e}", dir.join(STATE_FILE).display()),
-                    )
-                })?
-                .experiments,
+            Ok(bytes) => {
+                serde_json::from_slice::<StateFile>(&bytes)
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{}: {e}", dir.join(STATE_FILE).display()),
+                        )
+                    })?
+                    .experiments
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e),
         };
@@ -194,7 +200,11 @@ impl DecisionLog {
     }
 
     /// Keep `decisions` as what `key`'s next evaluation carries (file replaced atomically).
-    pub fn save_experiment(&self, key: &str, decisions: ExperimentDecisions) -> std::io::Result<()> {
+    pub fn save_experiment(
+        &self,
+        key: &str,
+        decisions: ExperimentDecisions,
+    ) -> std::io::Result<()> {
         let mut inner = self.inner();
         let mut experiments = inner.experiments.clone();
         experiments.insert(key.to_string(), decisions);
@@ -216,7 +226,11 @@ fn parse_records(text: &str, path: &Path) -> Vec<DecisionRecord> {
         .filter_map(|(n, line)| match serde_json::from_str(line) {
             Ok(record) => Some(record),
             Err(e) => {
-                tracing::error!("{}:{}: skipped a damaged decision record: {e}", path.display(), n + 1);
+                tracing::error!(
+                    "{}:{}: skipped a damaged decision record: {e}",
+                    path.display(),
+                    n + 1
+                );
                 None
             }
         })
@@ -249,7 +263,8 @@ mod tests {
     fn records_and_state_survive_a_reopen_and_a_torn_line_loses_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let log = DecisionLog::open(dir.path()).unwrap();
-        log.append(&record("moon_mars", "guardrail_errors")).unwrap();
+        log.append(&record("moon_mars", "guardrail_errors"))
+            .unwrap();
         log.append(&record("other", "promote")).unwrap();
         let mut carried = log.experiment("moon_mars", 2);
         carried.frozen = true;
@@ -260,18 +275,29 @@ mod tests {
             .append(true)
             .open(dir.path().join(RECORDS_FILE))
             .unwrap();
-        file.write_all(br#"{"at":"2026-12-02T06:00:00Z","experi"#).unwrap();
+        file.write_all(br#"{"at":"2026-12-02T06:00:00Z","experi"#)
+            .unwrap();
         drop(log);
 
         let log = DecisionLog::open(dir.path()).unwrap();
         log.append(&record("other", "timeout")).unwrap();
         let log = DecisionLog::open(dir.path()).unwrap();
-        assert_eq!(log.records("moon_mars"), vec![record("moon_mars", "guardrail_errors")]);
-        assert_eq!(log.records("other").len(), 2, "the record after the torn line is kept");
+        assert_eq!(
+            log.records("moon_mars"),
+            vec![record("moon_mars", "guardrail_errors")]
+        );
+        assert_eq!(
+            log.records("other").len(),
+            2,
+            "the record after the torn line is kept"
+        );
         assert_eq!(log.experiment("moon_mars", 2), carried);
         assert!(log.frozen("moon_mars", 2));
         // A new run starts from nothing.
         assert!(!log.frozen("moon_mars", 3));
-        assert_eq!(log.experiment("moon_mars", 3).state, DecisionState::default());
+        assert_eq!(
+            log.experiment("moon_mars", 3).state,
+            DecisionState::default()
+        );
     }
 }

@@ -277,7 +277,10 @@ fn verify_signature(headers: &http::HeaderMap, body: &[u8]) {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);
-    let expected = format!("sha256={}", abproxy::util::random::hex(&mac.finalize().into_bytes()));
+    let expected = format!(
+        "sha256={}",
+        abproxy::util::random::hex(&mac.finalize().into_bytes())
+    );
     assert_eq!(
         headers["x-abproxy-signature"].to_str().unwrap(),
         expected,
@@ -312,7 +315,13 @@ async fn a_variant_failing_30_percent_is_rolled_back_and_the_control_sees_nothin
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("abproxy.yaml");
     let decide = format!("      mode: act\n{ERRORS_GUARDRAIL}");
-    let yaml = config(dir.path(), &moon.url(), &mars.url(), &decide, &notify(&receiver, dir.path()));
+    let yaml = config(
+        dir.path(),
+        &moon.url(),
+        &mars.url(),
+        &decide,
+        &notify(&receiver, dir.path()),
+    );
     std::fs::write(&path, &yaml).unwrap();
     let proxy = ProxyProcess::serve(&path);
 
@@ -337,19 +346,29 @@ async fn a_variant_failing_30_percent_is_rolled_back_and_the_control_sees_nothin
     assert_eq!(record["run"], 1);
     // Exactly `failures` consecutive breaching evaluations.
     assert_eq!(record["evidence"]["consecutive"], 3, "{record:#}");
-    assert!(record["evidence"]["variant"].as_f64().unwrap() > 0.2, "{record:#}");
+    assert!(
+        record["evidence"]["variant"].as_f64().unwrap() > 0.2,
+        "{record:#}"
+    );
     assert!(record["evidence"]["requests"]["variant"].as_u64().unwrap() >= 20);
 
     // The file says what is in force, its other lines kept.
     let after = std::fs::read_to_string(&path).unwrap();
     assert!(after.contains("state: rollout"), "{after}");
     assert!(after.contains("rollout_variant: Moon"), "{after}");
-    assert!(after.contains("      Moon: { weight: 50, upstream: moon }"), "{after}");
+    assert!(
+        after.contains("      Moon: { weight: 50, upstream: moon }"),
+        "{after}"
+    );
 
     // The control's devices: Moon, 200, before and after; Mars's devices end on Moon.
     for (i, status, upstream) in &seen {
         if devices[*i].upstream == "moon" {
-            assert_eq!((*status, upstream.as_str()), (200, "moon"), "a control device saw a change");
+            assert_eq!(
+                (*status, upstream.as_str()),
+                (200, "moon"),
+                "a control device saw a change"
+            );
         }
     }
     let last_of_mars = seen
@@ -357,22 +376,45 @@ async fn a_variant_failing_30_percent_is_rolled_back_and_the_control_sees_nothin
         .rev()
         .find(|(i, _, _)| devices[*i].upstream == "mars")
         .unwrap();
-    assert_eq!(last_of_mars.2, "moon", "after the rollback Mars's devices get the control");
+    assert_eq!(
+        last_of_mars.2, "moon",
+        "after the rollback Mars's devices get the control"
+    );
 
     // The webhook got the signed record.
     let (headers, body) = delivered(&receiver, record["id"].as_str().unwrap()).await;
-    assert_eq!(headers["x-abproxy-delivery"], record["id"].as_str().unwrap());
-    for field in ["at", "experiment", "run", "kind", "variant", "mode", "action", "applied", "reason", "evidence"] {
+    assert_eq!(
+        headers["x-abproxy-delivery"],
+        record["id"].as_str().unwrap()
+    );
+    for field in [
+        "at",
+        "experiment",
+        "run",
+        "kind",
+        "variant",
+        "mode",
+        "action",
+        "applied",
+        "reason",
+        "evidence",
+    ] {
         assert_eq!(body[field], record[field], "{field}");
     }
-    assert!(body["text"].as_str().unwrap().contains("moon_mars"), "{body:#}");
+    assert!(
+        body["text"].as_str().unwrap().contains("moon_mars"),
+        "{body:#}"
+    );
 
     let m = metrics(proxy.admin).await;
     assert_eq!(
         m[r#"abproxy_decisions_total{experiment="moon_mars",kind="guardrail_errors"}"#],
         1.0
     );
-    assert!(m[r#"abproxy_variant_responses_total{code_class="5xx",experiment="moon_mars",variant="Mars"}"#] > 0.0);
+    assert!(
+        m[r#"abproxy_variant_responses_total{code_class="5xx",experiment="moon_mars",variant="Mars"}"#]
+            > 0.0
+    );
     assert_eq!(
         m.get(r#"abproxy_variant_responses_total{code_class="5xx",experiment="moon_mars",variant="Moon"}"#),
         Some(&0.0)
@@ -388,14 +430,23 @@ async fn in_notify_mode_the_same_breach_changes_nothing_and_still_notifies() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("abproxy.yaml");
     // `mode` left out: notify is the default.
-    let yaml = config(dir.path(), &moon.url(), &mars.url(), ERRORS_GUARDRAIL, &notify(&receiver, dir.path()));
+    let yaml = config(
+        dir.path(),
+        &moon.url(),
+        &mars.url(),
+        ERRORS_GUARDRAIL,
+        &notify(&receiver, dir.path()),
+    );
     std::fs::write(&path, &yaml).unwrap();
     let proxy = ProxyProcess::serve(&path);
 
     let devices = Arc::new(devices(proxy.addr, 10).await);
     let stop = Arc::new(AtomicBool::new(false));
     let load = traffic(proxy.addr, devices.clone(), stop.clone());
-    let record = record_where(proxy.admin, "guardrail record", |r| r["kind"] == "guardrail_errors").await;
+    let record = record_where(proxy.admin, "guardrail record", |r| {
+        r["kind"] == "guardrail_errors"
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     let seen = load.await.unwrap();
@@ -403,7 +454,11 @@ async fn in_notify_mode_the_same_breach_changes_nothing_and_still_notifies() {
     assert_eq!(record["mode"], "notify");
     assert_eq!(record["action"], "rollback", "what it would have done");
     assert_eq!(record["applied"], false);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), yaml, "the file is untouched");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        yaml,
+        "the file is untouched"
+    );
     let last_of_mars = seen
         .iter()
         .rev()
@@ -412,10 +467,22 @@ async fn in_notify_mode_the_same_breach_changes_nothing_and_still_notifies() {
     assert_eq!(last_of_mars.2, "mars", "Mars's devices still get Mars");
     let (_, body) = delivered(&receiver, record["id"].as_str().unwrap()).await;
     assert_eq!(body["applied"], false);
-    assert!(body["text"].as_str().unwrap().contains("nothing was changed"), "{body:#}");
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed"),
+        "{body:#}"
+    );
     // Once per run: one record, however many breaching evaluations followed.
     let all = records(&decisions(proxy.admin).await);
-    assert_eq!(all.iter().filter(|r| r["kind"] == "guardrail_errors").count(), 1, "{all:#?}");
+    assert_eq!(
+        all.iter()
+            .filter(|r| r["kind"] == "guardrail_errors")
+            .count(),
+        1,
+        "{all:#?}"
+    );
     drop(proxy);
 }
 
@@ -430,13 +497,24 @@ async fn a_clear_winner_is_promoted() {
       min_devices: 100
       promote: { goal: click, confidence: 0.95 }
 ";
-    std::fs::write(&path, config(dir.path(), &moon.url(), &mars.url(), decide, "")).unwrap();
+    std::fs::write(
+        &path,
+        config(dir.path(), &moon.url(), &mars.url(), decide, ""),
+    )
+    .unwrap();
     let proxy = ProxyProcess::serve(&path);
     let mut simulate = std::process::Command::new(BIN)
         .args(["simulate", "--target"])
         .arg(format!("http://{}", proxy.addr))
         .args(["--duration", "120s", "--rate", "60"])
-        .args(["--click-probs", "Moon=0.10,Mars=0.30", "--params", "{}", "--seed", "7"])
+        .args([
+            "--click-probs",
+            "Moon=0.10,Mars=0.30",
+            "--params",
+            "{}",
+            "--seed",
+            "7",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -449,16 +527,28 @@ async fn a_clear_winner_is_promoted() {
     assert_eq!(record["action"], "rollout");
     assert_eq!(record["applied"], true, "{record:#}");
     let evidence = &record["evidence"];
-    assert!(evidence["p_value_sequential_holm"].as_f64().unwrap() < 0.05, "{record:#}");
+    assert!(
+        evidence["p_value_sequential_holm"].as_f64().unwrap() < 0.05,
+        "{record:#}"
+    );
     for v in ["Moon", "Mars"] {
-        assert!(evidence["devices"][v].as_u64().unwrap() >= 100, "{record:#}");
+        assert!(
+            evidence["devices"][v].as_u64().unwrap() >= 100,
+            "{record:#}"
+        );
     }
     let after = std::fs::read_to_string(&path).unwrap();
-    assert!(after.contains("state: rollout") && after.contains("rollout_variant: Mars"), "{after}");
+    assert!(
+        after.contains("state: rollout") && after.contains("rollout_variant: Mars"),
+        "{after}"
+    );
     // The page shows it.
     let (_, _, page) = get(&format!("http://{}/experiments", proxy.admin), &[]).await;
     let page = String::from_utf8_lossy(&page);
-    assert!(page.contains("Automated decisions") && page.contains("rollout → Mars"), "{page}");
+    assert!(
+        page.contains("Automated decisions") && page.contains("rollout → Mars"),
+        "{page}"
+    );
     drop(proxy);
 }
 
@@ -474,7 +564,11 @@ async fn past_max_duration_the_run_times_out() {
       max_duration: 3s
       on_timeout: stop
 ";
-    std::fs::write(&path, config(dir.path(), &moon.url(), &mars.url(), decide, "")).unwrap();
+    std::fs::write(
+        &path,
+        config(dir.path(), &moon.url(), &mars.url(), decide, ""),
+    )
+    .unwrap();
     let proxy = ProxyProcess::serve(&path);
     let record = record_where(proxy.admin, "timeout", |r| r["kind"] == "timeout").await;
     assert_eq!(record["action"], "stop");
@@ -528,7 +622,11 @@ async fn clients_sending_broken_bodies_to_a_variant_do_not_trip_its_guardrail() 
     }
     stop.store(true, Ordering::SeqCst);
     let seen = load.await.unwrap();
-    assert!(seen.len() > 100, "enough traffic for the guardrail to judge: {}", seen.len());
+    assert!(
+        seen.len() > 100,
+        "enough traffic for the guardrail to judge: {}",
+        seen.len()
+    );
 
     let answer = decisions(proxy.admin).await;
     assert!(
@@ -553,7 +651,11 @@ async fn clients_sending_broken_bodies_to_a_variant_do_not_trip_its_guardrail() 
 async fn with_prometheus_down_nothing_is_decided_and_a_record_says_why() {
     let (moon, mars) = crate::support::moon_and_mars().await;
     // A port nothing listens on.
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("abproxy.yaml");
     let decide = "      mode: act
@@ -567,18 +669,34 @@ async fn with_prometheus_down_nothing_is_decided_and_a_record_says_why() {
     let yaml = config(dir.path(), &moon.url(), &mars.url(), decide, &tail);
     std::fs::write(&path, &yaml).unwrap();
     let proxy = ProxyProcess::serve(&path);
-    let record = record_where(proxy.admin, "no_decision record", |r| r["kind"] == "no_decision").await;
-    assert!(record["reason"].as_str().unwrap().contains("Prometheus"), "{record:#}");
+    let record = record_where(proxy.admin, "no_decision record", |r| {
+        r["kind"] == "no_decision"
+    })
+    .await;
+    assert!(
+        record["reason"].as_str().unwrap().contains("Prometheus"),
+        "{record:#}"
+    );
     assert_eq!(record["action"], "none");
     assert_eq!(record["applied"], false);
     // Past max_duration now, and still nothing decided, and recorded only once.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let all = records(&decisions(proxy.admin).await);
     assert_eq!(all.len(), 1, "{all:#?}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), yaml, "nothing changed");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        yaml,
+        "nothing changed"
+    );
     let m = metrics(proxy.admin).await;
-    assert_eq!(m[r#"abproxy_decisions_total{experiment="moon_mars",kind="no_decision"}"#], 1.0);
-    assert_eq!(m[r#"abproxy_decisions_total{experiment="moon_mars",kind="timeout"}"#], 0.0);
+    assert_eq!(
+        m[r#"abproxy_decisions_total{experiment="moon_mars",kind="no_decision"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"abproxy_decisions_total{experiment="moon_mars",kind="timeout"}"#],
+        0.0
+    );
     drop(proxy);
 }
 
@@ -597,7 +715,13 @@ async fn a_decision_that_cannot_be_written_is_recorded_as_failed_and_nothing_is_
       max_duration: 2s
       on_timeout: stop
 ";
-    let yaml = config(dir.path(), &moon.url(), &mars.url(), decide, &notify(&receiver, dir.path()));
+    let yaml = config(
+        dir.path(),
+        &moon.url(),
+        &mars.url(),
+        decide,
+        &notify(&receiver, dir.path()),
+    );
     std::fs::write(&path, &yaml).unwrap();
     // No file can be created beside the config: the atomic write fails.
     let Some(_guard) = crate::support::ImmutableDir::set(&config_dir) else {
@@ -606,15 +730,102 @@ async fn a_decision_that_cannot_be_written_is_recorded_as_failed_and_nothing_is_
     let proxy = ProxyProcess::serve(&path);
     let record = record_where(proxy.admin, "timeout record", |r| r["kind"] == "timeout").await;
     assert_eq!(record["applied"], false, "{record:#}");
-    assert!(record["error"].as_str().unwrap().contains("cannot write"), "{record:#}");
+    assert!(
+        record["error"].as_str().unwrap().contains("cannot write"),
+        "{record:#}"
+    );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), yaml);
     // Still serving both variants: the stop was not applied in memory either.
     let devices = devices(proxy.addr, 1).await;
     assert!(devices.iter().any(|d| d.upstream == "mars"));
     let (_, body) = delivered(&receiver, record["id"].as_str().unwrap()).await;
-    assert!(body["text"].as_str().unwrap().contains("NOT applied"), "{body:#}");
+    assert!(
+        body["text"].as_str().unwrap().contains("NOT applied"),
+        "{body:#}"
+    );
     let (_, _, page) = get(&format!("http://{}/experiments", proxy.admin), &[]).await;
     let page = String::from_utf8_lossy(&page);
     assert!(page.contains("not applied: cannot write"), "{page}");
+    drop(proxy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_change_after_a_decision_is_respected_and_survives_a_restart() {
+    let moon = MockUpstream::start("moon").await;
+    let mars = FlakyUpstream::start("mars", 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("abproxy.yaml");
+    // A decision first (the timeout's `keep`, which changes nothing), then a failing Mars
+    // that the guardrail would roll back (as the first test shows) if no human had
+    // changed the experiment in between.
+    let decide = "      mode: act
+      every: 1s
+      min_duration: 0s
+      min_devices: 0
+      max_duration: 2s
+      on_timeout: keep
+      guardrails:
+        errors: { max_ratio: 2.0, min_requests: 20, failures: 2 }
+        latency_p95: false
+";
+    let yaml = config(dir.path(), &moon.url(), &mars.url(), decide, "");
+    std::fs::write(&path, &yaml).unwrap();
+    let mut proxy = ProxyProcess::serve(&path);
+    let keep = record_where(proxy.admin, "timeout keep", |r| r["kind"] == "timeout").await;
+    assert_eq!(
+        (keep["action"].as_str(), keep["applied"].as_bool()),
+        (Some("keep"), Some(true))
+    );
+
+    // A human changes the weights in the file.
+    let edited = yaml.replace(
+        "Moon: { weight: 50, upstream: moon }",
+        "Moon: { weight: 60, upstream: moon }",
+    );
+    crate::support::write_by_rename(&path, &edited);
+    let deadline = std::time::Instant::now() + WITHIN;
+    while !decisions(proxy.admin).await["state"]["human_changed"]
+        .as_bool()
+        .unwrap_or(false)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the human change was not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Failing traffic for several evaluations, before and after a restart (killed, not
+    // stopped: what is on disk is all there is).
+    for round in 0..2 {
+        let devices = Arc::new(devices(proxy.addr, 10).await);
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = traffic(proxy.addr, devices.clone(), stop.clone());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stop.store(true, Ordering::SeqCst);
+        let seen = load.await.unwrap();
+        let failed = seen.iter().filter(|(_, status, _)| *status == 500).count();
+        assert!(
+            failed > 40,
+            "round {round}: Mars failed enough to breach: {failed}"
+        );
+        let answer = decisions(proxy.admin).await;
+        assert_eq!(
+            records(&answer),
+            vec![keep.clone()],
+            "round {round}: {answer:#}"
+        );
+        assert_eq!(answer["state"]["human_changed"], true, "round {round}");
+        if round == 0 {
+            let _ = proxy.child.kill();
+            let _ = proxy.child.wait();
+            proxy = ProxyProcess::serve(&path);
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        edited,
+        "the human's file stays"
+    );
     drop(proxy);
 }
