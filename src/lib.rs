@@ -13,6 +13,11 @@
 //!                                         │
 //!                                         ▼
 //!                 stats (tests, intervals, SRM)  ──►  admin (API, page)  /  cli (analyze)
+//!                                         │
+//!                                         ▼
+//!                 state::decider: experiments::decide (promote, guardrails, freeze,
+//!                 timeout) → state::change (the YAML, as the admin API) → the records
+//!                 (state::decision_log) → transport::webhook
 //! ```
 //!
 //! The folders are layers. A module imports only from layers below its own (and from
@@ -25,9 +30,9 @@
 //! | [`config`] | the YAML file → a validated [`config::Config`]; the naming rules | util; **pure** |
 //! | [`stats`] | the statistics and the analysis report | util; **pure** |
 //! | [`counting`] | the count book, the durable counts log, the export, the metric registry, the PromQL, the counts from Prometheus's answers, the variants' upstream windows | stats, config, util |
-//! | [`experiments`] | the assignment hash, experiment plans, targeting, sticky cookies, QA overrides, device ids, lifecycle rules, goals | counting, config, util; **pure** |
-//! | [`transport`] | upstream connection pools, TLS termination, connection draining, bodies | config, counting |
-//! | [`state`] | the snapshot, the app (load, reload, commit), the run book, secrets, reload triggers, the bandit updater, the counts read from Prometheus | everything below |
+//! | [`experiments`] | the assignment hash, experiment plans, targeting, sticky cookies, QA overrides, device ids, lifecycle rules, goals, the bandit's and the automated decisions' rules | counting, stats, config, util; **pure** |
+//! | [`transport`] | upstream connection pools, TLS termination, connection draining, bodies, webhook deliveries | config, counting |
+//! | [`state`] | the snapshot, the app (load, reload, commit), the run book, secrets, reload triggers, the bandit updater, the counts read from Prometheus, the decision loop and its records, changes through the config file | everything below |
 //! | [`admin`] | the admin listener: API, page, charts, results | everything below |
 //! | [`proxy`] | the listeners, the proxy service, routing one request, `/_ab/` endpoints, header rewriting, upgrades, errors | everything below |
 //! | [`cli`] | one module per subcommand (`serve`, `check`, `demo`, `analyze` and its remote sources, `simulate`, `plan`, `healthcheck`, the built-in backend) and the runtime they run on | everything below |

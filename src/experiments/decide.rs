@@ -1,4 +1,4 @@
-//! Automated decisions (issue 14), as a rule: an experiment's `decide` settings, its
+//! Automated decisions, as a rule: an experiment's `decide` settings, its
 //! analysis, its upstream figures of the last window and the state carried from the last
 //! evaluation in; the decisions of this evaluation and the next state out. Pure: no
 //! clock (times are Unix ms passed in), no I/O, no config parsing, no metrics. Applying a

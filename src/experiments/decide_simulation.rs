@@ -1,6 +1,6 @@
 //! Whole runs of an experiment, simulated with a seeded generator through the real
 //! analysis (`stats::analysis::analyze`) and the real decision rule (`decide::evaluate`):
-//! the proof issue 14 asks for, that the rule's false promotions stay within 1 −
+//! the evidence that the rule's false promotions stay within 1 −
 //! confidence however often it is evaluated, and how soon it promotes a real winner.
 //!
 //! The analysis is [`analyze_without_posteriors`]: every figure of `analyze` but the

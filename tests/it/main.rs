@@ -8,6 +8,8 @@
 //!   the best, pins hold, a restart keeps the periods; a weight change starts a period.
 //! - `bandit_replicas`: replicas of the binary and a real Prometheus: bandit periods agree,
 //!   shares kept without Prometheus; the bandit's PromQL in promtool (`query`).
+//! - `decisions`: automated decisions through the binary: rollback, notify mode, a
+//!   promotion, a timeout, client faults, Prometheus down, a failed write, a human change.
 //! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
