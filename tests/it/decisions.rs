@@ -194,7 +194,7 @@ fn records(answer: &Value) -> Vec<Value> {
 
 async fn metrics(admin: SocketAddr) -> HashMap<String, f64> {
     let (_, _, body) = get(&format!("http://{admin}/metrics"), &[]).await;
-    parse_metrics(&String::from_utf8(body.to_vec()).unwrap())
+    parse_metrics(std::str::from_utf8(&body).unwrap())
 }
 
 /// Wait until the decisions API has a record that `wanted` accepts; return it.
