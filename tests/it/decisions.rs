@@ -307,19 +307,31 @@ async fn delivered(receiver: &Receiver, id: &str) -> (http::HeaderMap, Value) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_variant_failing_30_percent_is_rolled_back_and_the_control_sees_nothing_change() {
+/// The failing-Mars scenario of the rollback tests: a working Moon, a Mars failing 3 in
+/// 10, devices of both sending requests until 2 s after the guardrail's record.
+struct Breach {
+    _upstreams: (MockUpstream, FlakyUpstream),
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    yaml: String,
+    proxy: ProxyProcess,
+    receiver: Receiver,
+    devices: Arc<Vec<Device>>,
+    record: Value,
+    seen: Vec<(usize, u16, String)>,
+}
+
+async fn breach(decide: &str) -> Breach {
     let moon = MockUpstream::start("moon").await;
     let mars = FlakyUpstream::start("mars", 3).await;
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("abproxy.yaml");
-    let decide = format!("      mode: act\n{ERRORS_GUARDRAIL}");
     let yaml = config(
         dir.path(),
         &moon.url(),
         &mars.url(),
-        &decide,
+        decide,
         &notify(&receiver, dir.path()),
     );
     std::fs::write(&path, &yaml).unwrap();
@@ -328,15 +340,41 @@ async fn a_variant_failing_30_percent_is_rolled_back_and_the_control_sees_nothin
     let devices = Arc::new(devices(proxy.addr, 10).await);
     let stop = Arc::new(AtomicBool::new(false));
     let load = traffic(proxy.addr, devices.clone(), stop.clone());
-
-    let record = record_where(proxy.admin, "guardrail rollback", |r| {
+    let record = record_where(proxy.admin, "guardrail record", |r| {
         r["kind"] == "guardrail_errors"
     })
     .await;
-    // A second of traffic more, after the rollback.
+    // Traffic goes on for a while after the decision.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     let seen = load.await.unwrap();
+    Breach {
+        _upstreams: (moon, mars),
+        _dir: dir,
+        path,
+        yaml,
+        proxy,
+        receiver,
+        devices,
+        record,
+        seen,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_failing_30_percent_is_rolled_back_and_the_control_sees_nothing_change() {
+    let Breach {
+        path,
+        proxy,
+        receiver,
+        devices,
+        record,
+        seen,
+        // Bound, not dropped: the files and upstreams must outlive the checks.
+        _dir,
+        _upstreams,
+        ..
+    } = breach(&format!("      mode: act\n{ERRORS_GUARDRAIL}")).await;
 
     assert_eq!(record["variant"], "Mars");
     assert_eq!(record["mode"], "act");
@@ -424,32 +462,20 @@ async fn a_variant_failing_30_percent_is_rolled_back_and_the_control_sees_nothin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_notify_mode_the_same_breach_changes_nothing_and_still_notifies() {
-    let moon = MockUpstream::start("moon").await;
-    let mars = FlakyUpstream::start("mars", 3).await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("abproxy.yaml");
     // `mode` left out: notify is the default.
-    let yaml = config(
-        dir.path(),
-        &moon.url(),
-        &mars.url(),
-        ERRORS_GUARDRAIL,
-        &notify(&receiver, dir.path()),
-    );
-    std::fs::write(&path, &yaml).unwrap();
-    let proxy = ProxyProcess::serve(&path);
-
-    let devices = Arc::new(devices(proxy.addr, 10).await);
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = traffic(proxy.addr, devices.clone(), stop.clone());
-    let record = record_where(proxy.admin, "guardrail record", |r| {
-        r["kind"] == "guardrail_errors"
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::SeqCst);
-    let seen = load.await.unwrap();
+    let Breach {
+        path,
+        yaml,
+        proxy,
+        receiver,
+        devices,
+        record,
+        seen,
+        // Bound, not dropped: the files and upstreams must outlive the checks.
+        _dir,
+        _upstreams,
+        ..
+    } = breach(ERRORS_GUARDRAIL).await;
 
     assert_eq!(record["mode"], "notify");
     assert_eq!(record["action"], "rollback", "what it would have done");
