@@ -3,7 +3,7 @@
 //! be applied marked as such. Pure: results in, markup out.
 
 use crate::admin::results::ExperimentResults;
-use crate::config::{Decide, GuardrailAction, Mode, OnTimeout};
+use crate::config::{show_duration, Decide, GuardrailAction, Mode, OnTimeout};
 use crate::state::decision_log::DecisionRecord;
 use crate::util::html::escape;
 
@@ -86,7 +86,7 @@ fn settings_line(d: &Decide) -> String {
         (None, _) => String::new(),
         (Some(max), on) => format!(
             " · after {}: {}",
-            humantime::format_duration(max),
+            show_duration(max),
             match on {
                 OnTimeout::Stop => "stop",
                 OnTimeout::RolloutBest => "roll out the best",
@@ -96,10 +96,10 @@ fn settings_line(d: &Decide) -> String {
     };
     format!(
         "{mode} · every {} · promote on {} at {}% after {} and {} devices per variant · guardrails: {action} on {}{timeout}",
-        humantime::format_duration(d.every),
+        show_duration(d.every),
         d.promote.goal,
         d.promote.confidence * 100.0,
-        humantime::format_duration(d.min_duration),
+        show_duration(d.min_duration),
         d.min_devices,
         if guards.is_empty() { "nothing".to_string() } else { guards.join(", ") },
     )

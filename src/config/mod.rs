@@ -7,6 +7,8 @@
 pub mod edit;
 pub mod names;
 mod parse;
+/// A duration as it is written in the file (`1s`, `1500ms`, `1h`, `7d`), for messages and the page.
+pub(crate) use parse::fields::show_duration;
 pub mod target;
 pub mod yaml;
 

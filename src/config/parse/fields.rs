@@ -241,7 +241,7 @@ pub(super) fn decimal(text: &str) -> Option<f64> {
 }
 
 /// A duration as it would be written in the file: `1s`, `1500ms`, `1h`, `7d`.
-pub(super) fn show_duration(d: Duration) -> String {
+pub(crate) fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".to_string(),
