@@ -98,7 +98,7 @@ pub fn change_experiment(
         loaded_experiment(&now, key),
     ) {
         tracing::info!(
-            "experiment {key} changed by {by}: {}",
+            "experiment {key} changed through {by}: {}",
             describe_change(before, after)
         );
     }
