@@ -335,11 +335,11 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
                     mode: d.mode,
                     action: Action::Rollout(variant.clone()),
                     reason: format!(
-                        "{variant} beats {control} on {}: {:.2}% vs {:.2}%, always-valid p (Holm) = {} < {alpha:.3}: rollout of {variant}",
+                        "{variant} beats {control} on {}: {:.2}% vs {:.2}%, always-valid p (Holm) {} under {alpha:.3}: rollout of {variant}",
                         d.promote.goal,
                         100.0 * row.rate,
                         100.0 * control_row.rate,
-                        format_p(row.p_value_sequential_holm.unwrap_or(1.0)),
+                        shown_p(row.p_value_sequential_holm.unwrap_or(1.0)),
                     ),
                     evidence: json!({
                         "goal": d.promote.goal, "confidence": d.promote.confidence,
@@ -504,8 +504,14 @@ fn devices(report: &Report) -> BTreeMap<&str, u64> {
         .collect()
 }
 
-fn format_p(p: f64) -> String {
-    crate::stats::analysis::format_p(p)
+/// `= 0.012` or `< 0.001`, to follow "p" in a sentence.
+fn shown_p(p: f64) -> String {
+    let shown = crate::stats::analysis::format_p(p);
+    if shown.starts_with('<') {
+        shown
+    } else {
+        format!("= {shown}")
+    }
 }
 
 #[cfg(test)]
