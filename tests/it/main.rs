@@ -8,6 +8,8 @@
 //!   the best, pins hold, a restart keeps the periods; a weight change starts a period.
 //! - `bandit_replicas`: replicas of the binary and a real Prometheus: bandit periods agree,
 //!   shares kept without Prometheus; the bandit's PromQL in promtool (`query`).
+//! - `decision_replicas`: replicas of the binary and a real Prometheus: both record the
+//!   same automated decision (same boundary, id and figures), the webhook gets one id twice.
 //! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
@@ -45,6 +47,7 @@ mod bandit;
 mod bandit_replicas;
 mod browser;
 mod cli;
+mod decision_replicas;
 mod decisions;
 mod durability;
 mod events;
