@@ -3,7 +3,8 @@
 //! second. With `decide.counts: prometheus` each replica reads every replica's counts and
 //! upstream windows at the same boundary, so both record the same decision (same `at`,
 //! `id` and evidence) without talking to each other, and a webhook receiver gets it twice
-//! under one `X-Abproxy-Delivery`, to drop the duplicate by.
+//! under one `X-Abproxy-Delivery`, to drop the duplicate by. A replica that fell behind
+//! (stopped over the boundaries of the streak) catches up to the same decision.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

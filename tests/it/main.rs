@@ -9,7 +9,8 @@
 //! - `bandit_replicas`: replicas of the binary and a real Prometheus: bandit periods agree,
 //!   shares kept without Prometheus; the bandit's PromQL in promtool (`query`).
 //! - `decision_replicas`: replicas of the binary and a real Prometheus: both record the
-//!   same automated decision (same boundary, id and figures), the webhook gets one id twice.
+//!   same automated decision (same boundary, id and figures), the webhook gets one id
+//!   twice, a replica stopped over the streak catches up to it.
 //! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
 //! - `events`: POST /_ab/events and conversions (once per device, goal, run; replicas).
 //! - `experiments`: stickiness, runs and transitions, traffic, targeting, overrides, /_ab/.
