@@ -8,7 +8,10 @@
 //!
 //! Evaluations happen at Unix-epoch multiples of `every` ([`due`], the same boundaries as
 //! a bandit's updates), so replicas reading the same counts evaluate at the same instant
-//! and reach the same decisions. The caller passes that boundary as `now_ms`.
+//! and reach the same decisions. The caller passes that boundary as `now_ms`. Reading
+//! Prometheus, a replica that fell behind evaluates the boundaries it missed in order
+//! ([`due_in_order`]); reading its own counters, which it cannot read in the past, it
+//! evaluates the latest.
 //!
 //! # The rules, in the order they are applied (the precedence)
 //!
@@ -176,6 +179,27 @@ pub fn due(every: Duration, last_eval_ms: Option<u64>, now_ms: u64) -> Option<u6
     match last_eval_ms {
         Some(last) if last >= boundary => None,
         _ => Some(boundary),
+    }
+}
+
+/// How far behind [`due_in_order`] catches up, in boundaries: further behind (a replica
+/// down for long), it jumps to the latest, as [`due`] does.
+pub const CATCH_UP_BOUNDARIES: u64 = 100;
+
+/// The evaluation due now when the counts can be read at any past instant (`counts:
+/// prometheus`): the first boundary after the last one evaluated, not the latest, so
+/// that a replica that fell behind (stalled, or slow answers) still evaluates every
+/// boundary the others evaluated, in order, and its breach streaks count the same
+/// windows (skipping one would have it fire a boundary later, under another record id).
+/// Up to [`CATCH_UP_BOUNDARIES`] behind; `None` as [`due`].
+pub fn due_in_order(every: Duration, last_eval_ms: Option<u64>, now_ms: u64) -> Option<u64> {
+    let latest = due(every, last_eval_ms, now_ms)?;
+    let every_ms = (every.as_millis() as u64).max(1);
+    match last_eval_ms {
+        Some(last) if latest - last <= CATCH_UP_BOUNDARIES * every_ms => {
+            Some(boundaries(every, last).1)
+        }
+        _ => Some(latest),
     }
 }
 

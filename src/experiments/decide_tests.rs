@@ -570,6 +570,34 @@ fn evaluations_are_due_at_boundaries_since_the_epoch() {
 }
 
 #[test]
+fn reading_the_past_a_replica_behind_evaluates_each_missed_boundary_in_order() {
+    let hour = Duration::from_secs(3600);
+    assert_eq!(due_in_order(hour, None, 7_200_001), Some(7_200_000));
+    assert_eq!(due_in_order(hour, Some(7_200_000), 10_799_999), None);
+    // Two boundaries missed: the first after the last evaluated, then the next.
+    assert_eq!(due_in_order(hour, Some(0), 10_800_500), Some(3_600_000));
+    assert_eq!(
+        due_in_order(hour, Some(3_600_000), 10_800_500),
+        Some(7_200_000)
+    );
+    assert_eq!(
+        due_in_order(hour, Some(7_200_000), 10_800_500),
+        Some(10_800_000)
+    );
+    assert_eq!(due_in_order(hour, Some(10_800_000), 10_800_500), None);
+    // `every` changed: the first boundary of the new cadence after the last evaluation.
+    assert_eq!(
+        due_in_order(hour, Some(1_800_000), 10_800_500),
+        Some(3_600_000)
+    );
+    // Up to CATCH_UP_BOUNDARIES behind, caught up; one more, too far to replay: the latest.
+    let limit = CATCH_UP_BOUNDARIES * 3_600_000;
+    assert_eq!(due_in_order(hour, Some(0), limit + 500), Some(3_600_000));
+    let beyond = limit + 3_600_000;
+    assert_eq!(due_in_order(hour, Some(0), beyond + 500), Some(beyond));
+}
+
+#[test]
 fn the_state_round_trips_as_json() {
     let d = decide();
     let bad = windows(&[("A", 1000, 10, 0.1), ("B", 1000, 300, 0.1)]);

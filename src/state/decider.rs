@@ -111,9 +111,18 @@ async fn run(app: Arc<App>) {
             let carried = app.decisions.experiment(&e.key, run.number);
             let handled = memory.handled.get(&(e.key.clone(), run.number)).copied();
             let last = carried.state.last_eval_ms.max(handled);
-            let Some(at_ms) = decide::due(d.every, last, now_ms.saturating_sub(settle_ms)) else {
+            let due = match d.counts {
+                BanditCounts::Prometheus => decide::due_in_order,
+                BanditCounts::Local => decide::due,
+            };
+            let settled_ms = now_ms.saturating_sub(settle_ms);
+            let Some(at_ms) = due(d.every, last, settled_ms) else {
                 continue;
             };
+            if decide::due(d.every, Some(at_ms), settled_ms).is_some() {
+                // Catching up: the next boundary is due at once.
+                wake_ms = now_ms;
+            }
             memory.handled.insert((e.key.clone(), run.number), at_ms);
             let source = match d.counts {
                 BanditCounts::Prometheus => prometheus,

@@ -28,13 +28,13 @@ const WITHIN: Duration = Duration::from_secs(90);
 
 /// An upstream answering 500 to `fail_in_10` of every 10 requests (deterministic), 200
 /// with `X-Upstream: <name>` otherwise.
-struct FlakyUpstream {
+pub(crate) struct FlakyUpstream {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FlakyUpstream {
-    async fn start(name: &'static str, fail_in_10: usize) -> FlakyUpstream {
+    pub(crate) async fn start(name: &'static str, fail_in_10: usize) -> FlakyUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let served = Arc::new(AtomicUsize::new(0));
@@ -69,7 +69,7 @@ impl FlakyUpstream {
         FlakyUpstream { addr, task }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
@@ -81,14 +81,14 @@ impl Drop for FlakyUpstream {
 }
 
 /// A webhook receiver: every POST's headers and body, answered 200.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<(http::HeaderMap, Bytes)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -118,11 +118,11 @@ impl Receiver {
         Receiver { addr, got, task }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }
 
-    fn bodies(&self) -> Vec<(http::HeaderMap, Bytes)> {
+    pub(crate) fn bodies(&self) -> Vec<(http::HeaderMap, Bytes)> {
         self.got.lock().unwrap().clone()
     }
 }
@@ -136,7 +136,7 @@ impl Drop for Receiver {
 const SECRET: &str = "a webhook secret of the test, long enough";
 
 /// The config of these tests: Moon (the control) and Mars, a click goal, and `decide`.
-fn config(dir: &Path, moon: &str, mars: &str, decide: &str, tail: &str) -> String {
+pub(crate) fn config(dir: &Path, moon: &str, mars: &str, decide: &str, tail: &str) -> String {
     std::fs::write(dir.join("hook.secret"), format!("{SECRET}\n")).unwrap();
     format!(
         "data_dir: {data}
@@ -161,7 +161,7 @@ experiments:
     )
 }
 
-fn notify(receiver: &Receiver, dir: &Path) -> String {
+pub(crate) fn notify(receiver: &Receiver, dir: &Path) -> String {
     format!(
         "notify:\n  webhook: {}\n  secret_file: {}\n",
         receiver.url(),
@@ -178,7 +178,7 @@ const ERRORS_GUARDRAIL: &str = "      every: 1s
         latency_p95: false
 ";
 
-async fn decisions(admin: SocketAddr) -> Value {
+pub(crate) async fn decisions(admin: SocketAddr) -> Value {
     let (status, _, body) = get(
         &format!("http://{admin}/api/experiments/moon_mars/decisions"),
         &[],
@@ -188,7 +188,7 @@ async fn decisions(admin: SocketAddr) -> Value {
     serde_json::from_slice(&body).unwrap()
 }
 
-fn records(answer: &Value) -> Vec<Value> {
+pub(crate) fn records(answer: &Value) -> Vec<Value> {
     answer["decisions"].as_array().cloned().unwrap_or_default()
 }
 
@@ -198,7 +198,7 @@ async fn metrics(admin: SocketAddr) -> HashMap<String, f64> {
 }
 
 /// Wait until the decisions API has a record that `wanted` accepts; return it.
-async fn record_where(admin: SocketAddr, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn record_where(admin: SocketAddr, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + WITHIN;
     loop {
         let answer = decisions(admin).await;
@@ -214,7 +214,7 @@ async fn record_where(admin: SocketAddr, what: &str, wanted: impl Fn(&Value) -> 
 }
 
 /// One device: its cookies and the variant (upstream name) it was sent to.
-struct Device {
+pub(crate) struct Device {
     cookies: String,
     upstream: String,
 }
@@ -232,7 +232,7 @@ async fn new_device(proxy: SocketAddr) -> Device {
 }
 
 /// Devices until each variant has at least `per_variant`.
-async fn devices(proxy: SocketAddr, per_variant: usize) -> Vec<Device> {
+pub(crate) async fn devices(proxy: SocketAddr, per_variant: usize) -> Vec<Device> {
     let mut out: Vec<Device> = Vec::new();
     while ["moon", "mars"]
         .iter()
@@ -245,7 +245,7 @@ async fn devices(proxy: SocketAddr, per_variant: usize) -> Vec<Device> {
 
 /// Requests of known devices, round and round, until `stop`: (device index, status,
 /// upstream) of each.
-fn traffic(
+pub(crate) fn traffic(
     proxy: SocketAddr,
     devices: Arc<Vec<Device>>,
     stop: Arc<AtomicBool>,
@@ -273,7 +273,7 @@ fn traffic(
     })
 }
 
-fn verify_signature(headers: &http::HeaderMap, body: &[u8]) {
+pub(crate) fn verify_signature(headers: &http::HeaderMap, body: &[u8]) {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(body);

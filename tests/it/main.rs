@@ -8,6 +8,9 @@
 //!   the best, pins hold, a restart keeps the periods; a weight change starts a period.
 //! - `bandit_replicas`: replicas of the binary and a real Prometheus: bandit periods agree,
 //!   shares kept without Prometheus; the bandit's PromQL in promtool (`query`).
+//! - `decision_replicas`: replicas of the binary and a real Prometheus: both record the
+//!   same automated decision (same boundary, id and figures), the webhook gets one id
+//!   twice, a replica stopped over the streak catches up to it.
 //! - `decisions`: automated decisions through the binary: rollback, notify mode, a
 //!   promotion, a timeout, client faults, Prometheus down, a failed write, a human change.
 //! - `durability`: the counts log: graceful stop, kill -9, a million records, damage.
@@ -47,6 +50,7 @@ mod bandit;
 mod bandit_replicas;
 mod browser;
 mod cli;
+mod decision_replicas;
 mod decisions;
 mod durability;
 mod events;
