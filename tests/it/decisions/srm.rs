@@ -354,7 +354,8 @@ fn assert_srm_record(record: &Value, mode: &str, applied: bool) {
     );
     assert!(record.get("error").is_none(), "{record:#}");
     let p = record["evidence"]["srm_p_value"].as_f64().unwrap();
-    // scipy.stats.chisquare([1000, 800]).pvalue = 2.4e-06
+    // χ² = 2 × 100² / 900 = 22.2 on 1 degree of freedom: p = erfc(√(χ²/2)) = 2.43e-6
+    // (python3 -c 'import math; print(math.erfc(math.sqrt(200/18)))').
     assert!((1e-6..5e-6).contains(&p), "{record:#}");
     assert_eq!(record["evidence"]["threshold"], 0.001);
     assert_eq!(record["evidence"]["stratified"], false);
@@ -438,10 +439,34 @@ async fn in_act_mode_a_sample_ratio_mismatch_freezes_the_run_and_its_bandit() {
         let key = format!(r#"abproxy_decisions_total{{experiment="moon_mars",kind="{kind}"}}"#);
         assert_eq!(m[&key], n, "{kind}");
     }
-    // Still both variants for new devices: frozen, not rolled back.
+    // Frozen, not rolled back: still active, both variants served.
     let (_, _, page) = get(&format!("http://{admin}/api/experiments"), &[]).await;
     let list: Value = serde_json::from_slice(&page).unwrap();
     assert_eq!(list["experiments"][0]["state"], "active", "{list:#}");
+    drop(proxy);
+
+    // The freeze is the run's, kept in the data directory: after a restart the bandit
+    // is frozen from the start and never updates.
+    let proxy = ProxyProcess::serve(&path);
+    let admin = proxy.admin;
+    let restarted_ms = abproxy::util::time::unix_ms(std::time::SystemTime::now());
+    evaluations_after(admin, restarted_ms, 3).await;
+    assert_eq!(
+        bandit_updates(admin).await,
+        0.0,
+        "the bandit updated after a restart"
+    );
+    let status = results(admin).await["bandit"]["status"].clone();
+    assert!(
+        status["problem"]
+            .as_str()
+            .unwrap()
+            .contains("frozen by a sample-ratio mismatch"),
+        "{status:#}"
+    );
+    let answer = decisions(admin).await;
+    assert_eq!(kinds(&answer), ["srm"], "recorded once: {answer:#}");
+    assert_eq!(answer["state"]["frozen"], true, "{answer:#}");
     assert_eq!(prometheus.unknown(), Vec::<String>::new());
     drop(proxy);
 }
