@@ -20,6 +20,10 @@ use crate::stats::analysis::ArmInputs;
 /// interval is seen within it.
 const LONGEST_SLEEP: Duration = Duration::from_secs(1);
 
+/// The bandit status's `problem` while an applied sample-ratio decision freezes the run.
+const FROZEN: &str =
+    "frozen by a sample-ratio mismatch decision: the shares in force stay until a new run";
+
 /// The updater, running until dropped.
 pub struct Updater {
     task: tokio::task::JoinHandle<()>,
@@ -75,13 +79,12 @@ async fn run(app: Arc<App>) {
             };
             if app.decisions.frozen(&e.key, run.number) {
                 // A sample-ratio mismatch froze the run (an applied decision): the shares
-                // stay as they are until a new run.
+                // stay as they are until a new run. The freeze replaces any earlier
+                // problem (counts unavailable at the last update, say), which no update
+                // will come to clear.
                 let mut status = app.bandit_status(&e.key);
-                if status.problem.is_none() {
-                    status.problem = Some(
-                        "frozen by a sample-ratio mismatch decision: the shares in force stay until a new run"
-                            .to_string(),
-                    );
+                if status.problem.as_deref() != Some(FROZEN) {
+                    status.problem = Some(FROZEN.to_string());
                     status.next_at = None;
                     app.set_bandit_status(&e.key, status);
                 }

@@ -3,7 +3,10 @@
 //! promoted, a run past `max_duration` times out, clients' broken bodies never count
 //! against a variant, an unreachable Prometheus means no decision and a record saying
 //! why, and a change that cannot be written is recorded as failed, not half-applied.
-//! Every evaluation runs at `every: 1s`.
+//! Every evaluation runs at `every: 1s`. `srm`: a sample-ratio mismatch read from a fake
+//! Prometheus freezes the run and its bandit.
+
+mod srm;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
