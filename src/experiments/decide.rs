@@ -55,7 +55,8 @@
 //!    decision") → `on_timeout`: [`Action::Stop`], [`Action::Keep`], or for
 //!    `rollout_best` [`Action::Rollout`] of the variant with the highest rate on the
 //!    promote goal, the control if none has a rate above the control's or the sample
-//!    ratio is flagged (rates of a mismatched split are not to be trusted). About the
+//!    ratio is flagged now or froze the run (rates of a mismatched split are not to be
+//!    trusted). About the
 //!    experiment (no variant). Left out at an evaluation where a promotion or a
 //!    rollback fired: the run already ends on that.
 //!
@@ -388,7 +389,7 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
             OnTimeout::Stop => (Action::Stop, "stop".to_string()),
             OnTimeout::Keep => (Action::Keep, "keep as is".to_string()),
             OnTimeout::RolloutBest => {
-                let best = if srm_flagged.is_some() {
+                let best = if srm_frozen {
                     None
                 } else {
                     goal.and_then(|g| best_over_control(g, control))
@@ -403,7 +404,7 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
                         format!(
                             "rollout of {control}: no variant has a higher rate on {}{}",
                             d.promote.goal,
-                            if srm_flagged.is_some() {
+                            if srm_frozen {
                                 " that can be trusted (sample-ratio mismatch)"
                             } else {
                                 ""

@@ -537,6 +537,21 @@ fn timeout_rollout_best_picks_the_highest_rate_or_the_control() {
         vec![(Kind::Timeout, None, Action::Rollout("C".into()))]
     );
     assert_eq!(e.decisions[0].evidence["rates"]["C"], 0.108);
+    // A run frozen by a sample-ratio mismatch earlier: its rates are not trusted even
+    // after the split looks right again, so the control.
+    let frozen = DecisionState {
+        fired: [Fired {
+            kind: Kind::Srm,
+            variant: None,
+        }]
+        .into(),
+        ..Default::default()
+    };
+    let e = run(&d, &r, &up, 28 * DAY_MS, &frozen);
+    assert_eq!(
+        kinds(&e),
+        vec![(Kind::Timeout, None, Action::Rollout("A".into()))]
+    );
 }
 
 #[test]

@@ -201,7 +201,11 @@ async fn metrics(admin: SocketAddr) -> HashMap<String, f64> {
 }
 
 /// Wait until the decisions API has a record that `wanted` accepts; return it.
-pub(crate) async fn record_where(admin: SocketAddr, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn record_where(
+    admin: SocketAddr,
+    what: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = std::time::Instant::now() + WITHIN;
     loop {
         let answer = decisions(admin).await;
