@@ -200,7 +200,7 @@ fn apply_patch(app: &App, key: &str, body: &[u8]) -> Answer {
         weights: patch.weights.unwrap_or_default().into_iter().collect(),
         rollout_variant: patch.rollout_variant,
     };
-    match change_experiment(app, key, &change, "the admin API") {
+    match change_experiment(app, key, &change, "the admin API", |_| Ok(())) {
         Ok(()) => (StatusCode::OK, experiment_json(&app.snapshot(), key)),
         Err(e) => {
             let status = match &e {

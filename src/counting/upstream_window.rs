@@ -60,7 +60,8 @@ pub fn local(
 /// (variant, le), each the sum over every replica of its series' `increase` (which
 /// reads a replica's restart as a counter reset).
 pub fn prometheus_queries(experiment: &str, window: Duration) -> [String; 2] {
-    let range = format!("{}s", window.as_secs());
+    // In milliseconds: `every` may have a part of a second (`1500ms`).
+    let range = format!("{}ms", window.as_millis());
     [
         format!(
             r#"sum by (variant, code_class) (increase({VARIANT_RESPONSES}{{experiment="{experiment}"}}[{range}]))"#
@@ -150,11 +151,11 @@ mod tests {
         let [responses, buckets] = prometheus_queries("checkout", Duration::from_secs(300));
         assert_eq!(
             responses,
-            r#"sum by (variant, code_class) (increase(abproxy_variant_responses_total{experiment="checkout"}[300s]))"#
+            r#"sum by (variant, code_class) (increase(abproxy_variant_responses_total{experiment="checkout"}[300000ms]))"#
         );
         assert_eq!(
             buckets,
-            r#"sum by (variant, le) (increase(abproxy_variant_duration_seconds_bucket{experiment="checkout"}[300s]))"#
+            r#"sum by (variant, le) (increase(abproxy_variant_duration_seconds_bucket{experiment="checkout"}[300000ms]))"#
         );
     }
 

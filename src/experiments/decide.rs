@@ -41,24 +41,24 @@
 //!    failures); with a control at 0 errors any error of the variant is above the ratio.
 //! 3. **Promote**: on `promote.goal`, a variant whose always-valid (sequential),
 //!    Holm-adjusted p-value is below 1 − `confidence` and whose rate is above the
-//!    control's, the run at least `min_duration` old, every variant (the control too)
-//!    with at least `min_devices` devices, SRM not flagged (see 1.), no guardrail breach
-//!    streak in progress for any variant (a count above 0 after this evaluation; a
-//!    variant whose guardrail decision already fired, a paused one, no longer holds the
-//!    others back), no
-//!    guardrail decision at this evaluation, and no guardrail decision ever fired for
+//!    control's, the run at least `min_duration` old, every variant (the control too;
+//!    not one whose guardrail fired, which a pause starves of new devices) with at least
+//!    `min_devices` devices, SRM not flagged (see 1.), no guardrail breach streak in
+//!    progress for any variant (a count above 0 after this evaluation; a variant whose
+//!    guardrail decision already fired, a paused one, no longer holds the others back),
+//!    no guardrail decision at this evaluation, and no guardrail decision ever fired for
 //!    that variant in the run → [`Action::Rollout`] of it. At most one promotion per
 //!    evaluation: among several qualifying variants the highest rate (then the first in
 //!    the report's order).
 //! 4. **Timeout**: the run at least `max_duration` old, every variant with at least
-//!    `min_devices` devices (the contract's `min_devices` gates "a promotion or a timeout
-//!    decision") → `on_timeout`: [`Action::Stop`], [`Action::Keep`], or for
-//!    `rollout_best` [`Action::Rollout`] of the variant with the highest rate on the
-//!    promote goal, the control if none has a rate above the control's or the sample
-//!    ratio is flagged now or froze the run (rates of a mismatched split are not to be
-//!    trusted). About the
-//!    experiment (no variant). Left out at an evaluation where a promotion or a
-//!    rollback fired: the run already ends on that.
+//!    `min_devices` devices (as for a promotion; the contract's `min_devices` gates "a
+//!    promotion or a timeout decision") → `on_timeout`: [`Action::Stop`],
+//!    [`Action::Keep`], or for `rollout_best` [`Action::Rollout`] of the variant with the
+//!    highest rate on the promote goal among those no guardrail decision was about, the
+//!    control if none has a rate above the control's or the sample ratio is flagged now
+//!    or froze the run (rates of a mismatched split are not to be trusted). About the
+//!    experiment (no variant). Left out at an evaluation where a promotion or a rollback
+//!    fired: the run already ends on that.
 //!
 //! `mode` (notify | act) only decides later whether a decision is applied; the
 //! evaluation copies it into each decision and otherwise ignores it.
@@ -311,7 +311,9 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
 
     // 3. Promote.
     let goal = report.goals.get(&d.promote.goal);
+    // A variant whose guardrail fired (paused: it gets no new devices) is not waited for.
     let devices_short = variant_names(report)
+        .filter(|v| !guardrail_fired_for(&next.fired, v))
         .map(|v| (v, report_users(report, v)))
         .find(|(_, users)| *users < d.min_devices);
     // A variant whose guardrail already fired (paused, say) was dealt with: its streak
@@ -392,7 +394,7 @@ pub fn evaluate(inputs: Inputs, state: &DecisionState) -> Evaluation {
                 let best = if srm_frozen {
                     None
                 } else {
-                    goal.and_then(|g| best_over_control(g, control))
+                    goal.and_then(|g| best_over_control(g, control, &next.fired))
                 };
                 match best {
                     Some(v) => (
@@ -491,12 +493,18 @@ fn check(kind: Kind, g: Guardrail, v: UpstreamWindow, c: UpstreamWindow) -> Opti
 }
 
 /// The variant with the highest rate, when it is above the control's (first in the
-/// report's order on a tie).
-fn best_over_control(goal: &crate::stats::analysis::GoalReport, control: &str) -> Option<String> {
+/// report's order on a tie), among those no guardrail decision was about.
+fn best_over_control(
+    goal: &crate::stats::analysis::GoalReport,
+    control: &str,
+    fired: &BTreeSet<Fired>,
+) -> Option<String> {
     let control_rate = goal.variants.get(control)?.rate;
     goal.variants
         .iter()
-        .filter(|(v, row)| v.as_str() != control && row.rate > control_rate)
+        .filter(|(v, row)| {
+            v.as_str() != control && row.rate > control_rate && !guardrail_fired_for(fired, v)
+        })
         .fold(None::<(&String, f64)>, |best, (v, row)| match best {
             Some((_, r)) if r >= row.rate => best,
             _ => Some((v, row.rate)),

@@ -625,3 +625,50 @@ fn the_state_round_trips_as_json() {
     assert_eq!(back, state);
     assert_eq!(back.fired.len(), 1);
 }
+
+/// A paused variant gets no new devices: it is not waited for (`min_devices`), and
+/// `rollout_best` never picks it.
+#[test]
+fn a_paused_variant_short_of_devices_blocks_neither_a_promotion_nor_the_timeout() {
+    let mut d = decide();
+    d.min_duration = Duration::ZERO;
+    d.guardrails.action = GuardrailAction::Pause;
+    // B was paused early (its guardrail fired) and has 100 devices; the weights say so,
+    // so the split is as designed.
+    let with_c = |c_clicks: u64| {
+        let counts: Counts = serde_json::from_value(json!({
+            "experiment": "e", "control": "A",
+            "weights": {"A": 1000, "B": 100, "C": 1000},
+            "variants": {
+                "A": {"users": 1000, "goals": {"click": {"conversions": 100}}},
+                "B": {"users": 100, "goals": {"click": {"conversions": 60}}},
+                "C": {"users": 1000, "goals": {"click": {"conversions": c_clicks}}},
+            }
+        }))
+        .unwrap();
+        analyze(&counts, Settings::default()).unwrap()
+    };
+    let r = with_c(300);
+    assert!(r.srm_p_value.unwrap() > 0.01);
+    let paused = DecisionState {
+        fired: [Fired {
+            kind: Kind::GuardrailErrors,
+            variant: Some("B".into()),
+        }]
+        .into(),
+        ..Default::default()
+    };
+    let e = run(&d, &r, &BTreeMap::new(), DAY_MS, &paused);
+    assert_eq!(
+        kinds(&e),
+        vec![(Kind::Promote, Some("C".into()), Action::Rollout("C".into()))]
+    );
+    // At the timeout, with no significant winner: B's rate (60 %) is the highest, but B
+    // was paused: C (10.5 %).
+    d.on_timeout = OnTimeout::RolloutBest;
+    let e = run(&d, &with_c(105), &BTreeMap::new(), 28 * DAY_MS, &paused);
+    assert_eq!(
+        kinds(&e),
+        vec![(Kind::Timeout, None, Action::Rollout("C".into()))]
+    );
+}

@@ -33,17 +33,22 @@ pub enum ChangeError {
 }
 
 /// Apply `change` to experiment `key` through the config file; `by` says who asked, for
-/// the log line of the change (`the admin API`, `a decision`). Blocking (file I/O).
+/// the log line of the change (`the admin API`, `an automated decision`). `still` checks,
+/// under the load lock, that what the change was decided on is still in force (a
+/// decision read the counts before a human's change, say); its refusal is a conflict.
+/// Blocking (file I/O).
 pub fn change_experiment(
     app: &App,
     key: &str,
     change: &Change,
     by: &str,
+    still: impl FnOnce(&Snapshot) -> Result<(), String>,
 ) -> Result<(), ChangeError> {
     let path = app.config_path().to_path_buf();
     let mut loaded = app.loaded();
     // What was in force, for the log line of the change.
     let before = app.snapshot();
+    still(&before).map_err(ChangeError::Conflict)?;
     let on_disk = std::fs::read_to_string(&path)
         .map_err(|e| ChangeError::Failed(format!("cannot read {}: {e}", path.display())))?;
     if on_disk != loaded.text {

@@ -35,20 +35,35 @@ pub const NO_DECISION: &str = "no_decision";
 /// The decision loop, running until stopped or dropped.
 pub struct Decider {
     task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
+
+/// How long [`Decider::stop`] lets an evaluation in progress finish (its Prometheus
+/// reads time out after 30 s; an act-mode change is one file write).
+const STOP_GRACE: Duration = Duration::from_secs(35);
 
 impl Decider {
     pub fn start(app: Arc<App>) -> Decider {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         Decider {
-            task: tokio::spawn(run(app)),
+            task: tokio::spawn(run(app, stopping)),
+            stop,
         }
     }
 
-    /// Stop it and wait until its task is gone (it holds the `App`; see
-    /// `state::bandit::Updater::stop`).
+    /// Stop it between evaluations and wait until its task is gone: an evaluation in
+    /// progress finishes, so a change it applied is also recorded and posted. (The task
+    /// holds the `App`; see `state::bandit::Updater::stop`.)
     pub async fn stop(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(STOP_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("decisions: an evaluation was still running at shutdown; stopped");
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
     }
 }
 
@@ -71,14 +86,20 @@ struct Memory {
     known: std::collections::HashSet<String>,
 }
 
-async fn run(app: Arc<App>) {
+async fn run(app: Arc<App>, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let webhook = Webhook::start(app.metrics.webhook_failures.clone(), RetryPolicy::default());
     let mut memory = Memory::default();
     loop {
+        if *stopping.borrow() {
+            return;
+        }
         let snapshot = app.snapshot();
         let now_ms = unix_ms(SystemTime::now());
         let mut wake_ms = now_ms + LONGEST_SLEEP.as_millis() as u64;
         for e in &snapshot.config.experiments {
+            if *stopping.borrow() {
+                return;
+            }
             let (Some(d), State::Active) = (&e.decide, e.state) else {
                 continue;
             };
@@ -142,7 +163,11 @@ async fn run(app: Arc<App>) {
             .await;
         }
         let sleep_ms = wake_ms.saturating_sub(unix_ms(SystemTime::now()));
-        tokio::time::sleep(Duration::from_millis(sleep_ms.max(1)).min(LONGEST_SLEEP)).await;
+        let sleep = tokio::time::sleep(Duration::from_millis(sleep_ms.max(1)).min(LONGEST_SLEEP));
+        tokio::select! {
+            _ = sleep => {}
+            _ = stopping.changed() => {}
+        }
     }
 }
 
@@ -164,6 +189,14 @@ async fn evaluate_at(
     at_ms: u64,
     prometheus: Option<&PrometheusSource>,
 ) {
+    let run_started_ms = parse_rfc3339(&run.started_at).unwrap_or(0);
+    if at_ms.saturating_sub(run_started_ms) < d.every.as_millis() as u64 {
+        // The run's first window is partial: nothing is read or decided (the rule would
+        // decide nothing either), and nothing can be missing.
+        carried.state.last_eval_ms = Some(at_ms);
+        save(app, &e.key, carried);
+        return;
+    }
     let readings = match read(app, memory, e, d, run, at_ms, prometheus).await {
         Ok(readings) => readings,
         Err(problem) => {
@@ -219,27 +252,40 @@ async fn evaluate_at(
             decide: d,
             report: &readings.report,
             upstream: &readings.upstream,
-            run_started_ms: parse_rfc3339(&run.started_at).unwrap_or(0),
+            run_started_ms,
             now_ms: at_ms,
         },
         &carried.state,
     );
     carried.state = evaluation.state;
+    // What the experiment is expected to be when a decision is applied: as read, then as
+    // the decisions before it in this evaluation left it.
+    let mut expected = ConfigFingerprint::of(e);
     for decision in evaluation.decisions {
-        let (applied, error) = act(app, &e.key, &decision).await;
+        let (applied, error) = act(app, &e.key, (run.number, &expected), &decision).await;
         if decision.kind == Kind::Srm && applied {
             carried.frozen = true;
         }
+        let failed = error.is_some();
         let record = record_of(&e.key, run.number, at_ms, &decision, applied, error);
         publish(app, webhook, &record);
+        if failed {
+            // Not applied: the experiment is as it was (a human's own fix to it later is
+            // not a change "after a decision"), and the record says what to do by hand.
+            continue;
+        }
         // What the experiment is now: a later difference is a human's.
         let snapshot = app.snapshot();
-        carried.after_last_decision = snapshot
+        let now = snapshot
             .config
             .experiments
             .iter()
             .find(|x| x.key == e.key)
             .map(ConfigFingerprint::of);
+        if let Some(now) = &now {
+            expected = now.clone();
+        }
+        carried.after_last_decision = now;
     }
     save(app, &e.key, carried);
 }
@@ -316,8 +362,15 @@ async fn read(
     Ok(Readings { report, upstream })
 }
 
-/// Apply `decision` in `act` mode: whether it is in force, and why not if it is not.
-async fn act(app: &Arc<App>, key: &str, decision: &Decision) -> (bool, Option<String>) {
+/// Apply `decision` in `act` mode: whether it is in force, and why not if it is not. It is
+/// applied only if the experiment is still as it was read (`read`, in run `run`, in `act`
+/// mode): a human's change or a new run during the evaluation wins.
+async fn act(
+    app: &Arc<App>,
+    key: &str,
+    (run, read): (u32, &ConfigFingerprint),
+    decision: &Decision,
+) -> (bool, Option<String>) {
     if decision.mode != Mode::Act {
         return (false, None);
     }
@@ -338,9 +391,25 @@ async fn act(app: &Arc<App>, key: &str, decision: &Decision) -> (bool, Option<St
         // In force by being recorded: the bandit and the rule read the state.
         Action::Freeze | Action::Keep => return (true, None),
     };
-    let (app, key) = (app.clone(), key.to_string());
+    let (app, key, read) = (app.clone(), key.to_string(), read.clone());
     let done = tokio::task::spawn_blocking(move || {
-        crate::state::change::change_experiment(&app, &key, &change, "an automated decision")
+        let still = |now: &crate::state::snapshot::Snapshot| {
+            let current = now.config.experiments.iter().find(|x| x.key == key);
+            let in_run = now.runs.get(&key).and_then(|r| r.current_run()).map(|r| r.number);
+            match current {
+                Some(x)
+                    if ConfigFingerprint::of(x) == read
+                        && in_run == Some(run)
+                        && x.decide.as_ref().is_some_and(|d| d.mode == Mode::Act) =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "experiment `{key}` changed while it was evaluated (its state, weights, run or decide mode); the decision was not applied"
+                )),
+            }
+        };
+        crate::state::change::change_experiment(&app, &key, &change, "an automated decision", still)
     })
     .await;
     match done {
@@ -420,7 +489,8 @@ fn record_id(key: &str, run: u32, kind: &str, variant: Option<&str>, at_ms: u64)
     crate::util::random::hex(&digest[..16])
 }
 
-/// Record, count, log and notify: the record is durable before anyone hears of it.
+/// Record, count, log and notify. The record is on disk before it is posted; one that
+/// cannot be written is still served, logged and posted, and the failure logged.
 fn publish(app: &App, webhook: &Webhook, record: &DecisionRecord) {
     if let Err(e) = app.decisions.append(record) {
         tracing::error!(

@@ -184,9 +184,12 @@ impl DecisionLog {
             .is_some_and(|e| e.run == run && e.frozen)
     }
 
-    /// Append `record` to the file (fsync'd) and to memory.
+    /// Append `record` to the file (fsync'd) and to memory. A failed write is returned
+    /// for the log; the record is kept in memory all the same, so the API and the page
+    /// still show it until a restart.
     pub fn append(&self, record: &DecisionRecord) -> std::io::Result<()> {
         let mut inner = self.inner();
+        inner.records.push(record.clone());
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut file = std::fs::OpenOptions::new()
@@ -194,27 +197,26 @@ impl DecisionLog {
             .append(true)
             .open(self.dir.join(RECORDS_FILE))?;
         file.write_all(&line)?;
-        file.sync_data()?;
-        inner.records.push(record.clone());
-        Ok(())
+        file.sync_data()
     }
 
-    /// Keep `decisions` as what `key`'s next evaluation carries (file replaced atomically).
+    /// Keep `decisions` as what `key`'s next evaluation carries: in memory at once, and in
+    /// the file (replaced atomically). A failed write is returned for the log, but memory
+    /// keeps the new state all the same: a streak must go on counting and a decision that
+    /// fired must not fire again because the disk refused a write (a restart then goes on
+    /// from the last state that was written).
     pub fn save_experiment(
         &self,
         key: &str,
         decisions: ExperimentDecisions,
     ) -> std::io::Result<()> {
         let mut inner = self.inner();
-        let mut experiments = inner.experiments.clone();
-        experiments.insert(key.to_string(), decisions);
+        inner.experiments.insert(key.to_string(), decisions);
         let bytes = serde_json::to_vec_pretty(&StateFile {
-            experiments: experiments.clone(),
+            experiments: inner.experiments.clone(),
         })
         .map_err(std::io::Error::other)?;
-        crate::util::fsutil::write_atomically(&self.dir.join(STATE_FILE), &bytes, None)?;
-        inner.experiments = experiments;
-        Ok(())
+        crate::util::fsutil::write_atomically(&self.dir.join(STATE_FILE), &bytes, None)
     }
 }
 
