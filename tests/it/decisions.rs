@@ -519,23 +519,46 @@ async fn in_notify_mode_the_same_breach_changes_nothing_and_still_notifies() {
     drop(proxy);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clear_winner_is_promoted() {
+/// A proxy with healthy Moon and Mars upstreams and this `decide` block (and `tail`).
+struct Started {
+    _upstreams: (MockUpstream, MockUpstream),
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    yaml: String,
+    proxy: ProxyProcess,
+}
+
+async fn start(decide: &str, tail: &str) -> Started {
     let (moon, mars) = crate::support::moon_and_mars().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("abproxy.yaml");
+    let yaml = config(dir.path(), &moon.url(), &mars.url(), decide, tail);
+    std::fs::write(&path, &yaml).unwrap();
+    let proxy = ProxyProcess::serve(&path);
+    Started {
+        _upstreams: (moon, mars),
+        _dir: dir,
+        path,
+        yaml,
+        proxy,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_winner_is_promoted() {
     let decide = "      mode: act
       every: 1s
       min_duration: 0s
       min_devices: 100
       promote: { goal: click, confidence: 0.95 }
 ";
-    std::fs::write(
-        &path,
-        config(dir.path(), &moon.url(), &mars.url(), decide, ""),
-    )
-    .unwrap();
-    let proxy = ProxyProcess::serve(&path);
+    let Started {
+        path,
+        proxy,
+        _upstreams,
+        _dir,
+        ..
+    } = start(decide, "").await;
     let mut simulate = std::process::Command::new(BIN)
         .args(["simulate", "--target"])
         .arg(format!("http://{}", proxy.addr))
@@ -587,9 +610,6 @@ async fn a_clear_winner_is_promoted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_duration_the_run_times_out() {
-    let (moon, mars) = crate::support::moon_and_mars().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("abproxy.yaml");
     let decide = "      mode: act
       every: 1s
       min_duration: 0s
@@ -597,12 +617,13 @@ async fn past_max_duration_the_run_times_out() {
       max_duration: 3s
       on_timeout: stop
 ";
-    std::fs::write(
-        &path,
-        config(dir.path(), &moon.url(), &mars.url(), decide, ""),
-    )
-    .unwrap();
-    let proxy = ProxyProcess::serve(&path);
+    let Started {
+        path,
+        proxy,
+        _upstreams,
+        _dir,
+        ..
+    } = start(decide, "").await;
     let record = record_where(proxy.admin, "timeout", |r| r["kind"] == "timeout").await;
     assert_eq!(record["action"], "stop");
     assert_eq!(record["applied"], true, "{record:#}");
@@ -617,9 +638,6 @@ async fn past_max_duration_the_run_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_sending_broken_bodies_to_a_variant_do_not_trip_its_guardrail() {
-    let (moon, mars) = crate::support::moon_and_mars().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("abproxy.yaml");
     let decide = "      mode: act
       every: 1s
       min_duration: 1h
@@ -627,9 +645,13 @@ async fn clients_sending_broken_bodies_to_a_variant_do_not_trip_its_guardrail() 
         errors: { max_ratio: 2.0, min_requests: 20, failures: 2 }
         latency_p95: false
 ";
-    let yaml = config(dir.path(), &moon.url(), &mars.url(), decide, "");
-    std::fs::write(&path, &yaml).unwrap();
-    let proxy = ProxyProcess::serve(&path);
+    let Started {
+        path,
+        yaml,
+        proxy,
+        _upstreams,
+        _dir,
+    } = start(decide, "").await;
     let devices = Arc::new(devices(proxy.addr, 10).await);
     let mars_cookies = devices
         .iter()
@@ -682,15 +704,12 @@ async fn clients_sending_broken_bodies_to_a_variant_do_not_trip_its_guardrail() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_prometheus_down_nothing_is_decided_and_a_record_says_why() {
-    let (moon, mars) = crate::support::moon_and_mars().await;
     // A port nothing listens on.
     let closed = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap()
         .local_addr()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("abproxy.yaml");
     let decide = "      mode: act
       every: 1s
       min_duration: 0s
@@ -699,9 +718,13 @@ async fn with_prometheus_down_nothing_is_decided_and_a_record_says_why() {
       counts: prometheus
 ";
     let tail = format!("prometheus:\n  url: http://{closed}\n  settle: 0s\n");
-    let yaml = config(dir.path(), &moon.url(), &mars.url(), decide, &tail);
-    std::fs::write(&path, &yaml).unwrap();
-    let proxy = ProxyProcess::serve(&path);
+    let Started {
+        path,
+        yaml,
+        proxy,
+        _upstreams,
+        _dir,
+    } = start(decide, &tail).await;
     let record = record_where(proxy.admin, "no_decision record", |r| {
         r["kind"] == "no_decision"
     })
