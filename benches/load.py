@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Is abproxy cheaper on the request path than nginx `split_clients`? Measured here, now.
 
-One run starts two upstreams (`abproxy backend`), abproxy with a Moon/Mars experiment,
+One run starts two upstreams (`abproxy backend`, or with --upstreams nginx one nginx worker
+answering `return 200` on both, so the proxies are the only variable), abproxy with a Moon/Mars experiment,
 nginx configured the equivalent way (a `device_id` cookie, minted when missing;
 `split_clients` on "${device_id}:moon_mars"; keep-alive to the upstreams; as many worker
 processes as abproxy has threads), and measures, interleaved (direct, nginx, abproxy,
@@ -98,10 +99,22 @@ class Setup:
 
     def start(self):
         args, tmp = self.args, self.tmp
-        for name, port in (("Moon", self.moon_port), ("Mars", self.mars_port)):
-            backend = self.spawn([args.bin, "backend", "--name", name, "--listen",
-                                  f"127.0.0.1:{port}", "--threads", "1"])
-            wait_listening(port, f"backend {name}", backend)
+        if args.upstreams == "nginx":
+            # One nginx worker answering `return 200` on both ports: the cheapest upstream
+            # there is, so the proxies are the only variable.
+            prefix = os.path.join(tmp, "upstreams")
+            os.makedirs(prefix)
+            conf = os.path.join(prefix, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(self.upstreams_config(prefix))
+            upstreams = self.spawn([args.nginx, "-c", conf, "-p", prefix])
+            for name, port in (("Moon", self.moon_port), ("Mars", self.mars_port)):
+                wait_listening(port, f"upstream {name} (nginx return 200)", upstreams)
+        else:
+            for name, port in (("Moon", self.moon_port), ("Mars", self.mars_port)):
+                backend = self.spawn([args.bin, "backend", "--name", name, "--listen",
+                                      f"127.0.0.1:{port}", "--threads", "1"])
+                wait_listening(port, f"backend {name}", backend)
         self.config = os.path.join(tmp, "abproxy.yaml")
         self.write_config(50, 50)
         self.abproxy = self.spawn([args.bin, "serve", "--config", self.config,
@@ -145,6 +158,31 @@ experiments:
         with open(tmp_path, "w") as f:
             f.write(text)
         os.replace(tmp_path, self.config)
+
+    def upstreams_config(self, prefix):
+        servers = "".join(
+            f"""  server {{
+    listen 127.0.0.1:{port};
+    location / {{ add_header X-Backend {name}; return 200 "{name}\\n"; }}
+  }}
+"""
+            for name, port in (("Moon", self.moon_port), ("Mars", self.mars_port)))
+        return f"""worker_processes 1;
+worker_rlimit_nofile 16384;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+{servers}}}
+"""
 
     def nginx_config(self):
         t = self.tmp
@@ -470,6 +508,9 @@ def main():
     parser.add_argument("--out", default="load.json")
     parser.add_argument("--soak", type=float, help="minutes of soak instead of the comparison")
     parser.add_argument("--soak-rate", type=int, default=1000)
+    parser.add_argument("--upstreams", choices=["backend", "nginx"], default="backend",
+                        help="backend: abproxy's built-in Moon/Mars backends; nginx: one nginx "
+                             "worker answering `return 200`, so the proxies are the only variable")
     args = parser.parse_args()
     missing = []
     args.oha = shutil.which("oha")
@@ -477,7 +518,7 @@ def main():
     args.nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if not args.oha:
         missing.append("oha (cargo install oha)")
-    if not args.nginx and args.soak is None:
+    if not args.nginx and (args.soak is None or args.upstreams == "nginx"):
         missing.append("nginx (apt-get install nginx-light)")
     if not os.access(args.bin, os.X_OK):
         missing.append(f"{args.bin} (cargo build --release)")
@@ -495,6 +536,7 @@ def main():
             result = soak(args, setup) if args.soak is not None else measure(args, setup)
         finally:
             setup.stop()
+    result["upstreams"] = args.upstreams
     if args.soak is None:
         report(result)
     with open(args.out, "w") as f:
