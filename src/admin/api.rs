@@ -133,33 +133,22 @@ pub fn decisions(snapshot: &Snapshot, app: &App, key: &str) -> Option<Value> {
 
 /// The settings of a `decide` block, durations in seconds.
 pub fn decide_json(d: &crate::config::Decide) -> Value {
-    use crate::config::{GuardrailAction, Mode, OnTimeout};
     let guardrail = |g: &Option<crate::config::Guardrail>| {
         g.map(|g| {
             json!({"max_ratio": g.max_ratio, "min_requests": g.min_requests, "failures": g.failures})
         })
     };
     json!({
-        "mode": match d.mode { Mode::Notify => "notify", Mode::Act => "act" },
+        "mode": d.mode.as_str(),
         "every_seconds": d.every.as_secs_f64(),
         "min_duration_seconds": d.min_duration.as_secs_f64(),
         "min_devices": d.min_devices,
         "max_duration_seconds": d.max_duration.map(|m| m.as_secs_f64()),
-        "on_timeout": match d.on_timeout {
-            OnTimeout::Stop => "stop",
-            OnTimeout::RolloutBest => "rollout_best",
-            OnTimeout::Keep => "keep",
-        },
-        "counts": match d.counts {
-            crate::config::BanditCounts::Local => "local",
-            crate::config::BanditCounts::Prometheus => "prometheus",
-        },
+        "on_timeout": d.on_timeout.as_str(),
+        "counts": d.counts.as_str(),
         "promote": {"goal": d.promote.goal, "confidence": d.promote.confidence},
         "guardrails": {
-            "action": match d.guardrails.action {
-                GuardrailAction::Rollback => "rollback",
-                GuardrailAction::Pause => "pause",
-            },
+            "action": d.guardrails.action.as_str(),
             "errors": guardrail(&d.guardrails.errors),
             "latency_p95": guardrail(&d.guardrails.latency_p95),
             "srm": d.guardrails.srm,

@@ -3,7 +3,7 @@
 //! be applied marked as such. Pure: results in, markup out.
 
 use crate::admin::results::ExperimentResults;
-use crate::config::{show_duration, Decide, GuardrailAction, Mode, OnTimeout};
+use crate::config::{show_duration, Decide, Mode, OnTimeout};
 use crate::state::decision_log::DecisionRecord;
 use crate::util::html::escape;
 
@@ -78,10 +78,7 @@ fn settings_line(d: &Decide) -> String {
     if d.guardrails.srm {
         guards.push("SRM freeze".to_string());
     }
-    let action = match d.guardrails.action {
-        GuardrailAction::Rollback => "rollback",
-        GuardrailAction::Pause => "pause",
-    };
+    let action = d.guardrails.action.as_str();
     let timeout = match (d.max_duration, d.on_timeout) {
         (None, _) => String::new(),
         (Some(max), on) => format!(

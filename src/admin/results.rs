@@ -133,7 +133,7 @@ pub fn collect(
 
 /// `bandit` of the results: its settings and what its updater last did.
 fn bandit_json(b: &crate::config::Bandit, status: &crate::state::bandit::BanditStatus) -> Value {
-    use crate::config::{BanditAlgorithm, BanditCounts};
+    use crate::config::BanditAlgorithm;
     let (algorithm, epsilon) = match b.algorithm {
         BanditAlgorithm::Thompson => ("thompson", None),
         BanditAlgorithm::Ucb1 => ("ucb1", None),
@@ -146,10 +146,7 @@ fn bandit_json(b: &crate::config::Bandit, status: &crate::state::bandit::BanditS
         "burn_in": b.burn_in,
         "min_share": b.min_share,
         "epsilon": epsilon,
-        "counts": match b.counts {
-            BanditCounts::Local => "local",
-            BanditCounts::Prometheus => "prometheus",
-        },
+        "counts": b.counts.as_str(),
         "status": status,
     })
 }

@@ -233,6 +233,16 @@ pub enum BanditCounts {
     Prometheus,
 }
 
+impl BanditCounts {
+    /// The word the file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BanditCounts::Local => "local",
+            BanditCounts::Prometheus => "prometheus",
+        }
+    }
+}
+
 /// Top-level `prometheus`: the server that scrapes every replica, read by bandits with
 /// `counts: prometheus`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +287,16 @@ pub enum Mode {
     Act,
 }
 
+impl Mode {
+    /// The word the file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Notify => "notify",
+            Mode::Act => "act",
+        }
+    }
+}
+
 /// How a run that reached `max_duration` ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnTimeout {
@@ -287,6 +307,17 @@ pub enum OnTimeout {
     RolloutBest,
     /// Leave the experiment as it is (the decision is still recorded and notified).
     Keep,
+}
+
+impl OnTimeout {
+    /// The word the file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::Stop => "stop",
+            OnTimeout::RolloutBest => "rollout_best",
+            OnTimeout::Keep => "keep",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -316,6 +347,16 @@ pub enum GuardrailAction {
     /// Set the breaching variant's weight to 0 (refused with a bandit, which owns the
     /// weights).
     Pause,
+}
+
+impl GuardrailAction {
+    /// The word the file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardrailAction::Rollback => "rollback",
+            GuardrailAction::Pause => "pause",
+        }
+    }
 }
 
 /// A variant's figure against the control's in each evaluation window.

@@ -100,6 +100,27 @@ pub enum Kind {
     Timeout,
 }
 
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Promote,
+        Kind::GuardrailErrors,
+        Kind::GuardrailLatency,
+        Kind::Srm,
+        Kind::Timeout,
+    ];
+
+    /// The `kind` of a record and of `abproxy_decisions_total` (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Promote => "promote",
+            Kind::GuardrailErrors => "guardrail_errors",
+            Kind::GuardrailLatency => "guardrail_latency",
+            Kind::Srm => "srm",
+            Kind::Timeout => "timeout",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {

@@ -672,3 +672,10 @@ fn a_paused_variant_short_of_devices_blocks_neither_a_promotion_nor_the_timeout(
         vec![(Kind::Timeout, None, Action::Rollout("C".into()))]
     );
 }
+
+#[test]
+fn a_kinds_word_is_the_one_serde_writes() {
+    for kind in Kind::ALL {
+        assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+    }
+}

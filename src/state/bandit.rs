@@ -54,15 +54,6 @@ impl Drop for Updater {
     }
 }
 
-/// How long after a boundary its counts are read: at once from this process's book; after
-/// the settle delay from Prometheus, so every replica's scrape up to it has arrived.
-fn settle(bandit: &Bandit, prometheus: Option<&PrometheusSource>) -> Duration {
-    match (bandit.counts, prometheus) {
-        (BanditCounts::Prometheus, Some(p)) => p.settle,
-        _ => Duration::ZERO,
-    }
-}
-
 async fn run(app: Arc<App>) {
     // The last boundary evaluated, per experiment and run.
     let mut evaluated: HashMap<(String, u32), u64> = HashMap::new();
@@ -90,7 +81,11 @@ async fn run(app: Arc<App>) {
                 }
                 continue;
             }
-            let settle_ms = settle(bandit, snapshot.config.prometheus.as_ref()).as_millis() as u64;
+            let settle_ms = crate::state::prometheus::settle(
+                bandit.counts,
+                snapshot.config.prometheus.as_ref(),
+            )
+            .as_millis() as u64;
             let (due, next) = boundaries(bandit.update_every, now_ms.saturating_sub(settle_ms));
             wake_ms = wake_ms.min(next + settle_ms);
             let run_started_ms = parse_rfc3339(&run.started_at).unwrap_or(0);

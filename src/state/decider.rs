@@ -108,17 +108,16 @@ async fn run(app: Arc<App>, mut stopping: tokio::sync::watch::Receiver<bool>) {
             };
             if memory.known.insert(e.key.clone()) {
                 // Every kind's series from the start, so a dashboard's increase() sees the first.
-                for kind in KINDS {
+                let kinds = Kind::ALL.iter().map(|k| k.as_str()).chain([NO_DECISION]);
+                for kind in kinds {
                     app.metrics
                         .decisions
                         .with_label_values(&[e.key.as_str(), kind]);
                 }
             }
             let prometheus = snapshot.config.prometheus.as_ref();
-            let settle_ms = match (d.counts, prometheus) {
-                (BanditCounts::Prometheus, Some(p)) => p.settle.as_millis() as u64,
-                _ => 0,
-            };
+            let settle_ms =
+                crate::state::prometheus::settle(d.counts, prometheus).as_millis() as u64;
             let (_, next) = boundaries(d.every, now_ms.saturating_sub(settle_ms));
             wake_ms = wake_ms.min(next + settle_ms);
             if d.counts == BanditCounts::Local && !memory.baseline.contains_key(&e.key) {
@@ -212,7 +211,7 @@ async fn evaluate_at(
                     run: run.number,
                     kind: NO_DECISION.to_string(),
                     variant: None,
-                    mode: mode_word(d.mode).to_string(),
+                    mode: d.mode.as_str().to_string(),
                     action: "none".to_string(),
                     applied: false,
                     reason: format!(
@@ -419,33 +418,6 @@ async fn act(
     }
 }
 
-fn mode_word(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Notify => "notify",
-        Mode::Act => "act",
-    }
-}
-
-fn kind_word(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Promote => "promote",
-        Kind::GuardrailErrors => "guardrail_errors",
-        Kind::GuardrailLatency => "guardrail_latency",
-        Kind::Srm => "srm",
-        Kind::Timeout => "timeout",
-    }
-}
-
-/// Every `kind` a record can have (the label values of `abproxy_decisions_total`).
-pub const KINDS: [&str; 6] = [
-    "promote",
-    "guardrail_errors",
-    "guardrail_latency",
-    "srm",
-    "timeout",
-    NO_DECISION,
-];
-
 fn record_of(
     key: &str,
     run: u32,
@@ -462,14 +434,14 @@ fn record_of(
         Action::Stop => ("stop", None),
         Action::Keep => ("keep", None),
     };
-    let kind = kind_word(decision.kind);
+    let kind = decision.kind.as_str();
     DecisionRecord {
         at: rfc3339(at_ms),
         experiment: key.to_string(),
         run,
         kind: kind.to_string(),
         variant: decision.variant.clone(),
-        mode: mode_word(decision.mode).to_string(),
+        mode: decision.mode.as_str().to_string(),
         action: action.to_string(),
         applied,
         reason: decision.reason.clone(),

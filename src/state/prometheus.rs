@@ -3,13 +3,26 @@
 //! bandit updater and the automated decisions read through here, so that with
 //! `counts: prometheus` every replica reads the counts the analysis shows.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
+use crate::config::{BanditCounts, PrometheusSource};
 use crate::counting::metrics;
 use crate::counting::prometheus_counts::{counts_from, Answers};
 use crate::counting::promql::{instant_vector, latest_in_run};
 use crate::stats::analysis::Counts;
 use crate::transport::json_get::{get_json, query_component, Service};
+
+/// How long after a boundary (of a bandit or a decision) its counts are read: at once from
+/// this process's book; after the settle delay from Prometheus, so every replica's scrape
+/// up to it has arrived.
+pub fn settle(counts: BanditCounts, prometheus: Option<&PrometheusSource>) -> Duration {
+    match (counts, prometheus) {
+        (BanditCounts::Prometheus, Some(p)) => p.settle,
+        _ => Duration::ZERO,
+    }
+}
 
 /// The samples of the instant vector `promql` evaluates to at `at_ms` (Unix ms), from the
 /// Prometheus at `base_url` (`http://host:port`, a path prefix allowed, a trailing `/`
