@@ -132,19 +132,7 @@ impl Cluster {
         let a = ProxyProcess::serve(&config(dir_a.path()));
         let b = ProxyProcess::serve(&config(dir_b.path()));
         let prometheus = Prometheus::start_on(&[a.admin, b.admin], port, "").await;
-        eventually(
-            Duration::from_secs(30),
-            "Prometheus scrapes both replicas",
-            || async {
-                prometheus
-                    .value(&format!(
-                        "count(abproxy_experiment_run{{experiment=\"{KEY}\"}} == 1)"
-                    ))
-                    .await
-                    == Some(2.0)
-            },
-        )
-        .await;
+        prometheus.wait_scraping(KEY, 2).await;
         // The rule skips a run's first `every` (its window is partial), by each replica's
         // own run start: traffic starts once both runs are past it, so that the first
         // window with enough requests is one both evaluate.

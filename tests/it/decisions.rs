@@ -19,12 +19,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::support::binary::{ProxyProcess, BIN};
-use crate::support::{cookies_after, get, parse_metrics, raw_http, MockUpstream};
+use crate::support::{cookies_after, get, parse_metrics, raw_http, serve_http, MockUpstream};
 
 /// Generous: the machine is shared, and each evaluation needs a second of traffic.
 const WITHIN: Duration = Duration::from_secs(90);
@@ -41,32 +40,17 @@ impl FlakyUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let served = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let served = served.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let served = served.clone();
-                        async move {
-                            let _ = req.into_body().collect().await;
-                            let n = served.fetch_add(1, Ordering::SeqCst);
-                            let status = if n % 10 < fail_in_10 { 500 } else { 200 };
-                            Ok::<_, hyper::Error>(
-                                Response::builder()
-                                    .status(status)
-                                    .header("x-upstream", name)
-                                    .body(Full::new(Bytes::from(name)))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let task = serve_http(listener, move |req: Request<Incoming>| {
+            let served = served.clone();
+            async move {
+                let _ = req.into_body().collect().await;
+                let n = served.fetch_add(1, Ordering::SeqCst);
+                let status = if n % 10 < fail_in_10 { 500 } else { 200 };
+                Response::builder()
+                    .status(status)
+                    .header("x-upstream", name)
+                    .body(Full::new(Bytes::from(name)))
+                    .unwrap()
             }
         });
         FlakyUpstream { addr, task }
@@ -96,26 +80,13 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
         let kept = got.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let kept = kept.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let kept = kept.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body.collect().await.unwrap().to_bytes();
-                            kept.lock().unwrap().push((parts.headers, body));
-                            Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from("ok"))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let task = serve_http(listener, move |req: Request<Incoming>| {
+            let kept = kept.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body.collect().await.unwrap().to_bytes();
+                kept.lock().unwrap().push((parts.headers, body));
+                Response::new(Full::new(Bytes::from("ok")))
             }
         });
         Receiver { addr, got, task }

@@ -274,6 +274,17 @@ impl Prometheus {
         self.ready().await;
     }
 
+    /// Wait until Prometheus has scraped `replicas` replicas in run 1 of `key`.
+    pub async fn wait_scraping(&self, key: &str, replicas: usize) {
+        let promql = format!("count(abproxy_experiment_run{{experiment=\"{key}\"}} == 1)");
+        crate::support::eventually(
+            std::time::Duration::from_secs(30),
+            &format!("Prometheus scrapes {replicas} replicas"),
+            || async { self.value(&promql).await == Some(replicas as f64) },
+        )
+        .await;
+    }
+
     /// An instant query's single value (or `None` for an empty vector).
     pub async fn value(&self, promql: &str) -> Option<f64> {
         let url = format!(

@@ -303,19 +303,7 @@ impl Cluster {
         let b = Replica::start("b", &config_b);
         let prometheus =
             Prometheus::start_on(&[a.process.admin, b.process.admin], port, "/prom").await;
-        eventually(
-            Duration::from_secs(30),
-            "Prometheus scrapes both replicas",
-            || async {
-                prometheus
-                    .value(&format!(
-                        "count(abproxy_experiment_run{{experiment=\"{KEY}\"}} == 1)"
-                    ))
-                    .await
-                    == Some(2.0)
-            },
-        )
-        .await;
+        prometheus.wait_scraping(KEY, 2).await;
 
         // Three times the traffic through a as through b: their own counts differ.
         let (to_a, to_b) = (

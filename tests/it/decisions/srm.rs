@@ -16,13 +16,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::{decisions, metrics, record_where, records, WITHIN};
 use crate::support::binary::ProxyProcess;
-use crate::support::get;
+use crate::support::{get, serve_http};
 
 /// One variant's counts as the fake Prometheus reports them.
 #[derive(Clone, Copy)]
@@ -90,48 +89,32 @@ impl FakePrometheus {
         let refuse_bandit = Arc::new(AtomicBool::new(false));
         let unknown = Arc::new(Mutex::new(Vec::new()));
         let (s, r, u) = (split.clone(), refuse_bandit.clone(), unknown.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (s, r, u) = (s.clone(), r.clone(), u.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let promql = query_of(req.uri());
-                        let split = *s.lock().unwrap();
-                        let (status, body) = match answer(&promql, split, r.load(Ordering::SeqCst))
-                        {
-                            Ok(samples) => (
-                                200,
-                                json!({"status": "success",
-                                       "data": {"resultType": "vector", "result": samples}}),
-                            ),
-                            Err(why) => {
-                                if why.starts_with("unknown") {
-                                    u.lock().unwrap().push(promql.clone());
-                                }
-                                (
-                                    400,
-                                    json!({"status": "error", "errorType": "bad_data", "error": why}),
-                                )
-                            }
-                        };
-                        async move {
-                            Ok::<_, hyper::Error>(
-                                Response::builder()
-                                    .status(status)
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(body.to_string())))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = serve_http(listener, move |req: Request<Incoming>| {
+            let promql = query_of(req.uri());
+            let split = *s.lock().unwrap();
+            let (status, body) = match answer(&promql, split, r.load(Ordering::SeqCst)) {
+                Ok(samples) => (
+                    200,
+                    json!({"status": "success",
+                           "data": {"resultType": "vector", "result": samples}}),
+                ),
+                Err(why) => {
+                    if why.starts_with("unknown") {
+                        u.lock().unwrap().push(promql.clone());
+                    }
+                    (
+                        400,
+                        json!({"status": "error", "errorType": "bad_data", "error": why}),
+                    )
+                }
+            };
+            std::future::ready(
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .unwrap(),
+            )
         });
         FakePrometheus {
             addr,

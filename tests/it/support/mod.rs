@@ -151,6 +151,32 @@ async fn mock_respond(
     response
 }
 
+/// Serve HTTP/1 on `listener`, each request answered by `respond`, until the task is
+/// aborted: the test's own webhook receivers, flaky upstreams and fake Prometheus.
+pub fn serve_http<F, Fut>(listener: TcpListener, respond: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let respond = respond.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let answer = respond(req);
+                    async move { Ok::<_, hyper::Error>(answer.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
 /// The cookies of a device that has been here before but holds no pins yet: its id and
 /// an empty assignment cookie signed with the proxy's secret (as the proxy itself sets
 /// it on a first visit). Lets a test choose device ids and still have them counted.
