@@ -28,7 +28,15 @@ fn headers(c: &mut Criterion) {
             idle_timeout: std::time::Duration::from_secs(90),
         },
     );
-    let upstream = UpstreamTarget::new(&mars, &metrics, client);
+    // A plain HTTP/1.1 upstream, as the proxy builds it: its requests go in origin form.
+    let http1 = std::sync::Arc::new(abproxy::transport::http1_pool::Http1Pool::new(
+        "127.0.0.1",
+        9002,
+        std::time::Duration::from_secs(2),
+        16,
+        std::time::Duration::from_secs(90),
+    ));
+    let upstream = UpstreamTarget::new(&mars, &metrics, (client, Some(http1)));
     let (browser, ()) = Request::get("/products/42?ref=newsletter")
         .header("host", "shop.example.com")
         .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36")

@@ -235,7 +235,7 @@ fn fuzz_upstream() -> &'static UpstreamTarget {
                     idle_timeout: std::time::Duration::from_secs(1),
                 },
             );
-            let target = UpstreamTarget::new(&config, &metrics, client);
+            let target = UpstreamTarget::new(&config, &metrics, (client, None));
             (metrics, target)
         })
         .1

@@ -9,6 +9,9 @@ use http::StatusCode;
 
 use crate::counting::metrics::ClientErrorKind;
 use crate::counting::metrics::UpstreamErrorKind;
+use crate::transport::http1_pool::SendError;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -19,7 +22,7 @@ pub enum ProxyError {
     UpstreamConnect {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("upstream {upstream} did not answer within {}ms", timeout.as_millis())]
     UpstreamTimeout { upstream: String, timeout: Duration },
@@ -32,13 +35,13 @@ pub enum ProxyError {
     UpstreamFailed {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     #[error("upstream {upstream} sent something that is not an HTTP/1.1 response")]
     UpstreamMalformed {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: BoxError,
     },
     /// The client's body broke (malformed chunked framing, or cut off): its fault, 400.
     #[error("the request body was malformed or cut off by the client")]
@@ -66,18 +69,47 @@ impl ProxyError {
             }
             return ProxyError::UpstreamConnect {
                 upstream,
-                source: err,
+                source: err.into(),
             };
         }
         if caused_by_parse_error(&err) {
             return ProxyError::UpstreamMalformed {
                 upstream,
-                source: err,
+                source: err.into(),
             };
         }
         ProxyError::UpstreamFailed {
             upstream,
-            source: err,
+            source: err.into(),
+        }
+    }
+
+    /// Classify an error of the plain HTTP/1.1 path as [`ProxyError::from_client`] does.
+    pub fn from_http1_pool(
+        upstream: &str,
+        err: SendError,
+        connect_timeout: Duration,
+    ) -> ProxyError {
+        let upstream = upstream.to_string();
+        match err {
+            SendError::ConnectTimeout => ProxyError::UpstreamConnectTimeout {
+                upstream,
+                timeout: connect_timeout,
+            },
+            SendError::Connect(err) => ProxyError::UpstreamConnect {
+                upstream,
+                source: err.into(),
+            },
+            SendError::Exchange(err) if err.is_parse() || err.is_parse_status() => {
+                ProxyError::UpstreamMalformed {
+                    upstream,
+                    source: err.into(),
+                }
+            }
+            SendError::Exchange(err) => ProxyError::UpstreamFailed {
+                upstream,
+                source: err.into(),
+            },
         }
     }
 

@@ -11,21 +11,34 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::transport::http1_pool::Lease;
+
 /// Responses stream the upstream's body, or carry a small body of our own.
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// An upstream response body on its way to the client, counting an upstream that cuts
 /// it off (`abproxy_upstream_errors_total{kind="body"}`). The client's connection is
 /// then closed mid-body, so it cannot mistake the truncated body for a whole one.
+///
+/// On the plain HTTP/1.1 path it also holds the upstream connection's [`Lease`]: reading
+/// the body drives that connection, and its end returns the connection to the pool.
 pub struct UpstreamBody {
     inner: Incoming,
+    lease: Option<Lease>,
     cut: prometheus::IntCounter,
+    /// A cut, given on the poll after the one that found it.
+    held_error: Option<hyper::Error>,
 }
 
 impl UpstreamBody {
     /// `cut` counts an upstream that cuts the body off.
-    pub fn new(inner: Incoming, cut: prometheus::IntCounter) -> UpstreamBody {
-        UpstreamBody { inner, cut }
+    pub fn new(inner: Incoming, lease: Option<Lease>, cut: prometheus::IntCounter) -> UpstreamBody {
+        UpstreamBody {
+            inner,
+            lease,
+            cut,
+            held_error: None,
+        }
     }
 }
 
@@ -37,9 +50,33 @@ impl hyper::body::Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.cut.inc();
+        let this = &mut *self;
+        if let Some(err) = this.held_error.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
+        if let Some(lease) = &mut this.lease {
+            // First the connection, which moves what has arrived into `inner`.
+            lease.poll_connection(cx);
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Err(_))) => {
+                this.cut.inc();
+                this.lease = None;
+                // The connection may have read the cut in the same poll as the head and
+                // the bytes before it: one Pending first lets hyper write out what it
+                // holds, so the client sees the status and then a cut body rather than
+                // a bare close.
+                if let Poll::Ready(Some(Err(err))) = polled {
+                    this.held_error = Some(err);
+                }
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(None) => this.release(),
+            // hyper's server stops polling a body that says it has ended.
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            _ => {}
         }
         polled
     }
@@ -50,6 +87,14 @@ impl hyper::body::Body for UpstreamBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl UpstreamBody {
+    fn release(&mut self) {
+        if let Some(mut lease) = self.lease.take() {
+            lease.release();
+        }
     }
 }
 

@@ -357,13 +357,43 @@ async fn forward(
         added.assignments,
         added.peer,
     );
-    if let Some(upgrade) = added.upgrade {
-        crate::proxy::upgrade::restore(&mut parts.headers, upgrade);
-    }
+    // Upgrades go through the pooled client, whose connections can outlive an exchange.
+    let in_task = match (&upstream.http1, added.upgrade) {
+        (Some(pool), None) => Some(pool),
+        (_, upgrade) => {
+            if let Some(upgrade) = upgrade {
+                crate::proxy::upgrade::restore(&mut parts.headers, upgrade);
+                if upstream.http1.is_some() {
+                    parts.uri = absolute_uri(&parts.uri, upstream);
+                }
+            }
+            None
+        }
+    };
 
     let timeouts = snapshot.config.timeouts;
     let started = Instant::now();
-    let sent = upstream.client.request(Request::from_parts(parts, body));
+    let request = Request::from_parts(parts, body);
+    let sent = async {
+        match in_task {
+            Some(pool) => match pool.send(request).await {
+                Ok((response, lease)) => Ok((response, Some(lease))),
+                Err(err) => Err(ProxyError::from_http1_pool(
+                    &upstream.name,
+                    err,
+                    timeouts.connect,
+                )),
+            },
+            None => match upstream.client.request(request).await {
+                Ok(response) => Ok((response, None)),
+                Err(err) => Err(ProxyError::from_client(
+                    &upstream.name,
+                    err,
+                    timeouts.connect,
+                )),
+            },
+        }
+    };
     let outcome = match tokio::time::timeout(timeouts.upstream_response, sent).await {
         Ok(Ok(response)) => Ok(response),
         failed => {
@@ -373,7 +403,7 @@ async fn forward(
             Err(match client_body.and_then(|b| b.client_fault(timed_out)) {
                 Some(kind) => ProxyError::from_client_fault(kind, timeouts.request_body_idle),
                 None => match failed {
-                    Ok(Err(err)) => ProxyError::from_client(&upstream.name, err, timeouts.connect),
+                    Ok(Err(err)) => err,
                     _ => ProxyError::UpstreamTimeout {
                         upstream: upstream.name.clone(),
                         timeout: timeouts.upstream_response,
@@ -382,7 +412,7 @@ async fn forward(
             })
         }
     };
-    let mut response = match outcome {
+    let (mut response, lease) = match outcome {
         Ok(response) => response,
         Err(err) => {
             match err.client_error_kind() {
@@ -425,7 +455,7 @@ async fn forward(
         return Err(err);
     }
     let cut = upstream.metrics.errors[UpstreamErrorKind::Body as usize].clone();
-    Ok(response.map(|inner| Either::Left(UpstreamBody::new(inner, cut))))
+    Ok(response.map(|inner| Either::Left(UpstreamBody::new(inner, lease, cut))))
 }
 
 fn format_chain(err: &dyn std::error::Error) -> String {
@@ -445,8 +475,9 @@ fn error_response(err: &ProxyError) -> Response<ProxyBody> {
 
 /// Turn a client's request head into the one the upstream gets: hop-by-hop fields
 /// dropped, `X-Device-Id`, `X-AB-Assignments`, `X-Forwarded-*` set (never taken from the
-/// client), the admin session cookie removed, `Host` by the policy, and the absolute URI
-/// the pooled client needs. Pure: the benchmarks call it directly.
+/// client), the admin session cookie removed, `Host` by the policy, and the URI: the
+/// origin form for a plain HTTP/1.1 upstream, else the absolute URI the pooled client
+/// needs. Pure: the benchmarks call it directly.
 pub fn rewrite_for_upstream(
     parts: &mut http::request::Parts,
     upstream: &crate::state::snapshot::UpstreamTarget,
@@ -512,6 +543,22 @@ pub fn rewrite_for_upstream(
             upstream.authority_header.clone()
         }
     };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    parts.version = if upstream.http2 {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
+    if upstream.http1.is_some() {
+        // Written as is in the request line: the origin form (RFC 9112 §3.2.1).
+        h.insert(header::HOST, host);
+        parts.uri = Uri::from(path_and_query);
+        return;
+    }
     // The pooled client needs an absolute URI; the path and query go through unchanged.
     // Its connector always dials the upstream, so the authority is free to carry the
     // host: HTTP/2 sends it as `:authority`, where a `Host` field must not differ.
@@ -526,17 +573,16 @@ pub fn rewrite_for_upstream(
         h.insert(header::HOST, host);
         upstream.authority.clone()
     });
-    uri_parts.path_and_query = Some(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
+    uri_parts.path_and_query = Some(path_and_query);
     parts.uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a valid URI");
-    parts.version = if upstream.http2 {
-        http::Version::HTTP_2
-    } else {
-        http::Version::HTTP_11
-    };
+}
+
+/// The absolute URI the pooled client needs, for an upgrade to an upstream whose other
+/// requests go in origin form.
+fn absolute_uri(uri: &Uri, upstream: &crate::state::snapshot::UpstreamTarget) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(upstream.scheme.clone());
+    parts.authority = Some(upstream.authority.clone());
+    parts.path_and_query = uri.path_and_query().cloned();
+    Uri::from_parts(parts).expect("scheme, authority and path make a valid URI")
 }

@@ -15,6 +15,7 @@ use crate::experiments::plan::ExperimentPlan;
 use crate::experiments::sticky::Signer;
 use crate::state::runs::RunBook;
 
+use crate::transport::http1_pool::Http1Pool;
 pub use crate::transport::upstream_client::UpstreamClient;
 
 pub struct Snapshot {
@@ -62,13 +63,19 @@ pub struct UpstreamTarget {
     pub scheme: http::uri::Scheme,
     /// HTTP/2 to this upstream (h2 over TLS, or h2c).
     pub http2: bool,
-    /// This upstream's keep-alive pool.
+    /// This upstream's keep-alive pool for TLS, HTTP/2 and upgrades.
     pub client: UpstreamClient,
+    /// Plain HTTP/1.1 upstreams: connections driven by the requests that hold them.
+    pub http1: Option<Arc<Http1Pool>>,
 }
 
 impl UpstreamTarget {
     /// What requests need of upstream `u`, sent through `client`.
-    pub fn new(u: &crate::config::Upstream, metrics: &Metrics, client: UpstreamClient) -> Self {
+    pub fn new(
+        u: &crate::config::Upstream,
+        metrics: &Metrics,
+        (client, http1): (UpstreamClient, Option<Arc<Http1Pool>>),
+    ) -> Self {
         UpstreamTarget {
             name: u.name.clone(),
             authority: u.origin.clone(),
@@ -82,6 +89,7 @@ impl UpstreamTarget {
             },
             http2: u.http2,
             client,
+            http1,
         }
     }
 }
@@ -116,17 +124,28 @@ impl Snapshot {
                     .and_then(|prev| {
                         // The previous snapshot's targets are in its config's order.
                         let same = prev.config.upstreams.iter().position(|p| p == u)?;
-                        Some(prev.upstreams[same].client.clone())
+                        let prev = &prev.upstreams[same];
+                        Some((prev.client.clone(), prev.http1.clone()))
                     });
-                let client = kept.unwrap_or_else(|| {
-                    crate::transport::upstream_client::build(
+                let clients = kept.unwrap_or_else(|| {
+                    let http1 = (!u.tls && !u.http2).then(|| {
+                        Arc::new(Http1Pool::new(
+                            u.origin.host(),
+                            u.port(),
+                            config.timeouts.connect,
+                            config.pool.max_idle_per_host,
+                            config.pool.idle_timeout,
+                        ))
+                    });
+                    let client = crate::transport::upstream_client::build(
                         u,
                         tls,
                         config.timeouts.connect,
                         config.pool,
-                    )
+                    );
+                    (client, http1)
                 });
-                UpstreamTarget::new(u, metrics, client)
+                UpstreamTarget::new(u, metrics, clients)
             })
             .collect();
         let upstream_index = |name: &str| upstreams.iter().position(|u| u.name == name);

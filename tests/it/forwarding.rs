@@ -471,6 +471,31 @@ async fn upstream_connections_are_reused() {
     proxy.stop().await;
 }
 
+/// An upstream that closes each keep-alive connection after one answer, as an upstream
+/// does when its idle timeout passes: the proxy notices the close of the connection it
+/// holds idle and opens a new one, so no visitor gets a 502 for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_the_upstream_closed_is_not_used_again() {
+    let upstream = raw_upstream("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let proxy = TestProxy::start(&format!(
+        "upstreams:\n  app: http://{}\ndefault_upstream: app\n",
+        upstream.await
+    ))
+    .await;
+    let client = client();
+    for i in 0..10 {
+        let (status, _, body) = send(&client, request(&proxy.url("/"), &[])).await;
+        assert_eq!(
+            (status.as_u16(), &body[..]),
+            (200, &b"ok"[..]),
+            "request {i}"
+        );
+        // The close reaches the proxy while the connection is idle, as it does in use.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.stop().await;
+}
+
 /// An upstream answering with raw bytes, for framing a well-behaved server never sends.
 async fn raw_upstream(response: &'static str) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,0 +1,285 @@
+//! The plain HTTP/1.1 path to an upstream: hyper client connections kept in a bounded
+//! idle pool, each one driven by the request that holds it.
+//!
+//! hyper-util's pooled client runs every upstream connection on a task of its own: a
+//! request hands its head to that task over a channel, is woken when the answer comes
+//! back, and the connection is handed back through the pool's mutex and an `on_idle`
+//! spawn. Here the request's own task polls the connection — while it waits for the
+//! head, and then, through [`Lease`], while the client reads the body — so a request
+//! costs no task hop and no wake-up of another task. When the body has been read to its
+//! end the connection goes back to the idle pool; one that cannot be reused (the upstream
+//! closed it, or the exchange did not finish cleanly) is dropped, which closes it.
+//!
+//! What stays on hyper-util's client: TLS and HTTP/2 upstreams, and upgrades
+//! (WebSockets), whose connection must outlive the exchange.
+//!
+//! A connection waiting in the pool is not polled, so an upstream that closes it is
+//! noticed when it is next taken (a poll sees the end of the stream and it is dropped).
+//! A request that an upstream's close still beats to the connection is sent again on a
+//! fresh one, as the pooled client does, when hyper says nothing of it was written.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::transport::request_body::UpstreamRequestBody;
+
+/// One upstream's idle connections, most recently used last.
+pub struct Http1Pool {
+    host: Arc<str>,
+    port: u16,
+    /// Covers the TCP connect.
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+/// A client connection and the handle that sends on it.
+struct Connection {
+    sender: http1::SendRequest<UpstreamRequestBody>,
+    driver: http1::Connection<TokioIo<TcpStream>, UpstreamRequestBody>,
+    /// The driver has finished (closed or failed) and must not be polled again.
+    ended: bool,
+}
+
+/// Why a request got no response head.
+#[derive(Debug)]
+pub enum SendError {
+    /// The TCP connect failed: nothing was sent.
+    Connect(io::Error),
+    /// The TCP connect took longer than `timeouts.connect`: nothing was sent.
+    ConnectTimeout,
+    /// The exchange failed after the connection was made.
+    Exchange(hyper::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(err) => write!(f, "connect: {err}"),
+            SendError::ConnectTimeout => f.write_str("connect timed out"),
+            SendError::Exchange(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SendError::Connect(err) => Some(err),
+            SendError::ConnectTimeout => None,
+            SendError::Exchange(err) => Some(err),
+        }
+    }
+}
+
+impl Http1Pool {
+    /// A pool of connections to `host:port` (a bracketed IPv6 host is accepted).
+    pub fn new(
+        host: &str,
+        port: u16,
+        connect_timeout: Duration,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Http1Pool {
+        Http1Pool {
+            host: host.trim_start_matches('[').trim_end_matches(']').into(),
+            port,
+            connect_timeout,
+            max_idle,
+            idle_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Connections waiting in the pool.
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Send `request` (its URI in origin form) on an idle connection, or a new one. The
+    /// response's body must be read through the returned lease, which drives the
+    /// connection and returns it to the pool at the body's end.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<UpstreamRequestBody>,
+    ) -> Result<(Response<Incoming>, Lease), SendError> {
+        loop {
+            let (mut connection, reused) = match self.checkout() {
+                Some(connection) => (connection, true),
+                None => (self.connect().await?, false),
+            };
+            match exchange(&mut connection, request).await {
+                Ok(response) => {
+                    let mut lease = Lease {
+                        connection: Some(connection),
+                        pool: self.clone(),
+                    };
+                    if hyper::body::Body::is_end_stream(response.body()) {
+                        // Nothing left to read (a HEAD, a 204, a `Content-Length: 0`).
+                        lease.release();
+                    }
+                    return Ok((response, lease));
+                }
+                Err(mut err) => match err.take_message() {
+                    // The upstream closed a pooled connection before anything was written:
+                    // the request was never seen, so a fresh connection may take it.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Exchange(err.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently used idle connection that is still open, dropping the stale.
+    fn checkout(&self) -> Option<Connection> {
+        let mut idle = self.lock();
+        while let Some(entry) = idle.pop() {
+            if entry.since.elapsed() >= self.idle_timeout {
+                // Every older entry is staler still.
+                idle.clear();
+                return None;
+            }
+            let mut connection = entry.connection;
+            if connection.still_usable() {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, connection: Connection) {
+        let mut idle = self.lock();
+        if idle.len() >= self.max_idle {
+            if self.max_idle == 0 {
+                return;
+            }
+            // The oldest goes: it is the likeliest to have been closed by now.
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            connection,
+            since: Instant::now(),
+        });
+    }
+
+    async fn connect(&self) -> Result<Connection, SendError> {
+        let dial = async {
+            let tcp = TcpStream::connect((&*self.host, self.port)).await?;
+            // Small requests must not wait for Nagle's algorithm.
+            tcp.set_nodelay(true)?;
+            Ok::<_, io::Error>(tcp)
+        };
+        let tcp = match tokio::time::timeout(self.connect_timeout, dial).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(err)) => return Err(SendError::Connect(err)),
+            Err(_) => return Err(SendError::ConnectTimeout),
+        };
+        let (sender, driver) = http1::Builder::new()
+            .title_case_headers(false)
+            .preserve_header_case(false)
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(SendError::Exchange)?;
+        let mut connection = Connection {
+            sender,
+            driver,
+            ended: false,
+        };
+        // A new connection is ready once its driver has been polled.
+        std::future::poll_fn(|cx| connection.poll_ready(cx))
+            .await
+            .map_err(SendError::Exchange)?;
+        Ok(connection)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        // A panic while holding the lock leaves a list of connections, still a list.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Connection {
+    /// Poll the driver, which writes requests and reads responses; `false` once it has
+    /// ended. Its end (a close, an error) reaches the request or body it concerns.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.ended && Pin::new(&mut self.driver).poll(cx).is_ready() {
+            self.ended = true;
+        }
+        !self.ended
+    }
+
+    /// Drive the connection until it can take a request.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        self.drive(cx);
+        self.sender.poll_ready(cx)
+    }
+
+    /// Poll the driver once, without a task to wake: it reads what the upstream sent
+    /// (a close, say) and finishes the last exchange. The next real poll registers the
+    /// task again, so nothing is missed.
+    fn still_usable(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop())) && self.sender.is_ready()
+    }
+}
+
+/// Send `request` and drive the connection until the response head is in.
+async fn exchange(
+    connection: &mut Connection,
+    request: Request<UpstreamRequestBody>,
+) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<UpstreamRequestBody>>> {
+    let mut response = std::pin::pin!(connection.sender.try_send_request(request));
+    std::future::poll_fn(|cx| {
+        // The driver first: it writes the request and reads the answer, which the
+        // response future then finds ready. If it ends, the response has the error.
+        connection.drive(cx);
+        response.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The connection a response body arrives on, held until the body has been read: the
+/// body's reader polls it ([`Lease::poll_connection`]) and, at the end, releases it to
+/// the pool. Dropped before that, it closes the connection (the body was not read whole).
+pub struct Lease {
+    connection: Option<Connection>,
+    pool: Arc<Http1Pool>,
+}
+
+impl Lease {
+    /// Drive the connection: it moves the body's bytes from the socket into the body.
+    pub fn poll_connection(&mut self, cx: &mut Context<'_>) {
+        if let Some(connection) = &mut self.connection {
+            if !connection.drive(cx) {
+                // Closed or failed: the body has its end or error; not reusable.
+                self.connection = None;
+            }
+        }
+    }
+
+    /// The body has been read to its end: back to the pool, if it can take a request.
+    pub fn release(&mut self) {
+        if let Some(mut connection) = self.connection.take() {
+            if connection.still_usable() {
+                self.pool.checkin(connection);
+            }
+        }
+    }
+}
