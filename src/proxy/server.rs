@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -155,7 +154,7 @@ async fn serve_proxy(app: Arc<App>, stream: TcpStream, peer: SocketAddr, watcher
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         let over_capacity = service.over_capacity();
         let connection = http2_builder(&app)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            .serve_connection(TokioIo::new(stream), service);
         if over_capacity {
             // Streams already sent are answered 503; then GOAWAY, and the connection ends.
             let mut connection = std::pin::pin!(connection);
@@ -182,7 +181,7 @@ where
     // With upgrades: a WebSocket handshake hands the connection to a tunnel (see
     // `upgrade`).
     let connection = builder
-        .serve_connection(io, TowerToHyperService::new(service))
+        .serve_connection(io, service)
         .with_upgrades();
     watched(watcher, connection, peer).await
 }

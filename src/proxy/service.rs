@@ -1,4 +1,4 @@
-//! The proxy as a `tower::Service`: one request through its phases.
+//! The proxy as a hyper `Service`: one request through its phases.
 //!
 //! ```text
 //! load snapshot → reserved /_ab/ paths → device id (read or mint)
@@ -12,7 +12,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
@@ -120,16 +119,14 @@ impl Drop for OpenConnection {
     }
 }
 
-impl tower::Service<Request<Incoming>> for ProxyService {
+/// hyper's own service trait, not tower's: hyper calls it by reference, where tower's
+/// bridge clones the service and wraps the call in a `Oneshot` for every request.
+impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
         if self.over_capacity {
             let mut response = plain_response(
                 StatusCode::SERVICE_UNAVAILABLE,
