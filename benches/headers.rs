@@ -30,8 +30,8 @@ fn headers(c: &mut Criterion) {
     );
     // A plain HTTP/1.1 upstream, as the proxy builds it: its requests go in origin form.
     let http1 = std::sync::Arc::new(abproxy::transport::http1_pool::Http1Pool::new(
-        "127.0.0.1",
-        9002,
+        abproxy::transport::upstream_client::dial_host(&mars),
+        mars.port(),
         std::time::Duration::from_secs(2),
         16,
         std::time::Duration::from_secs(90),

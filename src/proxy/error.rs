@@ -100,7 +100,7 @@ impl ProxyError {
                 upstream,
                 source: err.into(),
             },
-            SendError::Exchange(err) if err.is_parse() || err.is_parse_status() => {
+            SendError::Exchange(err) if is_malformed_response(&err) => {
                 ProxyError::UpstreamMalformed {
                     upstream,
                     source: err.into(),
@@ -193,9 +193,13 @@ fn caused_by_parse_error(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = err.source();
     while let Some(e) = current {
         if let Some(hyper_err) = e.downcast_ref::<hyper::Error>() {
-            return hyper_err.is_parse() || hyper_err.is_parse_status();
+            return is_malformed_response(hyper_err);
         }
         current = e.source();
     }
     false
+}
+
+fn is_malformed_response(err: &hyper::Error) -> bool {
+    err.is_parse() || err.is_parse_status()
 }

@@ -56,29 +56,33 @@ impl hyper::body::Body for UpstreamBody {
         }
         if let Some(lease) = &mut this.lease {
             // First the connection, which moves what has arrived into `inner`.
-            lease.poll_connection(cx);
+            if !lease.poll_connection(cx) {
+                this.lease = None;
+            }
         }
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Err(_))) => {
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(err))) => {
                 this.cut.inc();
                 this.lease = None;
                 // The connection may have read the cut in the same poll as the head and
                 // the bytes before it: one Pending first lets hyper write out what it
                 // holds, so the client sees the status and then a cut body rather than
                 // a bare close.
-                if let Poll::Ready(Some(Err(err))) = polled {
-                    this.held_error = Some(err);
-                }
+                this.held_error = Some(err);
                 cx.waker().wake_by_ref();
-                return Poll::Pending;
+                Poll::Pending
             }
-            Poll::Ready(None) => this.release(),
-            // hyper's server stops polling a body that says it has ended.
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            _ => {}
+            Poll::Ready(frame) => {
+                // hyper's server stops polling a body that says it has ended.
+                if frame.is_none() || this.inner.is_end_stream() {
+                    if let Some(lease) = this.lease.take() {
+                        lease.release();
+                    }
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => Poll::Pending,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -87,14 +91,6 @@ impl hyper::body::Body for UpstreamBody {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl UpstreamBody {
-    fn release(&mut self) {
-        if let Some(mut lease) = self.lease.take() {
-            lease.release();
-        }
     }
 }
 

@@ -153,8 +153,7 @@ async fn serve_proxy(app: Arc<App>, stream: TcpStream, peer: SocketAddr, watcher
     let service = ProxyService::admit(app.clone(), peer, Scheme::Https);
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         let over_capacity = service.over_capacity();
-        let connection = http2_builder(&app)
-            .serve_connection(TokioIo::new(stream), service);
+        let connection = http2_builder(&app).serve_connection(TokioIo::new(stream), service);
         if over_capacity {
             // Streams already sent are answered 503; then GOAWAY, and the connection ends.
             let mut connection = std::pin::pin!(connection);
@@ -180,9 +179,7 @@ where
     }
     // With upgrades: a WebSocket handshake hands the connection to a tunnel (see
     // `upgrade`).
-    let connection = builder
-        .serve_connection(io, service)
-        .with_upgrades();
+    let connection = builder.serve_connection(io, service).with_upgrades();
     watched(watcher, connection, peer).await
 }
 

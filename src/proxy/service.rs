@@ -355,18 +355,14 @@ async fn forward(
         added.peer,
     );
     // Upgrades go through the pooled client, whose connections can outlive an exchange.
-    let in_task = match (&upstream.http1, added.upgrade) {
-        (Some(pool), None) => Some(pool),
-        (_, upgrade) => {
-            if let Some(upgrade) = upgrade {
-                crate::proxy::upgrade::restore(&mut parts.headers, upgrade);
-                if upstream.http1.is_some() {
-                    parts.uri = absolute_uri(&parts.uri, upstream);
-                }
-            }
-            None
+    let in_task = upstream.http1.as_ref().filter(|_| added.upgrade.is_none());
+    if let Some(upgrade) = added.upgrade {
+        crate::proxy::upgrade::restore(&mut parts.headers, upgrade);
+        if upstream.http1.is_some() {
+            let path_and_query = parts.uri.path_and_query().cloned();
+            parts.uri = absolute_uri(upstream, &upstream.authority, path_and_query);
         }
-    };
+    }
 
     let timeouts = snapshot.config.timeouts;
     let started = Instant::now();
@@ -374,7 +370,7 @@ async fn forward(
     let sent = async {
         match in_task {
             Some(pool) => match pool.send(request).await {
-                Ok((response, lease)) => Ok((response, Some(lease))),
+                Ok(sent) => Ok(sent),
                 Err(err) => Err(ProxyError::from_http1_pool(
                     &upstream.name,
                     err,
@@ -550,36 +546,34 @@ pub fn rewrite_for_upstream(
     } else {
         http::Version::HTTP_11
     };
-    if upstream.http1.is_some() {
-        // Written as is in the request line: the origin form (RFC 9112 §3.2.1).
-        h.insert(header::HOST, host);
-        parts.uri = Uri::from(path_and_query);
-        return;
-    }
-    // The pooled client needs an absolute URI; the path and query go through unchanged.
-    // Its connector always dials the upstream, so the authority is free to carry the
-    // host: HTTP/2 sends it as `:authority`, where a `Host` field must not differ.
-    let mut uri_parts = http::uri::Parts::default();
-    uri_parts.scheme = Some(upstream.scheme.clone());
-    uri_parts.authority = Some(if upstream.http2 {
+    parts.uri = if upstream.http2 {
+        // The connector always dials the upstream, so the URI's authority is free to
+        // carry the host: HTTP/2 sends it as `:authority`, where a `Host` field must not
+        // differ.
         let authority = http::uri::Authority::try_from(host.as_bytes())
             .unwrap_or_else(|_| upstream.authority.clone());
         h.remove(header::HOST);
-        authority
+        absolute_uri(upstream, &authority, Some(path_and_query))
+    } else if upstream.http1.is_some() {
+        h.insert(header::HOST, host);
+        // Written as is in the request line: the origin form (RFC 9112 §3.2.1).
+        Uri::from(path_and_query)
     } else {
         h.insert(header::HOST, host);
-        upstream.authority.clone()
-    });
-    uri_parts.path_and_query = Some(path_and_query);
-    parts.uri = Uri::from_parts(uri_parts).expect("scheme, authority and path make a valid URI");
+        absolute_uri(upstream, &upstream.authority, Some(path_and_query))
+    };
 }
 
-/// The absolute URI the pooled client needs, for an upgrade to an upstream whose other
-/// requests go in origin form.
-fn absolute_uri(uri: &Uri, upstream: &crate::state::snapshot::UpstreamTarget) -> Uri {
+/// The absolute URI the pooled client needs: the upstream's scheme, `authority`, and the
+/// client's path and query unchanged.
+fn absolute_uri(
+    upstream: &crate::state::snapshot::UpstreamTarget,
+    authority: &http::uri::Authority,
+    path_and_query: Option<http::uri::PathAndQuery>,
+) -> Uri {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(upstream.scheme.clone());
-    parts.authority = Some(upstream.authority.clone());
-    parts.path_and_query = uri.path_and_query().cloned();
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = path_and_query;
     Uri::from_parts(parts).expect("scheme, authority and path make a valid URI")
 }

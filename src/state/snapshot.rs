@@ -130,7 +130,7 @@ impl Snapshot {
                 let clients = kept.unwrap_or_else(|| {
                     let http1 = (!u.tls && !u.http2).then(|| {
                         Arc::new(Http1Pool::new(
-                            u.origin.host(),
+                            crate::transport::upstream_client::dial_host(u),
                             u.port(),
                             config.timeouts.connect,
                             config.pool.max_idle_per_host,

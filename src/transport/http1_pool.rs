@@ -18,6 +18,7 @@
 //! A request that an upstream's close still beats to the connection is sent again on a
 //! fresh one, as the pooled client does, when hyper says nothing of it was written.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -41,7 +42,7 @@ pub struct Http1Pool {
     connect_timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<VecDeque<Idle>>,
 }
 
 struct Idle {
@@ -68,57 +69,34 @@ pub enum SendError {
     Exchange(hyper::Error),
 }
 
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Connect(err) => write!(f, "connect: {err}"),
-            SendError::ConnectTimeout => f.write_str("connect timed out"),
-            SendError::Exchange(err) => write!(f, "{err}"),
-        }
-    }
-}
-
-impl std::error::Error for SendError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            SendError::Connect(err) => Some(err),
-            SendError::ConnectTimeout => None,
-            SendError::Exchange(err) => Some(err),
-        }
-    }
-}
-
 impl Http1Pool {
-    /// A pool of connections to `host:port` (a bracketed IPv6 host is accepted).
+    /// A pool of connections to `host:port` (`host` as it is dialed: see
+    /// [`crate::transport::upstream_client::dial_host`]).
     pub fn new(
-        host: &str,
+        host: Arc<str>,
         port: u16,
         connect_timeout: Duration,
         max_idle: usize,
         idle_timeout: Duration,
     ) -> Http1Pool {
         Http1Pool {
-            host: host.trim_start_matches('[').trim_end_matches(']').into(),
+            host,
             port,
             connect_timeout,
             max_idle,
             idle_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
         }
-    }
-
-    /// Connections waiting in the pool.
-    pub fn idle_count(&self) -> usize {
-        self.lock().len()
     }
 
     /// Send `request` (its URI in origin form) on an idle connection, or a new one. The
     /// response's body must be read through the returned lease, which drives the
-    /// connection and returns it to the pool at the body's end.
+    /// connection and returns it to the pool at the body's end; none is returned when
+    /// the body has ended already (the connection is back in the pool).
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<UpstreamRequestBody>,
-    ) -> Result<(Response<Incoming>, Lease), SendError> {
+    ) -> Result<(Response<Incoming>, Option<Lease>), SendError> {
         loop {
             let (mut connection, reused) = match self.checkout() {
                 Some(connection) => (connection, true),
@@ -126,15 +104,16 @@ impl Http1Pool {
             };
             match exchange(&mut connection, request).await {
                 Ok(response) => {
-                    let mut lease = Lease {
-                        connection: Some(connection),
+                    let lease = Lease {
+                        connection,
                         pool: self.clone(),
                     };
                     if hyper::body::Body::is_end_stream(response.body()) {
                         // Nothing left to read (a HEAD, a 204, a `Content-Length: 0`).
                         lease.release();
+                        return Ok((response, None));
                     }
-                    return Ok((response, lease));
+                    return Ok((response, Some(lease)));
                 }
                 Err(mut err) => match err.take_message() {
                     // The upstream closed a pooled connection before anything was written:
@@ -149,7 +128,7 @@ impl Http1Pool {
     /// The most recently used idle connection that is still open, dropping the stale.
     fn checkout(&self) -> Option<Connection> {
         let mut idle = self.lock();
-        while let Some(entry) = idle.pop() {
+        while let Some(entry) = idle.pop_back() {
             if entry.since.elapsed() >= self.idle_timeout {
                 // Every older entry is staler still.
                 idle.clear();
@@ -170,9 +149,9 @@ impl Http1Pool {
                 return;
             }
             // The oldest goes: it is the likeliest to have been closed by now.
-            idle.remove(0);
+            idle.pop_front();
         }
-        idle.push(Idle {
+        idle.push_back(Idle {
             connection,
             since: Instant::now(),
         });
@@ -208,7 +187,7 @@ impl Http1Pool {
         Ok(connection)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         // A panic while holding the lock leaves a list of connections, still a list.
         self.idle
             .lock()
@@ -259,27 +238,22 @@ async fn exchange(
 /// body's reader polls it ([`Lease::poll_connection`]) and, at the end, releases it to
 /// the pool. Dropped before that, it closes the connection (the body was not read whole).
 pub struct Lease {
-    connection: Option<Connection>,
+    connection: Connection,
     pool: Arc<Http1Pool>,
 }
 
 impl Lease {
     /// Drive the connection: it moves the body's bytes from the socket into the body.
-    pub fn poll_connection(&mut self, cx: &mut Context<'_>) {
-        if let Some(connection) = &mut self.connection {
-            if !connection.drive(cx) {
-                // Closed or failed: the body has its end or error; not reusable.
-                self.connection = None;
-            }
-        }
+    /// `false` once it has ended (closed or failed: the body has its end or error), when
+    /// the lease is only to be dropped.
+    pub fn poll_connection(&mut self, cx: &mut Context<'_>) -> bool {
+        self.connection.drive(cx)
     }
 
     /// The body has been read to its end: back to the pool, if it can take a request.
-    pub fn release(&mut self) {
-        if let Some(mut connection) = self.connection.take() {
-            if connection.still_usable() {
-                self.pool.checkin(connection);
-            }
+    pub fn release(mut self) {
+        if self.connection.still_usable() {
+            self.pool.checkin(self.connection);
         }
     }
 }

@@ -112,9 +112,7 @@ pub fn build(
     connect_timeout: Duration,
     pool: PoolConfig,
 ) -> UpstreamClient {
-    let host = upstream.origin.host();
-    // `[::1]` in a URL is `::1` to connect to and never a TLS server name.
-    let host: Arc<str> = host.trim_start_matches('[').trim_end_matches(']').into();
+    let host = dial_host(upstream);
     let tls = tls.map(|config| {
         let name = ServerName::try_from(host.to_string())
             .expect("a parsed URL host is a DNS name or an IP address");
@@ -141,6 +139,13 @@ pub fn build(
         .http1_preserve_header_case(false)
         .http2_only(upstream.http2)
         .build(connector)
+}
+
+/// The upstream's host as it is dialed and named in TLS: `[::1]` in a URL is `::1` to
+/// connect to, and never a TLS server name.
+pub fn dial_host(upstream: &Upstream) -> Arc<str> {
+    let host = upstream.origin.host();
+    host.trim_start_matches('[').trim_end_matches(']').into()
 }
 
 /// Dials one upstream (see the module docs).
