@@ -25,7 +25,8 @@ enum Command {
         /// The YAML config file (watched: saving it reloads the proxy).
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Runtime worker threads (default: one per CPU core).
+        /// Worker threads for proxy connections, each with a runtime of its own
+        /// (default: one per CPU core).
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -82,9 +83,11 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Serve { config, threads } => {
-            runtime::block_on(threads, serve::run(&config, Env::from_process()))
-        }
+        // The first worker is the main thread's runtime, which also runs the admin
+        // listener, the reloads and the background tasks.
+        Command::Serve { config, threads } => runtime::proxy_workers(threads).and_then(|workers| {
+            runtime::block_on(Some(1), serve::run(&config, Env::from_process(), workers))
+        }),
         Command::Check { config } => {
             if !check::run(&config) {
                 std::process::exit(1);

@@ -56,7 +56,7 @@ pub async fn run(path: &Path) -> Result<()> {
         "  try              curl -si http://{}/ | grep -E 'x-backend|set-cookie'",
         config.listen
     );
-    let result = crate::cli::serve::run(path, env).await;
+    let result = crate::cli::serve::run(path, env, 1).await;
     for b in backends {
         b.abort();
     }

@@ -23,6 +23,17 @@ pub fn build(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
     builder.build().context("cannot start the tokio runtime")
 }
 
+/// How many workers `serve` deals its connections to: `threads`, by default one per CPU
+/// core. Each is a thread with a current-thread runtime of its own (see
+/// [`crate::transport::workers`]).
+pub fn proxy_workers(threads: Option<usize>) -> Result<usize> {
+    match threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
 /// Run `work` to its end on a runtime of `threads` workers (see [`build`]).
 pub fn block_on<T>(threads: Option<usize>, work: impl Future<Output = Result<T>>) -> Result<T> {
     build(threads)?.block_on(work)

@@ -11,8 +11,9 @@ use crate::cli::runtime::shutdown_signal;
 use crate::proxy::server::Listeners;
 use crate::state::app::{App, Env};
 
-/// Serve the config at `path`, with `env` (the process's, or the demo's).
-pub async fn run(path: &Path, env: Env) -> Result<()> {
+/// Serve the config at `path`, with `env` (the process's, or the demo's), its proxy
+/// connections dealt to `workers` workers (the first is the runtime this runs on).
+pub async fn run(path: &Path, env: Env, workers: usize) -> Result<()> {
     let app = Arc::new(App::load_with_env(path, env).map_err(|e| anyhow::anyhow!("{e}"))?);
     let config = app.snapshot().config.clone();
     let listeners = Listeners {
@@ -28,12 +29,14 @@ pub async fn run(path: &Path, env: Env) -> Result<()> {
     let reloaders = crate::state::reload::Reloaders::start(app.clone())?;
     let shutdown = shutdown_signal();
     tracing::info!(
-        "proxy listening on http://{} (admin http://{}/metrics), config {}",
+        "proxy listening on http://{} (admin http://{}/metrics), config {}, {workers} worker(s)",
         listeners.proxy.local_addr()?,
         listeners.admin.local_addr()?,
         path.display()
     );
-    crate::proxy::server::run(app, listeners, shutdown).await;
+    crate::proxy::server::run(app, listeners, workers, shutdown)
+        .await
+        .context("cannot start the worker threads")?;
     drop(reloaders);
     tracing::info!("stopped");
     Ok(())

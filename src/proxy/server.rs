@@ -16,6 +16,7 @@ use crate::admin::AdminService;
 use crate::proxy::service::{ProxyService, Scheme};
 use crate::state::app::App;
 use crate::transport::drain::{Drain, Graceful, Watcher};
+use crate::transport::workers::Workers;
 
 /// hyper's read buffer cap, unless `limits.max_header_bytes` is larger.
 const MIN_READ_BUFFER: usize = 64 * 1024;
@@ -39,7 +40,16 @@ pub struct Listeners {
 ///
 /// The admin listener stays up until the proxy's connections have drained, so a last
 /// scrape during the drain still sees every count.
-pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+///
+/// Proxy connections are dealt in turn to `workers` workers, each a thread with its own
+/// runtime (see [`Workers`]); worker 0 is the runtime `run` is called on, which also
+/// runs the admin listener and the background tasks.
+pub async fn run(
+    app: Arc<App>,
+    listeners: Listeners,
+    workers: usize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     if let Ok(admin) = listeners.admin.local_addr() {
         let has_token = app.snapshot().admin_token.is_some();
         if let Some(warning) = crate::admin::auth::exposure_warning(admin, has_token) {
@@ -51,16 +61,26 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     let decider = crate::state::decider::Decider::start(app.clone());
     let (stop_proxy, stop_proxy_rx) = watch::channel(false);
     let (stop_admin, stop_admin_rx) = watch::channel(false);
-    let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {
+    let workers = Arc::new(Workers::start(workers, {
         let app = app.clone();
-        move |stream, peer, watcher| serve_proxy(app.clone(), stream, peer, watcher)
+        move |(stream, peer, watcher): (std::net::TcpStream, SocketAddr, Watcher)| {
+            serve_proxy(app.clone(), stream, peer, watcher)
+        }
+    })?);
+    let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {
+        let workers = workers.clone();
+        move |stream: TcpStream, peer, watcher| match stream.into_std() {
+            // Out of this runtime's reactor, into the worker's.
+            Ok(stream) => workers.dispatch((stream, peer, watcher)),
+            Err(err) => tracing::debug!("connection from {peer} lost before serving: {err}"),
+        }
     }));
     let admin_task = tokio::spawn(accept_loop(listeners.admin, stop_admin_rx, {
         let app = app.clone();
         move |stream, peer, watcher| {
             let connection = http1_builder(&app)
                 .serve_connection(TokioIo::new(stream), AdminService::new(app.clone()));
-            watched(watcher, connection, peer)
+            tokio::spawn(watched(watcher, connection, peer));
         }
     }));
 
@@ -83,6 +103,9 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
             grace.as_secs_f64()
         );
     }
+    // The accept loop, and with it its handle on the workers, has ended.
+    let workers = Arc::into_inner(workers).expect("only the accept loop shared the workers");
+    workers.stop().await;
     // No new period or decision once the requests have drained, and no task left
     // holding the app.
     bandits.stop().await;
@@ -100,6 +123,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     let _ = stop_admin.send(true);
     let admin_connections = admin_task.await.expect("the accept loop does not panic");
     let _ = tokio::time::timeout(ADMIN_LINGER, admin_connections.shutdown()).await;
+    Ok(())
 }
 
 /// hyper's HTTP/1 options, set on purpose rather than left to its defaults. Built per
@@ -131,7 +155,19 @@ fn http1_builder(app: &App) -> http1::Builder {
 
 /// One client connection of the proxy listener: admitted (or answered 503), TLS
 /// terminated when configured, then HTTP/2 if ALPN chose it, else HTTP/1.1.
-async fn serve_proxy(app: Arc<App>, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+async fn serve_proxy(
+    app: Arc<App>,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+) {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!("cannot serve the connection from {peer}: {err}");
+            return;
+        }
+    };
     let Some(tls) = &app.tls else {
         let service = ProxyService::admit(app.clone(), peer, Scheme::Http);
         return serve_http1(&app, TokioIo::new(stream), service, peer, watcher).await;
@@ -210,15 +246,11 @@ fn http2_builder(app: &App) -> http2::Builder<TokioExecutor> {
 }
 
 /// Accept until `stop` says so; return the tracker of the connections still open.
-/// `serve` runs each connection on its own task, tracked by the watcher it is given.
-async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-    serve: F,
-) -> Drain
+/// `serve` starts each connection on a task of its own, tracked by the watcher it is
+/// given.
+async fn accept_loop<F>(listener: TcpListener, mut stop: watch::Receiver<bool>, serve: F) -> Drain
 where
-    F: Fn(TcpStream, SocketAddr, Watcher) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    F: Fn(TcpStream, SocketAddr, Watcher),
 {
     let connections = Drain::default();
     loop {
@@ -236,7 +268,7 @@ where
         };
         // Small responses must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve(stream, peer, connections.watcher()));
+        serve(stream, peer, connections.watcher());
     }
 }
 

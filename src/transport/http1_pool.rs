@@ -34,7 +34,13 @@ use tokio::net::TcpStream;
 
 use crate::transport::request_body::UpstreamRequestBody;
 
-/// One upstream's idle connections, most recently used last.
+/// Idle lists per upstream. Each worker keeps to its own list, so a connection is
+/// driven by the runtime whose reactor it is registered with (another worker's would
+/// have to be woken across threads for each of its reads). More workers than this share
+/// lists, which is correct, only slower.
+const SHARDS: usize = 64;
+
+/// One upstream's idle connections, per worker, most recently used last.
 pub struct Http1Pool {
     host: Arc<str>,
     port: u16,
@@ -42,7 +48,8 @@ pub struct Http1Pool {
     connect_timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
-    idle: Mutex<VecDeque<Idle>>,
+    /// By worker ([`crate::transport::workers::current`]) modulo their number.
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
 }
 
 struct Idle {
@@ -85,7 +92,7 @@ impl Http1Pool {
             connect_timeout,
             max_idle,
             idle_timeout,
-            idle: Mutex::new(VecDeque::new()),
+            idle: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 
@@ -187,9 +194,11 @@ impl Http1Pool {
         Ok(connection)
     }
 
+    /// This worker's idle list.
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        let shard = crate::transport::workers::current() % self.idle.len();
         // A panic while holding the lock leaves a list of connections, still a list.
-        self.idle
+        self.idle[shard]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

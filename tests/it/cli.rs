@@ -413,34 +413,85 @@ async fn demo_serves_moon_and_mars_pages() {
     );
 }
 
-/// `--threads 1` runs on tokio's current-thread scheduler: it proxies, reloads the file,
-/// and drains on SIGTERM like the multi-thread one.
+/// `--threads N` deals connections to N workers, each a thread with a current-thread
+/// runtime (the first is the main thread's): with one worker and with three, the proxy
+/// serves every connection, reloads the file, and drains on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_thread_serves_reloads_and_drains() {
-    let app = MockUpstream::start("app").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, &app, "");
-    let mut proxy = ProxyProcess::serve_with(&config, &["--threads", "1"]);
-    let (status, _, body) = get(&format!("http://{}/", proxy.addr), &[]).await;
-    assert_eq!((status.as_u16(), &body[..]), (200, &b"app"[..]));
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text + "host_header: upstream\n").unwrap();
-    let metrics = format!("http://{}/metrics", proxy.admin);
-    eventually(
-        Duration::from_secs(5),
-        "the rewritten file is applied",
-        || async {
-            let (_, _, body) = get(&metrics, &[]).await;
-            parse_metrics(&String::from_utf8_lossy(&body))
-                .get(r#"abproxy_config_reloads_total{result="success"}"#)
-                .copied()
-                == Some(1.0)
-        },
-    )
-    .await;
-    proxy.signal(libc::SIGTERM);
-    let exit = tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
-    assert!(exit.success(), "{exit:?}");
+async fn any_thread_count_serves_reloads_and_drains() {
+    for threads in ["1", "3"] {
+        let app = MockUpstream::start("app").await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(&dir, &app, "timeouts:\n  shutdown_grace: 10s\n");
+        let mut proxy = ProxyProcess::serve_with(&config, &["--threads", threads]);
+        let listening = proxy.startup_log.last().unwrap();
+        assert!(
+            listening.contains(&format!("{threads} worker(s)")),
+            "{listening}"
+        );
+        // Six connections, two for each of three workers: all served.
+        let url = format!("http://{}/", proxy.addr);
+        let answers: Vec<_> = (0..6)
+            .map(|_| {
+                tokio::spawn({
+                    let url = url.clone();
+                    async move { get(&url, &[]).await }
+                })
+            })
+            .collect();
+        for answer in answers {
+            let (status, _, body) = answer.await.unwrap();
+            assert_eq!((status.as_u16(), &body[..]), (200, &b"app"[..]));
+        }
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text + "host_header: upstream\n").unwrap();
+        let metrics = format!("http://{}/metrics", proxy.admin);
+        eventually(
+            Duration::from_secs(5),
+            "the rewritten file is applied",
+            || async {
+                let (_, _, body) = get(&metrics, &[]).await;
+                parse_metrics(&String::from_utf8_lossy(&body))
+                    .get(r#"abproxy_config_reloads_total{result="success"}"#)
+                    .copied()
+                    == Some(1.0)
+            },
+        )
+        .await;
+        // A slow request on each of three connections: the drain lets every one finish,
+        // whichever worker holds it.
+        let slow = format!("http://{}/slow?ms=1500", proxy.addr);
+        let in_flight: Vec<_> = (0..3)
+            .map(|_| {
+                tokio::spawn({
+                    let slow = slow.clone();
+                    async move { get(&slow, &[]).await }
+                })
+            })
+            .collect();
+        eventually(
+            Duration::from_secs(10),
+            "the slow requests reach the upstream",
+            || async {
+                app.requests()
+                    .iter()
+                    .filter(|r| r.uri.path() == "/slow")
+                    .count()
+                    == 3
+            },
+        )
+        .await;
+        proxy.signal(libc::SIGTERM);
+        for request in in_flight {
+            let (status, _, body) = request.await.unwrap();
+            assert_eq!(
+                (status.as_u16(), &body[..]),
+                (200, &b"app"[..]),
+                "--threads {threads}"
+            );
+        }
+        let exit = tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
+        assert!(exit.success(), "--threads {threads}: {exit:?}");
+    }
 }
 
 /// `abproxy SUBCOMMAND --help` for every subcommand `abproxy --help` lists: every option

@@ -471,6 +471,28 @@ async fn upstream_connections_are_reused() {
     proxy.stop().await;
 }
 
+/// With two workers, the two client connections are served by different threads, each
+/// keeping its own idle upstream connections: still a handful for 200 requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_worker_reuses_its_upstream_connections() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start_with_workers(&single_upstream_config(&app, ""), 2).await;
+    // Two clients, one keep-alive connection each, dealt to worker 0 and worker 1.
+    let (first, second) = (client(), client());
+    for _ in 0..100 {
+        for client in [&first, &second] {
+            let (status, _, body) = send(client, request(&proxy.url("/"), &[])).await;
+            assert_eq!((status.as_u16(), &body[..]), (200, &b"app"[..]));
+        }
+    }
+    let connections = app.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        connections <= 4,
+        "200 requests on two workers opened {connections} upstream connections"
+    );
+    proxy.stop().await;
+}
+
 /// An upstream that closes each keep-alive connection after one answer, as an upstream
 /// does when its idle timeout passes: the proxy notices the close of the connection it
 /// holds idle and opens a new one, so no visitor gets a 502 for it.

@@ -208,10 +208,17 @@ pub struct TestProxy {
 
 impl TestProxy {
     pub async fn start(yaml: &str) -> TestProxy {
+        TestProxy::start_with_workers(yaml, 1).await
+    }
+
+    /// As [`TestProxy::start`], its connections dealt to `workers` workers (threads
+    /// beside the test's runtime, which is worker 0).
+    pub async fn start_with_workers(yaml: &str, workers: usize) -> TestProxy {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("abproxy.yaml");
         std::fs::write(&config_path, with_data_dir(yaml, dir.path())).unwrap();
-        TestProxy::start_at(dir, config_path).await
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        TestProxy::launch(dir, config_path, admin, workers).await
     }
 
     /// Start with a config already placed at `config_path` inside `dir`.
@@ -225,6 +232,15 @@ impl TestProxy {
         dir: tempfile::TempDir,
         config_path: PathBuf,
         admin: TcpListener,
+    ) -> TestProxy {
+        TestProxy::launch(dir, config_path, admin, 1).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        admin: TcpListener,
+        workers: usize,
     ) -> TestProxy {
         // `RUST_LOG=debug cargo test` shows the proxy's log for a failing test.
         let _ = tracing_subscriber::fmt()
@@ -250,10 +266,15 @@ impl TestProxy {
         let (tx, rx) = oneshot::channel::<()>();
         // As `abproxy serve` does: the watch is in place before the test goes on.
         let reloaders = abproxy::state::reload::Reloaders::start(app.clone()).unwrap();
-        let task = tokio::spawn(abproxy::proxy::server::run(app, listeners, async move {
-            let _ = rx.await;
-            drop(reloaders);
-        }));
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+                drop(reloaders);
+            };
+            abproxy::proxy::server::run(app, listeners, workers, shutdown)
+                .await
+                .expect("the worker threads start");
+        });
         TestProxy {
             addr,
             admin,
