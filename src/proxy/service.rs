@@ -161,7 +161,8 @@ async fn handle(
 ) -> Response<ProxyBody> {
     let device = Device::from_headers(request.headers(), &snapshot.config.cookie.name);
     let (mut response, set_cookies) = if request.uri().path() == crate::proxy::events::PATH {
-        crate::proxy::events::handle(snapshot, &device, request).await
+        // Boxed, as the rare path it is (see `forward`'s fallback).
+        Box::pin(crate::proxy::events::handle(snapshot, &device, request)).await
     } else if request.uri().path().starts_with(RESERVED_PREFIX) {
         crate::proxy::frontend::respond(snapshot, &device, &request)
     } else {
@@ -272,14 +273,16 @@ async fn send_upstream(
             (Some(fallback), Some(retry)) if err.upstream_is_down() => {
                 fallback.served.inc();
                 tracing::debug!(error = %err, "serving the fallback's upstream");
-                let again = forward(
+                // Boxed: a retry is rare, and its state would otherwise be part of
+                // every request's future.
+                let again = Box::pin(forward(
                     snapshot,
                     fallback.upstream,
                     fallback.request,
                     retry,
                     None,
                     None,
-                );
+                ));
                 match again.await {
                     Ok(response) => response,
                     Err(err) => return error_response(&err),
