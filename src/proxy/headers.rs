@@ -34,6 +34,11 @@ pub enum TransferCoding {
 /// coding framed the message (RFC 9112 §6.3) and a stale length would cut or stall the
 /// re-framed body.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> TransferCoding {
+    // Most messages carry none of these: one pass over their few names is cheaper than
+    // a hashed lookup for each of the seven.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
+        return TransferCoding::None;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -54,19 +59,23 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> TransferCoding {
     if coding != TransferCoding::None {
         headers.remove(header::CONTENT_LENGTH);
     }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
     coding
 }
+
+/// The fields that describe one hop, never forwarded (RFC 9110 §7.6.1), besides those a
+/// `Connection` field names.
+const HOP_BY_HOP: [&HeaderName; 7] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::UPGRADE,
+];
 
 /// What a message's `Transfer-Encoding` fields say about its framing.
 pub fn transfer_coding(headers: &HeaderMap) -> TransferCoding {
