@@ -430,15 +430,7 @@ async fn any_thread_count_serves_reloads_and_drains() {
         );
         // Six connections, two for each of three workers: all served.
         let url = format!("http://{}/", proxy.addr);
-        let answers: Vec<_> = (0..6)
-            .map(|_| {
-                tokio::spawn({
-                    let url = url.clone();
-                    async move { get(&url, &[]).await }
-                })
-            })
-            .collect();
-        for answer in answers {
+        for answer in get_concurrently(&url, 6) {
             let (status, _, body) = answer.await.unwrap();
             assert_eq!((status.as_u16(), &body[..]), (200, &b"app"[..]));
         }
@@ -460,14 +452,7 @@ async fn any_thread_count_serves_reloads_and_drains() {
         // A slow request on each of three connections: the drain lets every one finish,
         // whichever worker holds it.
         let slow = format!("http://{}/slow?ms=1500", proxy.addr);
-        let in_flight: Vec<_> = (0..3)
-            .map(|_| {
-                tokio::spawn({
-                    let slow = slow.clone();
-                    async move { get(&slow, &[]).await }
-                })
-            })
-            .collect();
+        let in_flight = get_concurrently(&slow, 3);
         eventually(
             Duration::from_secs(10),
             "the slow requests reach the upstream",
@@ -492,6 +477,20 @@ async fn any_thread_count_serves_reloads_and_drains() {
         let exit = tokio::task::block_in_place(|| proxy.wait(Duration::from_secs(10)));
         assert!(exit.success(), "--threads {threads}: {exit:?}");
     }
+}
+
+/// `count` GETs of `url` at once, each on a connection of its own (`get` makes a new
+/// client), so that they are dealt to different workers.
+fn get_concurrently(
+    url: &str,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, bytes::Bytes)>> {
+    (0..count)
+        .map(|_| {
+            let url = url.to_owned();
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect()
 }
 
 /// `abproxy SUBCOMMAND --help` for every subcommand `abproxy --help` lists: every option
