@@ -56,17 +56,18 @@ pub async fn run(
             tracing::warn!("{warning}");
         }
     }
-    let flusher = app.counts.start_flusher();
-    let bandits = crate::state::bandit::Updater::start(app.clone());
-    let decider = crate::state::decider::Decider::start(app.clone());
-    let (stop_proxy, stop_proxy_rx) = watch::channel(false);
-    let (stop_admin, stop_admin_rx) = watch::channel(false);
+    // First, so that threads that cannot start leave nothing else started.
     let workers = Arc::new(Workers::start(workers, {
         let app = app.clone();
         move |(stream, peer, watcher): (std::net::TcpStream, SocketAddr, Watcher)| {
             serve_proxy(app.clone(), stream, peer, watcher)
         }
     })?);
+    let flusher = app.counts.start_flusher();
+    let bandits = crate::state::bandit::Updater::start(app.clone());
+    let decider = crate::state::decider::Decider::start(app.clone());
+    let (stop_proxy, stop_proxy_rx) = watch::channel(false);
+    let (stop_admin, stop_admin_rx) = watch::channel(false);
     let proxy_task = tokio::spawn(accept_loop(listeners.proxy, stop_proxy_rx, {
         let workers = workers.clone();
         move |stream: TcpStream, peer, watcher| match stream.into_std() {

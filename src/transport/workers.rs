@@ -1,10 +1,14 @@
 //! Worker threads for client connections, each running a current-thread tokio runtime of
 //! its own (thread-per-core). A connection handed to a worker stays on that thread for
-//! its whole life, with everything it spawns and the upstream connections it opens, so
-//! a request never waits for a wake-up from another thread nor has its task stolen by
-//! one. tokio's work-stealing scheduler would balance tasks between threads; on a
-//! proxy's short requests that balancing costs more (cross-thread queues and wake-ups)
-//! than it gains, and connections handed out in turn are balanced enough.
+//! its whole life, with everything it spawns and the plain HTTP/1.1 upstream connections
+//! it opens (kept per worker by [`crate::transport::http1_pool`]), so such a request
+//! never waits for a wake-up from another thread nor has its task stolen by one. (TLS,
+//! HTTP/2 and upgraded upstream connections are shared by all workers in hyper-util's
+//! pool: one opened on another worker is driven by that worker.)
+//!
+//! tokio's work-stealing scheduler would balance tasks between threads; on a proxy's
+//! short requests that balancing costs more (cross-thread queues and wake-ups) than it
+//! gains, and connections handed out in turn are balanced enough.
 //!
 //! Worker 0 is the runtime that started the workers: with one worker no thread is
 //! started and connections run where they always did.
@@ -16,6 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
+
+/// How long a stopping worker waits for its blocking tasks.
+const BLOCKING_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 thread_local! {
     static CURRENT: Cell<usize> = const { Cell::new(0) };
@@ -121,6 +128,9 @@ impl<T: Send + 'static> Remote<T> {
                         tokio::spawn(serve(item));
                     }
                 });
+                // Not an unbounded wait for the blocking pool (a name lookup of a new
+                // upstream connection runs there) once the work is drained.
+                runtime.shutdown_timeout(BLOCKING_LINGER);
             })?;
         Ok(Remote { items, thread })
     }
@@ -162,6 +172,7 @@ mod tests {
         seen.sort_by_key(|entry| entry.0);
         let workers: Vec<usize> = seen.iter().map(|entry| entry.1).collect();
         assert_eq!(workers, [0, 1, 2, 0, 1, 2]);
+        let here = std::thread::current().name().map(str::to_owned);
         for (_, worker, thread, flavor) in &seen {
             assert_eq!(*flavor, tokio::runtime::RuntimeFlavor::CurrentThread);
             if *worker > 0 {
@@ -170,7 +181,7 @@ mod tests {
                     Some(&*format!("abproxy-worker-{worker}"))
                 );
             } else {
-                assert_ne!(thread.as_deref().unwrap_or(""), "abproxy-worker-0");
+                assert_eq!(*thread, here, "worker 0 is the runtime that started them");
             }
         }
     }

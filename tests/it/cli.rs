@@ -428,7 +428,7 @@ async fn any_thread_count_serves_reloads_and_drains() {
             listening.contains(&format!("{threads} worker(s)")),
             "{listening}"
         );
-        // Six connections, two for each of three workers: all served.
+        // Six connections at once, dealt in turn to the workers: all served.
         let url = format!("http://{}/", proxy.addr);
         for answer in get_concurrently(&url, 6) {
             let (status, _, body) = answer.await.unwrap();

@@ -472,7 +472,9 @@ async fn upstream_connections_are_reused() {
 }
 
 /// With two workers, the two client connections are served by different threads, each
-/// keeping its own idle upstream connections: still a handful for 200 requests.
+/// keeping its own idle upstream connections: one each for 200 alternating requests
+/// (one pool shared by both would have needed a single connection), and no more than
+/// a couple each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_worker_reuses_its_upstream_connections() {
     let app = MockUpstream::start("app").await;
@@ -487,7 +489,7 @@ async fn each_worker_reuses_its_upstream_connections() {
     }
     let connections = app.connections.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
-        connections <= 4,
+        (2..=4).contains(&connections),
         "200 requests on two workers opened {connections} upstream connections"
     );
     proxy.stop().await;
