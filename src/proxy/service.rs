@@ -161,7 +161,7 @@ async fn handle(
 ) -> Response<ProxyBody> {
     let device = Device::from_headers(request.headers(), &snapshot.config.cookie.name);
     let (mut response, set_cookies) = if request.uri().path() == crate::proxy::events::PATH {
-        // Boxed, as the rare path it is (see `forward`'s fallback).
+        // Boxed, as the rare path it is (like the fallback retry in `send_upstream`).
         Box::pin(crate::proxy::events::handle(snapshot, &device, request)).await
     } else if request.uri().path().starts_with(RESERVED_PREFIX) {
         crate::proxy::frontend::respond(snapshot, &device, &request)
