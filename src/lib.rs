@@ -6,7 +6,9 @@
 //!  config ──► state::snapshot ──► proxy::service ──► experiments ──► proxy::service ──► upstream
 //!  (YAML →     (one immutable      (device id, the     (hash, weights,   (rewrite, forward
 //!   Config)     view, swapped       /_ab/ endpoints,    state rules,      through transport,
-//!               whole on reload)    routing)            sticky pins)      Set-Cookie back)
+//!               whole on reload)    routing)            sticky pins)      Set-Cookie back;
+//!                                                                           proxy::plain_http1
+//!                                                                           for plain GETs)
 //!                                         │
 //!                                         ▼
 //!                 counting (count book → counts log, export, /metrics)

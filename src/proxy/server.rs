@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::admin::AdminService;
+use crate::proxy::plain_http1;
 use crate::proxy::service::{ProxyService, Scheme};
 use crate::state::app::App;
 use crate::transport::drain::{Drain, Graceful, Watcher};
@@ -155,7 +156,9 @@ fn http1_builder(app: &App) -> http1::Builder {
 }
 
 /// One client connection of the proxy listener: admitted (or answered 503), TLS
-/// terminated when configured, then HTTP/2 if ALPN chose it, else HTTP/1.1.
+/// terminated when configured, then HTTP/2 if ALPN chose it, else HTTP/1.1 — on the
+/// plain listener first on abproxy's own path ([`plain_http1`]), until a request needs
+/// hyper.
 async fn serve_proxy(
     app: Arc<App>,
     stream: std::net::TcpStream,
@@ -171,7 +174,15 @@ async fn serve_proxy(
     };
     let Some(tls) = &app.tls else {
         let service = ProxyService::admit(app.clone(), peer, Scheme::Http);
-        return serve_http1(&app, TokioIo::new(stream), service, peer, watcher).await;
+        if service.over_capacity() {
+            return serve_http1(&app, TokioIo::new(stream), service, peer, watcher).await;
+        }
+        // The common exchange without hyper; hyper takes the connection at the first
+        // request that is not one (see `plain_http1`).
+        if let Some(handed) = plain_http1::serve(&app, service.peer(), stream, watcher).await {
+            serve_http1(&app, TokioIo::new(handed.io), service, peer, handed.watcher).await;
+        }
+        return;
     };
     // A handshake is bounded like a request head: a client that stalls in it is cut off.
     let handshake = tls.acceptor.accept(stream);

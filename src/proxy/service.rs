@@ -29,7 +29,7 @@ use crate::proxy::headers;
 use crate::proxy::response::{plain_response, ProxyBody, UpstreamBody};
 use crate::proxy::routing::{assignments_header, route, RequestView};
 use crate::state::app::App;
-use crate::state::snapshot::Snapshot;
+use crate::state::snapshot::{Snapshot, UpstreamTarget};
 use crate::transport::request_body::UpstreamRequestBody;
 use crate::transport::request_body::{BodyWatch, ClientBody};
 
@@ -67,6 +67,10 @@ impl ProxyService {
 
     pub fn over_capacity(&self) -> bool {
         self.over_capacity
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
     }
 }
 
@@ -166,33 +170,94 @@ async fn handle(
     } else if request.uri().path().starts_with(RESERVED_PREFIX) {
         crate::proxy::frontend::respond(snapshot, &device, &request)
     } else {
-        let view = RequestView {
-            host: headers::request_host(request.uri(), request.headers()),
-            path: request.uri().path(),
-            query: request.uri().query(),
-            headers: request.headers(),
-        };
-        let mut routing = route(snapshot, &device, &view);
-        let assignments = assignments_header(&routing);
-        // Request goals look at the response: keep what they need of the request.
-        let goal_request = snapshot
-            .has_request_goals
-            .then(|| (request.method().clone(), request.uri().path().to_string()));
-        let response = match routing.upstream.or(snapshot.default_upstream) {
+        let mut routed = Routed::new(
+            snapshot,
+            &device,
+            request.method(),
+            request.uri(),
+            request.headers(),
+        );
+        let response = match routed.upstream(snapshot) {
             Some(upstream) => {
                 let added = Added {
                     peer,
                     device_id: &device.id,
-                    assignments,
+                    assignments: routed.assignments.take(),
                     upgrade: None,
                 };
-                send_upstream(snapshot, &routing, upstream, request, added).await
+                send_upstream(snapshot, &routed, upstream, request, added).await
             }
             None => error_response(&ProxyError::NoRoute),
         };
-        if let Some((method, path)) = goal_request {
-            let (status, response_headers) = (response.status(), response.headers());
-            routing.pins.record_goals(snapshot, &device.id, |e| {
+        let set_cookies = routed.finish(snapshot, &device, response.status(), response.headers());
+        (response, set_cookies)
+    };
+    add_cookies(snapshot, &device, set_cookies, response.headers_mut());
+    response
+}
+
+/// A proxied request's experiments, decided before it is forwarded; both HTTP paths
+/// (hyper's and [`crate::proxy::plain_http1`]) go through it.
+pub struct Routed<'s> {
+    pub routing: crate::proxy::routing::Routing<'s>,
+    /// `X-AB-Assignments` for the upstream.
+    pub assignments: Option<HeaderValue>,
+    /// Request goals look at the response: what they need of the request.
+    goal_request: Option<(http::Method, String)>,
+}
+
+impl<'s> Routed<'s> {
+    pub fn new(
+        snapshot: &'s Snapshot,
+        device: &Device,
+        method: &http::Method,
+        uri: &Uri,
+        request_headers: &http::HeaderMap,
+    ) -> Routed<'s> {
+        let view = RequestView {
+            host: headers::request_host(uri, request_headers),
+            path: uri.path(),
+            query: uri.query(),
+            headers: request_headers,
+        };
+        let routing = route(snapshot, device, &view);
+        let assignments = assignments_header(&routing);
+        let goal_request = snapshot
+            .has_request_goals
+            .then(|| (method.clone(), uri.path().to_string()));
+        Routed {
+            routing,
+            assignments,
+            goal_request,
+        }
+    }
+
+    /// The upstream to forward to: the first routing experiment's, else the default.
+    pub fn upstream(&self, snapshot: &Snapshot) -> Option<usize> {
+        self.routing.upstream.or(snapshot.default_upstream)
+    }
+
+    /// The routing experiment's variant series, which answer for the first attempt only:
+    /// a fallback's answer is its upstream's, not the variant's.
+    pub fn variant_metrics(&self) -> Option<&'s VariantMetrics> {
+        self.routing
+            .applied
+            .iter()
+            .find(|a| a.experiment.routing)
+            .and_then(|a| a.experiment.upstream_metrics.get(a.served))
+    }
+
+    /// Record the request goals the response reached; the `Set-Cookie` values the
+    /// device's pins need.
+    pub fn finish(
+        mut self,
+        snapshot: &Snapshot,
+        device: &Device,
+        status: StatusCode,
+        response_headers: &http::HeaderMap,
+    ) -> Vec<HeaderValue> {
+        if let Some((method, path)) = self.goal_request {
+            self.routing.pins.record_goals(snapshot, &device.id, |e| {
                 crate::experiments::goals::reached_by_request(
                     e,
                     &method,
@@ -202,11 +267,18 @@ async fn handle(
                 )
             });
         }
-        let set_cookies = routing.finish(snapshot, &device);
-        (response, set_cookies)
-    };
-    // Appended: the upstream's own Set-Cookie fields stay.
-    let h = response.headers_mut();
+        self.routing.finish(snapshot, device)
+    }
+}
+
+/// A new device's id and the pins' cookies, appended (the upstream's own `Set-Cookie`
+/// fields stay); such a response is private to the visitor.
+pub fn add_cookies(
+    snapshot: &Snapshot,
+    device: &Device,
+    set_cookies: Vec<HeaderValue>,
+    h: &mut http::HeaderMap,
+) {
     if device.is_new || !set_cookies.is_empty() {
         headers::make_private(h);
     }
@@ -222,7 +294,6 @@ async fn handle(
     for cookie in set_cookies {
         h.append(header::SET_COOKIE, cookie);
     }
-    response
 }
 
 /// What abproxy adds to a request on its way upstream.
@@ -240,32 +311,25 @@ struct Added<'a> {
 /// request was an upgrade the upstream accepted. Every failure is a response.
 async fn send_upstream(
     snapshot: &Snapshot,
-    routing: &crate::proxy::routing::Routing<'_>,
+    routed: &Routed<'_>,
     upstream: usize,
     mut request: Request<Incoming>,
     mut added: Added<'_>,
 ) -> Response<ProxyBody> {
     let client_upgrade = crate::proxy::upgrade::ClientSide::take(&mut request);
     added.upgrade = client_upgrade.as_ref().map(|c| c.upgrade.clone());
-    let fallback = FallbackRetry::plan(routing, &request);
+    let fallback = FallbackRetry::plan(&routed.routing, &request);
     let retry = fallback.as_ref().map(|_| added.clone());
     let (parts, body) = request.into_parts();
     let (body, watch) = ClientBody::new(body, snapshot.config.timeouts.request_body_idle);
     let request = Request::from_parts(parts, Either::Left(body));
-    // The routing experiment's variant answers for the first attempt only: a fallback's
-    // answer is its upstream's, not the variant's.
-    let variant = routing
-        .applied
-        .iter()
-        .find(|a| a.experiment.routing)
-        .and_then(|a| a.experiment.upstream_metrics.get(a.served));
     let first = forward(
         snapshot,
         upstream,
         request,
         added,
         watch.as_deref(),
-        variant,
+        routed.variant_metrics(),
     );
     let mut response = match first.await {
         Ok(response) => response,
@@ -312,18 +376,10 @@ impl FallbackRetry {
         routing: &crate::proxy::routing::Routing<'_>,
         request: &Request<Incoming>,
     ) -> Option<Self> {
-        let applied = routing.applied.iter().find(|a| a.experiment.routing)?;
-        let e = applied.experiment;
-        if e.upstream_down != UpstreamDown::Fallback
-            || applied.served == e.fallback
-            || !hyper::body::Body::is_end_stream(request.body())
-        {
+        if !hyper::body::Body::is_end_stream(request.body()) {
             return None;
         }
-        let upstream = e.variants[e.fallback].upstream?;
-        if Some(upstream) == e.variants[applied.served].upstream {
-            return None;
-        }
+        let (upstream, served) = fallback_upstream(routing)?;
         let mut copy = Request::new(Either::Right(http_body_util::Empty::new()));
         *copy.method_mut() = request.method().clone();
         *copy.uri_mut() = request.uri().clone();
@@ -332,9 +388,27 @@ impl FallbackRetry {
         Some(FallbackRetry {
             upstream,
             request: copy,
-            served: e.fallback_served[applied.served].clone(),
+            served,
         })
     }
+}
+
+/// Where a bodiless request goes again, and the series that counts it, if its routing
+/// variant's upstream turns out to be down (`upstream_down: fallback`, served by another
+/// variant with another upstream).
+pub fn fallback_upstream(
+    routing: &crate::proxy::routing::Routing<'_>,
+) -> Option<(usize, prometheus::IntCounter)> {
+    let applied = routing.applied.iter().find(|a| a.experiment.routing)?;
+    let e = applied.experiment;
+    if e.upstream_down != UpstreamDown::Fallback || applied.served == e.fallback {
+        return None;
+    }
+    let upstream = e.variants[e.fallback].upstream?;
+    if Some(upstream) == e.variants[applied.served].upstream {
+        return None;
+    }
+    Some((upstream, e.fallback_served[applied.served].clone()))
 }
 
 async fn forward(
@@ -411,32 +485,11 @@ async fn forward(
     let (mut response, lease) = match outcome {
         Ok(response) => response,
         Err(err) => {
-            match err.client_error_kind() {
-                // Nothing is counted against the upstream.
-                Some(kind) => {
-                    snapshot.client_errors[kind as usize].inc();
-                    tracing::debug!(error = %err, "request body failed on the client's side");
-                }
-                None => {
-                    upstream.metrics.responses[CODE_CLASS_ERROR].inc();
-                    if let Some(variant) = variant {
-                        variant.responses[CODE_CLASS_ERROR].inc();
-                    }
-                    upstream.metrics.count_error(err.upstream_error_kind());
-                    tracing::debug!(error = %format_chain(&err), "upstream request failed");
-                }
-            }
+            count_failure(snapshot, upstream, variant, &err);
             return Err(err);
         }
     };
-    let elapsed = started.elapsed().as_secs_f64();
-    let class = code_class_index(response.status());
-    upstream.metrics.duration.observe(elapsed);
-    upstream.metrics.responses[class].inc();
-    if let Some(variant) = variant {
-        variant.duration.observe(elapsed);
-        variant.responses[class].inc();
-    }
+    count_response(upstream, variant, response.status(), started);
     // abproxy answers in its own HTTP version whatever the upstream spoke (RFC 9110 §6.2):
     // an HTTP/1.0 upstream's version would otherwise reach the client and close its
     // connection after every response. (hyper answers an HTTP/1.0 client in HTTP/1.0 by
@@ -454,6 +507,47 @@ async fn forward(
     Ok(response.map(|inner| Either::Left(UpstreamBody::new(inner, lease, cut))))
 }
 
+/// A failed exchange: the client's fault (nothing counted against the upstream), or
+/// the upstream's.
+pub fn count_failure(
+    snapshot: &Snapshot,
+    upstream: &UpstreamTarget,
+    variant: Option<&VariantMetrics>,
+    err: &ProxyError,
+) {
+    match err.client_error_kind() {
+        Some(kind) => {
+            snapshot.client_errors[kind as usize].inc();
+            tracing::debug!(error = %err, "request body failed on the client's side");
+        }
+        None => {
+            upstream.metrics.responses[CODE_CLASS_ERROR].inc();
+            if let Some(variant) = variant {
+                variant.responses[CODE_CLASS_ERROR].inc();
+            }
+            upstream.metrics.count_error(err.upstream_error_kind());
+            tracing::debug!(error = %format_chain(err), "upstream request failed");
+        }
+    }
+}
+
+/// An upstream's response head, in by `started`'s elapsed time.
+pub fn count_response(
+    upstream: &UpstreamTarget,
+    variant: Option<&VariantMetrics>,
+    status: StatusCode,
+    started: Instant,
+) {
+    let elapsed = started.elapsed().as_secs_f64();
+    let class = code_class_index(status);
+    upstream.metrics.duration.observe(elapsed);
+    upstream.metrics.responses[class].inc();
+    if let Some(variant) = variant {
+        variant.duration.observe(elapsed);
+        variant.responses[class].inc();
+    }
+}
+
 fn format_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
@@ -465,7 +559,7 @@ fn format_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     plain_response(err.status(), &format!("abproxy: {err}\n"))
 }
 
@@ -476,7 +570,7 @@ fn error_response(err: &ProxyError) -> Response<ProxyBody> {
 /// needs. Pure: the benchmarks call it directly.
 pub fn rewrite_for_upstream(
     parts: &mut http::request::Parts,
-    upstream: &crate::state::snapshot::UpstreamTarget,
+    upstream: &UpstreamTarget,
     host_policy: HostPolicy,
     device_id: &str,
     assignments: Option<HeaderValue>,
@@ -570,7 +664,7 @@ pub fn rewrite_for_upstream(
 /// The absolute URI the pooled client needs: the upstream's scheme, `authority`, and the
 /// client's path and query unchanged.
 fn absolute_uri(
-    upstream: &crate::state::snapshot::UpstreamTarget,
+    upstream: &UpstreamTarget,
     authority: &http::uri::Authority,
     path_and_query: Option<http::uri::PathAndQuery>,
 ) -> Uri {

@@ -55,6 +55,18 @@ pub trait Graceful: Future {
 }
 
 impl Watcher {
+    /// Has a shutdown started? For a connection that runs its own exchanges.
+    pub fn is_stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Wait until a shutdown starts (forever, if the drain itself is gone).
+    pub async fn stopping(&mut self) {
+        if self.stop.wait_for(|&stop| stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Run `connection` to its end; if a shutdown starts meanwhile, tell it to finish.
     pub async fn watch<C: Graceful>(mut self, connection: C) -> C::Output {
         let mut connection = pin!(connection);

@@ -40,21 +40,80 @@ use crate::transport::request_body::UpstreamRequestBody;
 /// lists, which is correct, only slower.
 const SHARDS: usize = 64;
 
-/// One upstream's idle connections, per worker, most recently used last.
+/// One upstream's idle connections, per worker, most recently used last: hyper client
+/// connections, and bare TCP streams for [`crate::proxy::plain_http1`], which speaks
+/// HTTP/1.1 on them itself.
 pub struct Http1Pool {
     host: Arc<str>,
     port: u16,
     /// Covers the TCP connect.
     connect_timeout: Duration,
-    max_idle: usize,
-    idle_timeout: Duration,
-    /// By worker ([`crate::transport::workers::current`]) modulo their number.
-    idle: Box<[Mutex<VecDeque<Idle>>]>,
+    connections: IdleLists<Box<Connection>>,
+    streams: IdleLists<TcpStream>,
 }
 
-struct Idle {
-    connection: Box<Connection>,
+/// Idle connections of one kind, a list per worker: by worker
+/// ([`crate::transport::workers::current`]) modulo their number.
+struct IdleLists<C> {
+    max_idle: usize,
+    idle_timeout: Duration,
+    lists: Box<[Mutex<VecDeque<Idle<C>>>]>,
+}
+
+struct Idle<C> {
+    connection: C,
     since: Instant,
+}
+
+impl<C> IdleLists<C> {
+    fn new(max_idle: usize, idle_timeout: Duration) -> IdleLists<C> {
+        IdleLists {
+            max_idle,
+            idle_timeout,
+            lists: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// The most recently used idle connection that is still `usable`, dropping the stale.
+    fn checkout(&self, mut usable: impl FnMut(&mut C) -> bool) -> Option<C> {
+        let mut idle = self.lock();
+        while let Some(entry) = idle.pop_back() {
+            if entry.since.elapsed() >= self.idle_timeout {
+                // Every older entry is staler still.
+                idle.clear();
+                return None;
+            }
+            let mut connection = entry.connection;
+            if usable(&mut connection) {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, connection: C) {
+        let mut idle = self.lock();
+        if idle.len() >= self.max_idle {
+            if self.max_idle == 0 {
+                return;
+            }
+            // The oldest goes: it is the likeliest to have been closed by now.
+            idle.pop_front();
+        }
+        idle.push_back(Idle {
+            connection,
+            since: Instant::now(),
+        });
+    }
+
+    /// This worker's idle list.
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle<C>>> {
+        let shard = crate::transport::workers::current() % self.lists.len();
+        // A panic while holding the lock leaves a list of connections, still a list.
+        self.lists[shard]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// A client connection and the handle that sends on it. Kept boxed (one allocation per
@@ -92,9 +151,8 @@ impl Http1Pool {
             host,
             port,
             connect_timeout,
-            max_idle,
-            idle_timeout,
-            idle: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            connections: IdleLists::new(max_idle, idle_timeout),
+            streams: IdleLists::new(max_idle, idle_timeout),
         }
     }
 
@@ -136,50 +194,46 @@ impl Http1Pool {
         }
     }
 
-    /// The most recently used idle connection that is still open, dropping the stale.
     fn checkout(&self) -> Option<Box<Connection>> {
-        let mut idle = self.lock();
-        while let Some(entry) = idle.pop_back() {
-            if entry.since.elapsed() >= self.idle_timeout {
-                // Every older entry is staler still.
-                idle.clear();
-                return None;
-            }
-            let mut connection = entry.connection;
-            if connection.still_usable() {
-                return Some(connection);
-            }
-        }
-        None
+        self.connections.checkout(|c| c.still_usable())
     }
 
     fn checkin(&self, connection: Box<Connection>) {
-        let mut idle = self.lock();
-        if idle.len() >= self.max_idle {
-            if self.max_idle == 0 {
-                return;
-            }
-            // The oldest goes: it is the likeliest to have been closed by now.
-            idle.pop_front();
-        }
-        idle.push_back(Idle {
-            connection,
-            since: Instant::now(),
-        });
+        self.connections.checkin(connection)
     }
 
-    async fn connect(&self) -> Result<Box<Connection>, SendError> {
+    /// An idle TCP stream that the upstream has not closed (nor sent anything on).
+    pub fn checkout_stream(&self) -> Option<TcpStream> {
+        self.streams.checkout(|stream| {
+            let mut probe = [0u8; 1];
+            // Would block: open and quiet. Anything else (a close, stray bytes, an
+            // error) makes it unusable.
+            matches!(stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+        })
+    }
+
+    /// A stream whose last exchange ended cleanly, for the next request.
+    pub fn checkin_stream(&self, stream: TcpStream) {
+        self.streams.checkin(stream)
+    }
+
+    /// A new TCP connection to the upstream, within `timeouts.connect`.
+    pub async fn connect_stream(&self) -> Result<TcpStream, SendError> {
         let dial = async {
             let tcp = TcpStream::connect((&*self.host, self.port)).await?;
             // Small requests must not wait for Nagle's algorithm.
             tcp.set_nodelay(true)?;
             Ok::<_, io::Error>(tcp)
         };
-        let tcp = match tokio::time::timeout(self.connect_timeout, dial).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(err)) => return Err(SendError::Connect(err)),
-            Err(_) => return Err(SendError::ConnectTimeout),
-        };
+        match tokio::time::timeout(self.connect_timeout, dial).await {
+            Ok(Ok(tcp)) => Ok(tcp),
+            Ok(Err(err)) => Err(SendError::Connect(err)),
+            Err(_) => Err(SendError::ConnectTimeout),
+        }
+    }
+
+    async fn connect(&self) -> Result<Box<Connection>, SendError> {
+        let tcp = self.connect_stream().await?;
         let (sender, driver) = http1::Builder::new()
             .title_case_headers(false)
             .preserve_header_case(false)
@@ -196,15 +250,6 @@ impl Http1Pool {
             .await
             .map_err(SendError::Exchange)?;
         Ok(connection)
-    }
-
-    /// This worker's idle list.
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        let shard = crate::transport::workers::current() % self.idle.len();
-        // A panic while holding the lock leaves a list of connections, still a list.
-        self.idle[shard]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

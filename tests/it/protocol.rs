@@ -291,3 +291,122 @@ async fn one_bad_forwarded_for_entry_drops_only_itself() {
     );
     proxy.stop().await;
 }
+
+/// A keep-alive connection starts on the proxy's own HTTP/1.1 path (bodiless GETs) and
+/// moves to hyper's at the first request that needs it (a body): every request on it is
+/// answered, in order, and the body reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_plain_gets_then_a_request_with_a_body() {
+    let app = MockUpstream::start("app").await;
+    let proxy = TestProxy::start(&config(&app.url(), "")).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let exchanges: [(&str, &str, &str); 3] = [
+        (
+            "GET /status/202 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "HTTP/1.1 202",
+            "app",
+        ),
+        (
+            "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            "HTTP/1.1 200",
+            "hello",
+        ),
+        (
+            "GET /status/203 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "HTTP/1.1 203",
+            "app",
+        ),
+    ];
+    for (request, status, body) in exchanges {
+        client.write_all(request.as_bytes()).await.unwrap();
+        let (head, got) = read_response(&mut client).await;
+        assert!(head.starts_with(status), "{request:?}: {head}");
+        assert_eq!(got, body, "{request:?}");
+    }
+    let seen: Vec<(String, Vec<u8>)> = app
+        .requests()
+        .iter()
+        .map(|r| (r.uri.path().to_string(), r.body.to_vec()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/status/202".to_string(), Vec::new()),
+            ("/echo".to_string(), b"hello".to_vec()),
+            ("/status/203".to_string(), Vec::new()),
+        ]
+    );
+    proxy.stop().await;
+}
+
+/// An upstream that answers each request on a connection by its path: `/chunked` with a
+/// chunked body (an extension and a trailer on it) on a kept-alive connection,
+/// `/until-close` with a body that ends when it closes the connection.
+async fn framing_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                loop {
+                    let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&read[..end]).into_owned();
+                    read.drain(..end + 4);
+                    if head.starts_with("GET /until-close ") {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close")
+                            .await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                                   5;note=x\r\nhello\r\n6\r\n world\r\n0\r\nx-digest: 1\r\n\r\n";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Chunked and close-delimited upstream bodies reach a keep-alive client whole, chunked,
+/// without the trailer it did not ask for; the client's connection stays open through
+/// both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_and_close_delimited_bodies_reach_a_keep_alive_client_whole() {
+    let (upstream, task) = framing_upstream().await;
+    let proxy = TestProxy::start(&config(&format!("http://{upstream}"), "")).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    for (path, body) in [
+        ("/chunked", "hello world"),
+        ("/until-close", "until close"),
+        ("/chunked", "hello world"),
+        ("/chunked", "hello world"),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        // `read_response` only accepts a chunked body that ends right after its last
+        // chunk: a trailer passed on would not be.
+        let (head, got) = read_response(&mut client).await;
+        let lower = head.to_ascii_lowercase();
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert!(
+            lower.contains("transfer-encoding: chunked"),
+            "{path}: {head}"
+        );
+        assert!(!lower.contains("connection: close"), "{path}: {head}");
+        assert_eq!(got, body, "{path}");
+    }
+    proxy.stop().await;
+    task.abort();
+}
