@@ -101,8 +101,17 @@ pub async fn serve(
             }
             Ok(Ok(Head::Plain(request, snapshot))) => (request, snapshot),
         };
-        match exchange(&snapshot, peer, &mut client.stream, request, &mut buffers).await {
-            Ok(true) if !watcher.is_stopping() => {}
+        match exchange(
+            &snapshot,
+            peer,
+            &mut client.stream,
+            request,
+            &mut buffers,
+            &watcher,
+        )
+        .await
+        {
+            Ok(true) => {}
             _ => return None,
         }
     }
@@ -264,14 +273,15 @@ async fn exchange(
     client: &mut TcpStream,
     request: PlainRequest,
     buffers: &mut Buffers,
+    watcher: &Watcher,
 ) -> io::Result<bool> {
-    let PlainRequest { parts, close } = request;
+    let PlainRequest { parts, mut close } = request;
     let device = Device::from_headers(&parts.headers, &snapshot.config.cookie.name);
     let mut routed = Routed::new(snapshot, &device, &parts.method, &parts.uri, &parts.headers);
     let is_head = parts.method == Method::HEAD;
     let fetched = match routed.upstream(snapshot) {
         Some(upstream) => {
-            fetch(
+            let fetched = fetch(
                 snapshot,
                 peer,
                 &device,
@@ -279,11 +289,20 @@ async fn exchange(
                 upstream,
                 parts,
                 buffers,
-            )
-            .await
+            );
+            tokio::select! {
+                biased;
+                fetched = fetched => fetched,
+                // Nobody to answer: the upstream's connection is dropped with the unread
+                // answer, as hyper's server drops the request when its client leaves.
+                () = client_gone(client) => return Ok(false),
+            }
         }
         None => Err(ProxyError::NoRoute),
     };
+    // A shutdown that started while the upstream answered: this response is the
+    // connection's last, and says so (as hyper's graceful shutdown does).
+    close |= watcher.is_stopping();
     let mut upstream = match fetched {
         Ok(upstream) => upstream,
         Err(err) => {
@@ -331,6 +350,18 @@ async fn exchange(
             upstream.cut.inc();
             Ok(false)
         }
+    }
+}
+
+/// Resolves when the client has closed its connection (or it failed) while its answer
+/// is on the way, so a request nobody waits for does not hold an upstream connection and
+/// a place under `limits.max_connections`. Bytes the client sends meanwhile (a pipelined
+/// request) stay unread: after them, nothing more can be learnt until they are.
+async fn client_gone(client: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match client.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 
@@ -461,7 +492,6 @@ async fn attempt<'s>(
             return Err(err);
         }
     };
-    count_response(upstream, variant, head.status, started);
     let ResponseHead {
         status,
         mut headers,
@@ -469,14 +499,37 @@ async fn attempt<'s>(
         version,
     } = head;
     let keep_alive = version == Version::HTTP_11 && !has_close(&headers);
-    let coding = headers::remove_hop_by_hop(&mut headers);
+    // Framed by the head as it came, before hop-by-hop fields go: a `Connection` option
+    // naming `Transfer-Encoding` or `Content-Length` must not change how the body is
+    // read, or the rest of it would be taken for the next response.
+    let coding = headers::transfer_coding(&headers);
+    let length = match content_length(&headers) {
+        Ok(length) => length,
+        // hyper's client refuses such a head: counted as a failed request, not as the
+        // status it claimed.
+        Err(_) if coding != TransferCoding::None => None,
+        Err(what) => {
+            let err = ProxyError::UpstreamMalformed {
+                upstream: upstream.name.clone(),
+                source: what.into(),
+            };
+            count_failure(snapshot, upstream, variant, &err);
+            return Err(err);
+        }
+    };
+    count_response(upstream, variant, status, started);
+    headers::remove_hop_by_hop(&mut headers);
     let no_body = parts.method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let framing = match coding {
+    let framing = match (coding, length) {
         _ if no_body => Framing::Empty,
-        TransferCoding::Chunked => Framing::Chunked,
-        TransferCoding::Other => {
+        (TransferCoding::Chunked, _) => {
+            // Relayed chunked: a length beside it is stale (RFC 9112 §6.3).
+            headers.remove(header::CONTENT_LENGTH);
+            Framing::Chunked
+        }
+        (TransferCoding::Other, _) => {
             // We would pass on still-encoded bytes with nothing saying how they are encoded.
             let err = ProxyError::UpstreamTransferCoding {
                 upstream: upstream.name.clone(),
@@ -484,18 +537,14 @@ async fn attempt<'s>(
             upstream.metrics.count_error(err.upstream_error_kind());
             return Err(err);
         }
-        TransferCoding::None => match content_length(&headers) {
-            Ok(Some(length)) => Framing::Length(length),
-            Ok(None) => Framing::UntilClose,
-            Err(what) => {
-                let err = ProxyError::UpstreamMalformed {
-                    upstream: upstream.name.clone(),
-                    source: what.into(),
-                };
-                upstream.metrics.count_error(err.upstream_error_kind());
-                return Err(err);
+        (TransferCoding::None, Some(length)) => {
+            if !headers.contains_key(header::CONTENT_LENGTH) {
+                // Named by `Connection` and so removed: the client still needs it.
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
             }
-        },
+            Framing::Length(length)
+        }
+        (TransferCoding::None, None) => Framing::UntilClose,
     };
     Ok(Fetched {
         pool,
@@ -571,15 +620,17 @@ async fn round_trip(
         .write_all(head)
         .await
         .map_err(RoundTrip::NothingBack)?;
+    // Anything at all came back (an interim response, dropped from `read`, counts).
+    let mut answered = false;
     loop {
         read.reserve(READ_CHUNK);
         match stream.read_buf(read).await {
-            Ok(0) if read.is_empty() => {
+            Ok(0) if !answered => {
                 return Err(RoundTrip::NothingBack(io::ErrorKind::UnexpectedEof.into()))
             }
             Ok(0) => return Err(RoundTrip::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => {}
-            Err(err) if read.is_empty() => return Err(RoundTrip::NothingBack(err)),
+            Ok(_) => answered = true,
+            Err(err) if !answered => return Err(RoundTrip::NothingBack(err)),
             Err(err) => return Err(RoundTrip::Io(err)),
         }
         // Interim responses (100 Continue, 103 Early Hints) are dropped, as hyper's
@@ -783,7 +834,7 @@ async fn relay(
                 }
                 read.clear();
                 read.reserve(READ_CHUNK);
-                match upstream.stream.read_buf(read).await {
+                match read_body(upstream, read, client).await? {
                     Ok(0) | Err(_) => return Ok(BodyEnd::Cut),
                     Ok(_) => arrived = &read[..],
                 }
@@ -819,7 +870,7 @@ async fn relay(
                 read.clear();
                 read.reserve(READ_CHUNK);
                 arrived_from = 0;
-                match upstream.stream.read_buf(read).await {
+                match read_body(upstream, read, client).await? {
                     // A close-delimited body ends here, whole.
                     Ok(0) if decoder.is_none() => {
                         client.write_all(b"0\r\n\r\n").await?;
@@ -834,6 +885,20 @@ async fn relay(
 }
 
 /// `data` as one chunk of a chunked body.
+/// The next bytes of the body from the upstream (the inner result); `Err` if the client
+/// left meanwhile (a slow or idle stream would otherwise hold on for nobody).
+async fn read_body(
+    upstream: &mut Fetched<'_>,
+    read: &mut Vec<u8>,
+    client: &TcpStream,
+) -> io::Result<io::Result<usize>> {
+    tokio::select! {
+        biased;
+        read = upstream.stream.read_buf(read) => Ok(read),
+        () = client_gone(client) => Err(io::ErrorKind::ConnectionAborted.into()),
+    }
+}
+
 fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
@@ -877,6 +942,14 @@ impl ChunkedDecoder {
                         return Err("chunk-size line too long");
                     }
                     if line_done {
+                        // At least one hex digit and a CRLF: `\r\n` alone is not a last
+                        // chunk, and a decoder that took it for one would read the rest as
+                        // the next response (as hyper's decoder refuses it).
+                        if !self.line.first().is_some_and(u8::is_ascii_hexdigit)
+                            || !self.line.ends_with(b"\r\n")
+                        {
+                            return Err("invalid chunk size");
+                        }
                         let size = match httparse::parse_chunk_size(&self.line) {
                             Ok(httparse::Status::Complete((_, size))) => size,
                             _ => return Err("invalid chunk size"),
@@ -924,7 +997,10 @@ impl ChunkedDecoder {
                         return Err("trailer section too long");
                     }
                     if line_done {
-                        let empty = self.line == b"\r\n" || self.line == b"\n";
+                        if !self.line.ends_with(b"\r\n") {
+                            return Err("trailer line not ended by CRLF");
+                        }
+                        let empty = self.line == b"\r\n";
                         self.line.clear();
                         if empty {
                             return Ok(Some(at));
@@ -1102,6 +1178,28 @@ mod tests {
         );
         let long = vec![b'1'; MAX_CHUNK_LINE + 10];
         assert!(decode(&[&long]).1.is_err(), "an endless size line");
+        // hyper's decoder refuses these too: taken for a last chunk, the bytes after
+        // them would be read as the next response on a reused connection.
+        assert!(
+            decode(&[b"1\r\nZ\r\n\r\n\r\n"]).1.is_err(),
+            "a size line without digits"
+        );
+        assert!(
+            decode(&[b";ext\r\n\r\n"]).1.is_err(),
+            "an extension, no size"
+        );
+        assert!(
+            decode(&[b"5\nhello\r\n0\r\n\r\n"]).1.is_err(),
+            "bare LF after a size"
+        );
+        assert!(
+            decode(&[b"0\r\n\n"]).1.is_err(),
+            "a bare LF ends no trailers"
+        );
+        assert!(
+            decode(&[b"0\r\nx: y\n\r\n"]).1.is_err(),
+            "a trailer line ended by a bare LF"
+        );
     }
 
     #[test]

@@ -341,7 +341,8 @@ async fn one_connection_serves_plain_gets_then_a_request_with_a_body() {
 
 /// An upstream that answers each request on a connection by its path: `/chunked` with a
 /// chunked body (an extension and a trailer on it) on a kept-alive connection,
-/// `/until-close` with a body that ends when it closes the connection.
+/// `/until-close` with a body that ends when it closes the connection, `/hidden-chunked`
+/// and `/hidden-length` with a `Connection` field naming the framing field.
 async fn framing_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -367,8 +368,17 @@ async fn framing_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                         let _ = stream.shutdown().await;
                         return;
                     }
-                    let answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
-                                   5;note=x\r\nhello\r\n6\r\n world\r\n0\r\nx-digest: 1\r\n\r\n";
+                    let answer: &[u8] = if head.starts_with("GET /hidden-chunked ") {
+                        b"HTTP/1.1 200 OK\r\nConnection: transfer-encoding\r\n\
+                          Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n\
+                          6\r\nhidden\r\n0\r\n\r\n"
+                    } else if head.starts_with("GET /hidden-length ") {
+                        b"HTTP/1.1 200 OK\r\nConnection: content-length\r\n\
+                          Content-Length: 6\r\n\r\nlength"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                          5;note=x\r\nhello\r\n6\r\n world\r\n0\r\nx-digest: 1\r\n\r\n"
+                    };
                     if stream.write_all(answer).await.is_err() {
                         return;
                     }
@@ -406,6 +416,113 @@ async fn chunked_and_close_delimited_bodies_reach_a_keep_alive_client_whole() {
         );
         assert!(!lower.contains("connection: close"), "{path}: {head}");
         assert_eq!(got, body, "{path}");
+    }
+    proxy.stop().await;
+    task.abort();
+}
+
+/// A `Connection` option that names `Transfer-Encoding` or `Content-Length` removes the
+/// field from what the client gets, never from how the body is read: each body arrives
+/// whole, and the responses after it on the same connections are not shifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_option_naming_a_framing_field_does_not_change_the_framing() {
+    let (upstream, task) = framing_upstream().await;
+    let proxy = TestProxy::start(&config(&format!("http://{upstream}"), "")).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    for (path, body) in [
+        ("/hidden-chunked", "hidden"),
+        ("/chunked", "hello world"),
+        ("/hidden-length", "length"),
+        ("/chunked", "hello world"),
+        ("/hidden-chunked", "hidden"),
+        ("/hidden-length", "length"),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let (head, got) = read_response(&mut client).await;
+        let lower = head.to_ascii_lowercase();
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert!(!lower.contains("connection:"), "{path}: {head}");
+        assert_eq!(got, body, "{path}: {head}");
+    }
+    proxy.stop().await;
+    task.abort();
+}
+
+/// A client that leaves while its answer is on the way is noticed: the upstream's
+/// connection is closed rather than held for nobody, both while the upstream has not
+/// answered yet and while it streams a body slowly. (`upstream_response` is 10 minutes:
+/// only the client's leaving can close it within the test's bound.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_request_releases_the_upstream_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let path = String::from_utf8_lossy(&read)
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                if path == "/slow-body" {
+                    let head =
+                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+                    if stream.write_all(head).await.is_err() {
+                        return;
+                    }
+                }
+                // Never answer (more): wait for abproxy to close the connection.
+                loop {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+                let _ = closed_tx.send(path);
+            });
+        }
+    });
+    let proxy = TestProxy::start(&config(
+        &format!("http://{upstream}"),
+        "timeouts:\n  upstream_response: 10m\n",
+    ))
+    .await;
+    for path in ["/no-answer", "/slow-body"] {
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        if path == "/slow-body" {
+            // The head and the first chunk arrive; the rest never does.
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !got.windows(5).any(|w| w == b"first") {
+                let n = tokio::time::timeout(Duration::from_secs(30), client.read(&mut chunk))
+                    .await
+                    .expect("the first chunk within 30s")
+                    .unwrap();
+                assert!(n > 0, "closed before the first chunk");
+                got.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            // Let the request reach the upstream before leaving.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(client);
+        let seen = tokio::time::timeout(Duration::from_secs(30), closed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the upstream connection still open after 30s"));
+        assert_eq!(seen.as_deref(), Some(path));
     }
     proxy.stop().await;
     task.abort();
