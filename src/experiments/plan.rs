@@ -50,6 +50,9 @@ pub struct ExperimentPlan {
 
 pub struct VariantPlan {
     pub name: String,
+    /// `<experiment>=<variant>`: the whole `X-AB-Assignments` value of a request only
+    /// this experiment applies to (most requests), made once rather than per request.
+    pub assignment: http::HeaderValue,
     /// Index into the snapshot's upstreams, for routing experiments.
     pub upstream: Option<usize>,
     /// This variant's counters in `counts_run` (detached, never written, if none).
@@ -177,6 +180,8 @@ impl ExperimentPlan {
                 .iter()
                 .map(|v| VariantPlan {
                     name: v.name.clone(),
+                    assignment: http::HeaderValue::try_from(format!("{}={}", e.key, v.name))
+                        .expect("validated names are header-safe"),
                     upstream: v.upstream.as_deref().and_then(&upstream_index),
                     counts: variant_counts(&v.name, None),
                     goals: e
@@ -503,6 +508,14 @@ mod tests {
         assert!(p.routing);
         assert_eq!(p.variants[0].upstream, Some(0));
         assert_eq!(p.variants[1].upstream, Some(1));
+    }
+
+    #[test]
+    fn each_variant_carries_its_one_experiment_assignments_value() {
+        // The one-entry form of `proxy::headers::assignments_value`'s dictionary.
+        let p = plan(&experiment(State::Active));
+        assert_eq!(p.variants[0].assignment, "moon_mars=Moon");
+        assert_eq!(p.variants[1].assignment, "moon_mars=Mars");
     }
 
     #[test]

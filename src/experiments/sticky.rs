@@ -59,6 +59,15 @@ impl Assignments {
     pub fn get(&self, experiment: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.experiment == experiment)
     }
+
+    /// Remove and return the entry `get` would give.
+    pub fn take(&mut self, experiment: &str) -> Option<Entry> {
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.experiment == experiment)?;
+        Some(self.entries.remove(at))
+    }
 }
 
 /// Why a cookie was ignored (the discriminant indexes the metric's reason labels,
@@ -170,10 +179,7 @@ impl Signer {
             .and_then(|r| r.strip_prefix('.'))
             .ok_or(Rejected::Malformed)?;
         let (payload, hex) = rest.rsplit_once('.').ok_or(Rejected::Malformed)?;
-        let tag = decode_hex(hex).ok_or(Rejected::Malformed)?;
-        if tag.len() != TAG_BYTES {
-            return Err(Rejected::Malformed);
-        }
+        let tag = decode_tag(hex).ok_or(Rejected::Malformed)?;
         // Constant-time comparison of the truncated tag.
         self.tag(device_id, payload)
             .verify_truncated_left(&tag)
@@ -240,15 +246,17 @@ impl ItoaBuf {
     }
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+/// The tag's bytes from exactly `2 * TAG_BYTES` hex digits.
+fn decode_tag(hex: &str) -> Option<[u8; TAG_BYTES]> {
     // from_str_radix would also take a sign: one tag must have one spelling.
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.len() != 2 * TAG_BYTES || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
+    let mut tag = [0u8; TAG_BYTES];
+    for (i, byte) in tag.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(tag)
 }
 
 #[cfg(test)]

@@ -58,6 +58,9 @@ const MAX_RESPONSE_HEAD: usize = 400 * 1024;
 /// A chunk-size line or a trailer section longer than this is a malformed body.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 64 * 1024;
+/// A spare field map kept for a connection's next head holds at most this many fields'
+/// room (a map grows in powers of two; most heads have a few dozen fields at most).
+const MAX_SPARE_FIELDS: usize = 64;
 
 /// The connection, for hyper to serve from here on: the bytes read but not answered
 /// come first.
@@ -80,13 +83,15 @@ pub async fn serve(
     let mut buffers = Buffers {
         out: Vec::with_capacity(READ_CHUNK),
         upstream: Vec::with_capacity(READ_CHUNK),
+        request_fields: HeaderMap::new(),
+        response_fields: HeaderMap::new(),
     };
     loop {
         let header_read = app.snapshot().config.timeouts.header_read;
         let head = tokio::select! {
             // Between requests a shutdown closes the connection, as hyper's does.
             _ = watcher.stopping() => return None,
-            head = tokio::time::timeout(header_read, client.read_head(app)) => head,
+            head = tokio::time::timeout(header_read, client.read_head(app, &mut buffers.request_fields)) => head,
         };
         let (request, snapshot) = match head {
             // A head (or the next one on a kept-alive connection) that took longer than
@@ -129,6 +134,28 @@ struct Buffers {
     out: Vec<u8>,
     /// Read from the upstream.
     upstream: Vec<u8>,
+    /// The last request's and response's field maps, emptied, for the next ones (see
+    /// [`reuse`]).
+    request_fields: HeaderMap,
+    response_fields: HeaderMap,
+}
+
+/// A field map for a head of `fields` fields (and `room` more), made from the spare one
+/// an earlier head of the connection left: a map's two allocations are a request's
+/// largest, and a connection's heads are much alike.
+fn reuse(spare: &mut HeaderMap, fields: usize) -> HeaderMap {
+    let mut map = std::mem::take(spare);
+    map.reserve(fields);
+    map
+}
+
+/// Keep `map`'s room for the connection's next head, unless it grew past what most
+/// heads need (a connection that once sent many fields does not keep their room).
+fn keep_spare(spare: &mut HeaderMap, mut map: HeaderMap) {
+    if map.capacity() <= MAX_SPARE_FIELDS {
+        map.clear();
+        *spare = map;
+    }
 }
 
 // Moved once per request: a box would cost an allocation each time.
@@ -149,12 +176,12 @@ struct PlainRequest {
 
 impl Client {
     /// Read until a whole head is in, or it is clear hyper must have the connection.
-    async fn read_head(&mut self, app: &App) -> io::Result<Head> {
+    async fn read_head(&mut self, app: &App, spare: &mut HeaderMap) -> io::Result<Head> {
         loop {
             if !self.read.is_empty() {
                 let snapshot = app.snapshot();
                 let limits = snapshot.config.limits;
-                match parse_request(&self.read, &snapshot) {
+                match parse_request(&self.read, &snapshot, spare) {
                     Parsed::Plain(request, len) => {
                         self.read.drain(..len);
                         return Ok(Head::Plain(request, snapshot));
@@ -183,7 +210,7 @@ enum Parsed {
     Partial,
 }
 
-fn parse_request(read: &[u8], snapshot: &Snapshot) -> Parsed {
+fn parse_request(read: &[u8], snapshot: &Snapshot, spare: &mut HeaderMap) -> Parsed {
     let limits = snapshot.config.limits;
     let mut fields = [httparse::EMPTY_HEADER; MAX_PLAIN_HEADERS];
     let room = limits.max_headers.min(MAX_PLAIN_HEADERS);
@@ -199,12 +226,14 @@ fn parse_request(read: &[u8], snapshot: &Snapshot) -> Parsed {
     }
     // One copy of the head, which the fields' values and the target then share.
     let shared = Bytes::copy_from_slice(&read[..len]);
+    let fields = reuse(spare, head.headers.len() + 6);
     match plain_request(
         &head,
         &Shared {
             bytes: &shared,
             base: read,
         },
+        fields,
     ) {
         Some(request) => Parsed::Plain(request, len),
         None => Parsed::ForHyper,
@@ -212,7 +241,12 @@ fn parse_request(read: &[u8], snapshot: &Snapshot) -> Parsed {
 }
 
 /// The request as `http` parts, if it is one this path answers.
-fn plain_request(head: &httparse::Request<'_, '_>, shared: &Shared<'_>) -> Option<PlainRequest> {
+/// `fields` is empty, with room for the head's fields.
+fn plain_request(
+    head: &httparse::Request<'_, '_>,
+    shared: &Shared<'_>,
+    mut fields: HeaderMap,
+) -> Option<PlainRequest> {
     if head.version != Some(1) {
         return None;
     }
@@ -227,7 +261,6 @@ fn plain_request(head: &httparse::Request<'_, '_>, shared: &Shared<'_>) -> Optio
         return None;
     }
     let uri = http::Uri::from_maybe_shared(shared.slice(path.as_bytes())).ok()?;
-    let mut fields = HeaderMap::with_capacity(head.headers.len() + 6);
     let mut close = false;
     for field in head.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
@@ -336,6 +369,10 @@ async fn exchange(
         &upstream.headers,
         chunked,
         close,
+    );
+    keep_spare(
+        &mut buffers.response_fields,
+        std::mem::take(&mut upstream.headers),
     );
     match relay(client, &mut upstream, buffers).await? {
         BodyEnd::Whole { reusable } => {
@@ -464,7 +501,16 @@ async fn attempt<'s>(
     write_request_head(&mut buffers.out, &parts);
     let timeouts = snapshot.config.timeouts;
     let started = Instant::now();
-    let sent = send(pool, &buffers.out, &mut buffers.upstream);
+    keep_spare(
+        &mut buffers.request_fields,
+        std::mem::take(&mut parts.headers),
+    );
+    let sent = send(
+        pool,
+        &buffers.out,
+        &mut buffers.upstream,
+        &mut buffers.response_fields,
+    );
     let outcome = match tokio::time::timeout(timeouts.upstream_response, sent).await {
         Ok(Ok(sent)) => Ok(sent),
         Ok(Err(Failure::Connect(err))) => Err(ProxyError::from_http1_pool(
@@ -579,6 +625,7 @@ async fn send(
     pool: &Http1Pool,
     head: &[u8],
     read: &mut Vec<u8>,
+    spare: &mut HeaderMap,
 ) -> Result<(TcpStream, ResponseHead), Failure> {
     let mut pooled = pool.checkout_stream();
     loop {
@@ -591,7 +638,7 @@ async fn send(
                 .await
                 .map_err(Failure::Connect)?,
         };
-        match round_trip(&mut stream, head, read).await {
+        match round_trip(&mut stream, head, read, spare).await {
             Ok(head) => return Ok((stream, head)),
             // The upstream closed a pooled connection before answering anything. The
             // request is a GET or a HEAD, idempotent, so a fresh connection takes it
@@ -614,6 +661,7 @@ async fn round_trip(
     stream: &mut TcpStream,
     head: &[u8],
     read: &mut Vec<u8>,
+    spare: &mut HeaderMap,
 ) -> Result<ResponseHead, RoundTrip> {
     read.clear();
     stream
@@ -635,7 +683,7 @@ async fn round_trip(
         }
         // Interim responses (100 Continue, 103 Early Hints) are dropped, as hyper's
         // client drops them; the final one follows.
-        while let Some(head) = parse_response(read)? {
+        while let Some(head) = parse_response(read, spare)? {
             if head.status.is_informational() {
                 if head.status == StatusCode::SWITCHING_PROTOCOLS {
                     return Err(RoundTrip::Malformed(
@@ -653,7 +701,7 @@ async fn round_trip(
     }
 }
 
-fn parse_response(read: &[u8]) -> Result<Option<ResponseHead>, RoundTrip> {
+fn parse_response(read: &[u8], spare: &mut HeaderMap) -> Result<Option<ResponseHead>, RoundTrip> {
     if read.is_empty() {
         return Ok(None);
     }
@@ -674,7 +722,7 @@ fn parse_response(read: &[u8]) -> Result<Option<ResponseHead>, RoundTrip> {
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or_else(malformed)?;
-    let mut headers = HeaderMap::with_capacity(head.headers.len() + 4);
+    let mut headers = reuse(spare, head.headers.len() + 4);
     for field in head.headers.iter() {
         headers.append(
             HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| malformed())?,
@@ -805,6 +853,7 @@ async fn relay(
     let Buffers {
         out,
         upstream: read,
+        ..
     } = buffers;
     let start = upstream.body_start;
     match upstream.framing {
@@ -1228,6 +1277,7 @@ mod tests {
                 bytes: &bytes,
                 base: text.as_bytes(),
             },
+            HeaderMap::new(),
         )
     }
 

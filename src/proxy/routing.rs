@@ -187,7 +187,9 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
     let config = &snapshot.config;
     // A new device has no pinned assignments; an old cookie was bound to another id.
     let read = Pins::read(snapshot, device, request.headers);
-    let (pinned, pins_known) = (read.assignments, read.known);
+    // Each experiment takes its pin out (moved into `next`, not copied); what is left
+    // belongs to experiments that no longer exist.
+    let (mut pinned, pins_known) = (read.assignments, read.known);
     let forced = config
         .qa_override
         .as_ref()
@@ -212,16 +214,16 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
     let mut changed = routing.pins.changed;
     let mut newly_counted = Vec::new();
     for experiment in &snapshot.experiments {
-        let pinned_entry = pinned.get(&experiment.key);
+        let pinned_entry = pinned.take(&experiment.key);
         if !experiment.applies_to(request.host, request.path) {
             // Not this request's business: keep the pin as it is.
-            next.entries.extend(pinned_entry.cloned());
+            next.entries.extend(pinned_entry);
             continue;
         }
         let inputs = Inputs {
             device_id: &device.id,
             facts: &facts,
-            pinned: pinned_entry.map(|e| e.variant.as_str()),
+            pinned: pinned_entry.as_ref().map(|e| e.variant.as_str()),
             forced: forced.variant_for(&experiment.key),
         };
         let decision = experiment.decide(&inputs);
@@ -236,6 +238,12 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
                 None,
             );
         }
+        let pinned_variant = match decision.newly_assigned_in_run {
+            Some(_) => Some(decision.variant),
+            None => pinned_entry
+                .as_ref()
+                .and_then(|e| experiment.variant_index(&e.variant)),
+        };
         match (decision.newly_assigned_in_run, pinned_entry) {
             (Some(run), _) => {
                 let run = if pins_known { run } else { UNCOUNTED_RUN };
@@ -251,20 +259,16 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
                 });
                 changed = true;
             }
-            (None, Some(entry)) => next.entries.push(entry.clone()),
+            (None, Some(entry)) => next.entries.push(entry),
             (None, None) => {}
         }
         if routing.upstream.is_none() {
             routing.upstream = variant.upstream;
         }
-        let pinned = match decision.newly_assigned_in_run {
-            Some(_) => Some(decision.variant),
-            None => pinned_entry.and_then(|e| experiment.variant_index(&e.variant)),
-        };
         routing.applied.push(Applied {
             experiment,
             served: decision.variant,
-            pinned,
+            pinned: pinned_variant,
         });
     }
     // Pins of experiments that no longer exist are dropped.
@@ -298,6 +302,9 @@ pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView)
 
 /// The `X-AB-Assignments` value: `moon_mars=Mars, white_gold_btn=Gold`.
 pub fn assignments_header(routing: &Routing) -> Option<HeaderValue> {
+    if let [only] = routing.applied.as_slice() {
+        return Some(only.experiment.variants[only.served].assignment.clone());
+    }
     crate::proxy::headers::assignments_value(routing.applied.iter().map(|a| {
         (
             a.experiment.key.as_str(),
