@@ -18,6 +18,8 @@
 //! `A-Z a-z 0-9 _ -`, so `:` `|` `.` can separate them, and every byte is a valid
 //! cookie-octet (RFC 6265 §4.1.1).
 
+use std::sync::Arc;
+
 use hmac::{Hmac, Mac};
 
 use crate::util::random::push_hex;
@@ -85,6 +87,24 @@ pub enum Rejected {
 #[derive(Clone)]
 pub struct Signer {
     mac: Hmac<Sha256>,
+    /// Shared by this signer's clones (one secret): what a [`Verified`] was checked by.
+    key_id: Arc<()>,
+}
+
+/// The last assignment cookie a connection carried that verified, and its entries. A
+/// browser's keep-alive connection carries one visitor, whose next requests bring the
+/// same cookie: verified once, it is not hashed again while it stays the same (same
+/// signer, same device id, same bytes).
+#[derive(Default)]
+pub struct Verified {
+    checked: Option<Checked>,
+}
+
+struct Checked {
+    key_id: Arc<()>,
+    device_id: String,
+    value: Vec<u8>,
+    assignments: Assignments,
 }
 
 impl std::fmt::Debug for Signer {
@@ -97,6 +117,7 @@ impl Signer {
     pub fn new(secret: &[u8]) -> Signer {
         Signer {
             mac: Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length"),
+            key_id: Arc::new(()),
         }
     }
 
@@ -169,6 +190,31 @@ impl Signer {
         value.push('.');
         push_hex(&mut value, &tag[..TAG_BYTES]);
         (value, kept)
+    }
+
+    /// [`Signer::decode`], answered from `verified` when it holds this very cookie.
+    pub fn decode_remembered(
+        &self,
+        device_id: &str,
+        value: &[u8],
+        verified: &mut Verified,
+    ) -> Result<Assignments, Rejected> {
+        if let Some(checked) = &verified.checked {
+            if Arc::ptr_eq(&checked.key_id, &self.key_id)
+                && checked.device_id == device_id
+                && checked.value == value
+            {
+                return Ok(checked.assignments.clone());
+            }
+        }
+        let assignments = self.decode(device_id, value)?;
+        verified.checked = Some(Checked {
+            key_id: self.key_id.clone(),
+            device_id: device_id.to_string(),
+            value: value.to_vec(),
+            assignments: assignments.clone(),
+        });
+        Ok(assignments)
     }
 
     /// Verify and parse a cookie value for `device_id`.
@@ -381,6 +427,47 @@ mod tests {
         ] {
             assert!(s.decode("dev-1", junk).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_remembered_cookie_answers_only_for_the_same_signer_device_and_bytes() {
+        let s = Signer::new(b"secret-one-secret-one");
+        let (value, _) = s.encode("dev-1", &sample());
+        let mut verified = Verified::default();
+        for _ in 0..2 {
+            assert_eq!(
+                s.decode_remembered("dev-1", value.as_bytes(), &mut verified),
+                Ok(sample())
+            );
+        }
+        // Each differs from what was remembered, so each is checked afresh.
+        let tampered = value.replace("Mars", "Moon");
+        assert_eq!(
+            s.decode_remembered("dev-1", tampered.as_bytes(), &mut verified),
+            Err(Rejected::BadSignature)
+        );
+        assert_eq!(
+            s.decode_remembered("dev-1", value.as_bytes(), &mut verified),
+            Ok(sample()),
+            "a rejected cookie does not replace the remembered one"
+        );
+        assert_eq!(
+            s.decode_remembered("dev-2", value.as_bytes(), &mut verified),
+            Err(Rejected::BadSignature),
+            "bound to the device"
+        );
+        let other = Signer::new(b"another-secret-entirely");
+        assert_eq!(
+            other.decode_remembered("dev-1", value.as_bytes(), &mut verified),
+            Err(Rejected::BadSignature),
+            "another secret"
+        );
+        // A clone holds the same secret: what it verified stands.
+        assert_eq!(
+            s.clone()
+                .decode_remembered("dev-1", value.as_bytes(), &mut verified),
+            Ok(sample())
+        );
     }
 
     #[test]

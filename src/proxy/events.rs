@@ -60,7 +60,7 @@ pub async fn handle(
         Ok(events) => events,
         Err(message) => return (error(StatusCode::BAD_REQUEST, &message), Vec::new()),
     };
-    let mut pins = Pins::read(snapshot, device, &headers);
+    let mut pins = Pins::read(snapshot, device, &headers, &mut Default::default());
     let mut conversions = 0;
     for event in &events {
         snapshot.events_received.inc();

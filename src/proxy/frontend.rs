@@ -72,7 +72,7 @@ fn assignments<B>(
         query,
         headers: request.headers(),
     };
-    let routing = route(snapshot, device, &view);
+    let routing = route(snapshot, device, &view, &mut Default::default());
     let mut body = serde_json::Map::new();
     for a in &routing.applied {
         let e = a.experiment;

@@ -35,6 +35,7 @@ use tokio::net::TcpStream;
 
 use crate::counting::metrics::UpstreamErrorKind;
 use crate::experiments::device::Device;
+use crate::experiments::sticky::Verified;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, TransferCoding};
 use crate::proxy::service::{
@@ -85,6 +86,7 @@ pub async fn serve(
         upstream: Vec::with_capacity(READ_CHUNK),
         request_fields: HeaderMap::new(),
         response_fields: HeaderMap::new(),
+        verified: Verified::default(),
     };
     loop {
         let header_read = app.snapshot().config.timeouts.header_read;
@@ -138,6 +140,8 @@ struct Buffers {
     /// [`reuse`]).
     request_fields: HeaderMap,
     response_fields: HeaderMap,
+    /// The visitor's assignment cookie, verified once for the connection.
+    verified: Verified,
 }
 
 /// A field map for a head of `fields` fields (and `room` more), made from the spare one
@@ -310,7 +314,14 @@ async fn exchange(
 ) -> io::Result<bool> {
     let PlainRequest { parts, mut close } = request;
     let device = Device::from_headers(&parts.headers, &snapshot.config.cookie.name);
-    let mut routed = Routed::new(snapshot, &device, &parts.method, &parts.uri, &parts.headers);
+    let mut routed = Routed::new(
+        snapshot,
+        &device,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &mut buffers.verified,
+    );
     let is_head = parts.method == Method::HEAD;
     let fetched = match routed.upstream(snapshot) {
         Some(upstream) => {

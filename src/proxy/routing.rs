@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue};
 use crate::counting::export::Kind;
 use crate::experiments::device::{cookie_value, set_cookie, Device};
 use crate::experiments::plan::{ExperimentPlan, Inputs};
-use crate::experiments::sticky::{Assignments, Entry, UNCOUNTED_RUN};
+use crate::experiments::sticky::{Assignments, Entry, Verified, UNCOUNTED_RUN};
 use crate::experiments::targeting::RequestFacts;
 use crate::state::snapshot::Snapshot;
 
@@ -43,8 +43,14 @@ pub struct Pins {
 impl Pins {
     /// Read the assignment cookie. A new device has no pins yet; a known device's are in a
     /// valid cookie. A known device without one (dropped, rejected, signed with another
-    /// replica's secret) may have been counted already: `known` is false.
-    pub fn read(snapshot: &Snapshot, device: &Device, headers: &HeaderMap) -> Pins {
+    /// replica's secret) may have been counted already: `known` is false. `verified`
+    /// remembers the cookie for the connection's next request (see [`Verified`]).
+    pub fn read(
+        snapshot: &Snapshot,
+        device: &Device,
+        headers: &HeaderMap,
+        verified: &mut Verified,
+    ) -> Pins {
         if device.is_new {
             // A new device always gets the cookie, so a known device without one has lost it.
             return Pins {
@@ -61,7 +67,10 @@ impl Pins {
                 changed: true,
                 had_cookie: false,
             },
-            Some(value) => match snapshot.signer.decode(&device.id, value) {
+            Some(value) => match snapshot
+                .signer
+                .decode_remembered(&device.id, value, verified)
+            {
                 Ok(assignments) => Pins {
                     assignments,
                     known: true,
@@ -183,10 +192,15 @@ pub struct RequestView<'r> {
     pub headers: &'r HeaderMap,
 }
 
-pub fn route<'s>(snapshot: &'s Snapshot, device: &Device, request: &RequestView) -> Routing<'s> {
+pub fn route<'s>(
+    snapshot: &'s Snapshot,
+    device: &Device,
+    request: &RequestView,
+    verified: &mut Verified,
+) -> Routing<'s> {
     let config = &snapshot.config;
     // A new device has no pinned assignments; an old cookie was bound to another id.
-    let read = Pins::read(snapshot, device, request.headers);
+    let read = Pins::read(snapshot, device, request.headers, verified);
     // Each experiment takes its pin out (moved into `next`, not copied); what is left
     // belongs to experiments that no longer exist.
     let (mut pinned, pins_known) = (read.assignments, read.known);

@@ -176,6 +176,8 @@ async fn handle(
             request.method(),
             request.uri(),
             request.headers(),
+            // hyper's path serves one request per call: nothing is kept between them.
+            &mut Default::default(),
         );
         let response = match routed.upstream(snapshot) {
             Some(upstream) => {
@@ -213,6 +215,7 @@ impl<'s> Routed<'s> {
         method: &http::Method,
         uri: &Uri,
         request_headers: &http::HeaderMap,
+        verified: &mut crate::experiments::sticky::Verified,
     ) -> Routed<'s> {
         let view = RequestView {
             host: headers::request_host(uri, request_headers),
@@ -220,7 +223,7 @@ impl<'s> Routed<'s> {
             query: uri.query(),
             headers: request_headers,
         };
-        let routing = route(snapshot, device, &view);
+        let routing = route(snapshot, device, &view, verified);
         let assignments = assignments_header(&routing);
         let goal_request = snapshot
             .has_request_goals

@@ -527,3 +527,53 @@ async fn a_client_that_leaves_mid_request_releases_the_upstream_connection() {
     proxy.stop().await;
     task.abort();
 }
+
+/// On one keep-alive connection (the plain path verifies a visitor's assignment cookie
+/// once per connection), every request's cookie is still checked: after a valid one, a
+/// forged one and the valid one under another device id are rejected and counted, and
+/// the valid one is accepted again without a new cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_on_a_connection_has_its_own_cookie_checked() {
+    let (moon, mars) = moon_and_mars().await;
+    let proxy = TestProxy::start(&moon_mars_config(&moon, &mars, 50, 50)).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut get = async |cookie: &str| {
+        let request = format!("GET / HTTP/1.1\r\nHost: a\r\nCookie: {cookie}\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        read_response(&mut client).await.0
+    };
+    // The first visit is assigned and gets its signed cookie.
+    let first = get("device_id=memo-1").await;
+    let signed = first
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: ab_assignments="))
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no assignment cookie: {first}"))
+        .to_string();
+    let valid = format!("device_id=memo-1; ab_assignments={signed}");
+    let mine = if signed.contains(":Moon:") {
+        ":Moon:"
+    } else {
+        ":Mars:"
+    };
+    let forged = valid.replace(mine, if mine == ":Moon:" { ":Mars:" } else { ":Moon:" });
+    let foreign = format!("device_id=memo-2; ab_assignments={signed}");
+    let rejected = |m: &std::collections::HashMap<String, f64>| m[r#"abproxy_assignment_cookie_rejected_total{reason="bad_signature"}"#];
+    for (cookie, rejected_after, new_cookie) in [
+        (&valid, 0.0, false),
+        (&forged, 1.0, true),
+        (&valid, 1.0, false),
+        (&foreign, 2.0, true),
+        (&valid, 2.0, false),
+    ] {
+        let head = get(cookie).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{cookie}: {head}");
+        assert_eq!(
+            head.contains("set-cookie: ab_assignments="),
+            new_cookie,
+            "{cookie}: {head}"
+        );
+        assert_eq!(rejected(&proxy.metrics().await), rejected_after, "{cookie}");
+    }
+    proxy.stop().await;
+}
