@@ -56,6 +56,13 @@ async fn read_response(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> (Str
         .expect("a response within 30s")
 }
 
+/// `GET path` on `client`, and the response to it.
+async fn get_path(client: &mut TcpStream, path: &str) -> (String, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+    client.write_all(request.as_bytes()).await.unwrap();
+    read_response(client).await
+}
+
 /// A whole chunked body, or `None` if more bytes are needed.
 fn dechunk(mut data: &[u8]) -> Option<String> {
     let mut out = Vec::new();
@@ -88,13 +95,8 @@ async fn http10_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 continue;
             };
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if read_request_head(&mut stream).await.is_none() {
+                    return;
                 }
                 let _ = stream
                     .write_all(b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6 Python/3.11\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
@@ -403,11 +405,9 @@ async fn chunked_and_close_delimited_bodies_reach_a_keep_alive_client_whole() {
         ("/chunked", "hello world"),
         ("/chunked", "hello world"),
     ] {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
-        client.write_all(request.as_bytes()).await.unwrap();
         // `read_response` only accepts a chunked body that ends right after its last
         // chunk: a trailer passed on would not be.
-        let (head, got) = read_response(&mut client).await;
+        let (head, got) = get_path(&mut client, path).await;
         let lower = head.to_ascii_lowercase();
         assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
         assert!(
@@ -437,9 +437,7 @@ async fn a_connection_option_naming_a_framing_field_does_not_change_the_framing(
         ("/hidden-chunked", "hidden"),
         ("/hidden-length", "length"),
     ] {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
-        client.write_all(request.as_bytes()).await.unwrap();
-        let (head, got) = read_response(&mut client).await;
+        let (head, got) = get_path(&mut client, path).await;
         let lower = head.to_ascii_lowercase();
         assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
         assert!(!lower.contains("connection:"), "{path}: {head}");
@@ -462,14 +460,10 @@ async fn a_client_that_leaves_mid_request_releases_the_upstream_connection() {
         while let Ok((mut stream, _)) = listener.accept().await {
             let closed_tx = closed_tx.clone();
             tokio::spawn(async move {
-                let mut read = Vec::new();
+                let Some(read) = read_request_head(&mut stream).await else {
+                    return;
+                };
                 let mut chunk = [0u8; 4096];
-                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => read.extend_from_slice(&chunk[..n]),
-                    }
-                }
                 let path = String::from_utf8_lossy(&read)
                     .split(' ')
                     .nth(1)

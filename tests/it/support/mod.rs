@@ -592,3 +592,18 @@ impl Drop for ImmutableDir {
             .status();
     }
 }
+
+/// Read from a raw test upstream's connection until a whole request head is in (and
+/// whatever came with it); `None` if the connection closed or failed first.
+pub async fn read_request_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut read = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => read.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(read)
+}
