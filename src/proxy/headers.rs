@@ -32,13 +32,15 @@ pub enum TransferCoding {
 ///
 /// When `Transfer-Encoding` was present, `Content-Length` is removed too: the transfer
 /// coding framed the message (RFC 9112 §6.3) and a stale length would cut or stall the
-/// re-framed body.
+/// re-framed body. The coding is read before the fields `Connection` names go: naming
+/// `Transfer-Encoding` there removes the field, not the framing it gave.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> TransferCoding {
     // Most messages carry none of these: one pass over their few names is cheaper than
     // a hashed lookup for each of the seven.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
         return TransferCoding::None;
     }
+    let coding = transfer_coding(headers);
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -55,7 +57,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> TransferCoding {
     for name in named {
         headers.remove(name);
     }
-    let coding = transfer_coding(headers);
     if coding != TransferCoding::None {
         headers.remove(header::CONTENT_LENGTH);
     }
@@ -300,6 +301,20 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         assert_eq!(remove_hop_by_hop(&mut h), TransferCoding::Other);
+
+        // `Connection` naming the coding removes the field, not the framing it gave.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("transfer-encoding"),
+        );
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        assert_eq!(remove_hop_by_hop(&mut h), TransferCoding::Chunked);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]

@@ -93,7 +93,10 @@ pub async fn serve(
         let head = tokio::select! {
             // Between requests a shutdown closes the connection, as hyper's does.
             _ = watcher.stopping() => return None,
-            head = tokio::time::timeout(header_read, client.read_head(app, &mut buffers.request_fields)) => head,
+            head = tokio::time::timeout(
+                header_read,
+                client.read_head(app, &mut buffers.request_fields),
+            ) => head,
         };
         let (request, snapshot) = match head {
             // A head (or the next one on a kept-alive connection) that took longer than
@@ -144,9 +147,9 @@ struct Buffers {
     verified: Verified,
 }
 
-/// A field map for a head of `fields` fields (and `room` more), made from the spare one
-/// an earlier head of the connection left: a map's two allocations are a request's
-/// largest, and a connection's heads are much alike.
+/// A field map with room for `fields` fields, made from the spare one an earlier head of
+/// the connection left: a map's two allocations are a request's largest, and a
+/// connection's heads are much alike.
 fn reuse(spare: &mut HeaderMap, fields: usize) -> HeaderMap {
     let mut map = std::mem::take(spare);
     map.reserve(fields);
@@ -556,11 +559,13 @@ async fn attempt<'s>(
         version,
     } = head;
     let keep_alive = version == Version::HTTP_11 && !has_close(&headers);
-    // Framed by the head as it came, before hop-by-hop fields go: a `Connection` option
-    // naming `Transfer-Encoding` or `Content-Length` must not change how the body is
-    // read, or the rest of it would be taken for the next response.
-    let coding = headers::transfer_coding(&headers);
-    let length = match content_length(&headers) {
+    // Framed by the head as it came: a `Connection` option naming `Transfer-Encoding`
+    // or `Content-Length` must not change how the body is read, or the rest of it would
+    // be taken for the next response. (`remove_hop_by_hop` reads the coding before it
+    // removes what `Connection` names, and drops a length beside a coding.)
+    let length = content_length(&headers);
+    let coding = headers::remove_hop_by_hop(&mut headers);
+    let length = match length {
         Ok(length) => length,
         // hyper's client refuses such a head: counted as a failed request, not as the
         // status it claimed.
@@ -575,17 +580,12 @@ async fn attempt<'s>(
         }
     };
     count_response(upstream, variant, status, started);
-    headers::remove_hop_by_hop(&mut headers);
     let no_body = parts.method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let framing = match (coding, length) {
         _ if no_body => Framing::Empty,
-        (TransferCoding::Chunked, _) => {
-            // Relayed chunked: a length beside it is stale (RFC 9112 §6.3).
-            headers.remove(header::CONTENT_LENGTH);
-            Framing::Chunked
-        }
+        (TransferCoding::Chunked, _) => Framing::Chunked,
         (TransferCoding::Other, _) => {
             // We would pass on still-encoded bytes with nothing saying how they are encoded.
             let err = ProxyError::UpstreamTransferCoding {
@@ -944,7 +944,6 @@ async fn relay(
     }
 }
 
-/// `data` as one chunk of a chunked body.
 /// The next bytes of the body from the upstream (the inner result); `Err` if the client
 /// left meanwhile (a slow or idle stream would otherwise hold on for nobody).
 async fn read_body(
@@ -959,6 +958,7 @@ async fn read_body(
     }
 }
 
+/// `data` as one chunk of a chunked body.
 fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
